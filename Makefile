@@ -1,0 +1,28 @@
+# Two commands for a fresh machine with Python 3.11+, git and make:
+#   make demo   set up, then run the checks and the sender on the bundled examples
+#   make test   set up, then run the tests and the linters
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@sh examples/demo.sh $(BIN)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/check_speed.py
+
+clean:
+	rm -rf $(VENV) build outbox .pytest_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""E-mail addresses: validation (with a fast path for the common form), normalisation, counting.
+
+Both the recipients rule and the sender use these functions, so "who is a
+recipient" is decided in one place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import email_validator
+from email_validator import EmailNotValidError, validate_email
+
+from checks.model import Address, Mailing
+from checks.policy import Policy
+
+# A strict subset of what email-validator accepts, checked without it: ASCII
+# dot-atom local part, LDH labels, an alphabetic top-level domain.
+_COMMON = re.compile(
+    r"[A-Za-z0-9_+-]{1,64}(?:\.[A-Za-z0-9_+-]{1,64})*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
+_SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def address_problem(address: str) -> str | None:
+    """None for a valid address, else why it is not one (no network look-ups)."""
+    if len(address) <= 254 and _COMMON.fullmatch(address):
+        local, _, domain = address.rpartition("@")
+        if len(local) <= 64 and len(domain) <= 253 and domain.rsplit(".", 1)[-1].lower() not in _SPECIAL_USE:
+            return None
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return None
+
+
+def normalise(address: str) -> str:
+    """The form used to compare addresses and to count them: trimmed and case-folded."""
+    return address.strip().lower()
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def is_internal_domain(domain: str, policy: Policy) -> bool:
+    """True for an internal domain or one of its subdomains (after IDNA normalisation)."""
+    from checks.hosts import host_is_internal
+
+    return host_is_internal(domain, policy.internal_domains)
+
+
+def unique_addresses(addresses: Iterable[Address]) -> dict[str, Address]:
+    """First occurrence of each address, keyed by its normalised form, in list order."""
+    seen: dict[str, Address] = {}
+    for entry in addresses:
+        seen.setdefault(normalise(entry.address), entry)
+    return seen
+
+
+def all_addresses(mailing: Mailing) -> list[Address]:
+    """Every address in every resolved list of *mailing*, in order."""
+    return [a for lst in mailing.lists for a in lst.addresses]
+
+
+def recipient_count(mailing: Mailing, policy: Policy) -> int:
+    """Unique addresses over all lists; an unread special list counts with its approximate size."""
+    count = len({normalise(a.address) for a in all_addresses(mailing) if address_problem(a.address) is None})
+    for lst in mailing.lists:
+        if lst.kind == "special" and not lst.resolved and lst.name in policy.special_lists:
+            count += policy.special_lists[lst.name][1]
+    return count

@@ -1,0 +1,236 @@
+"""Reads mailing directories into the model. A broken file is a value, never an exception."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import io
+import os
+import stat
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from checks.errors import UsageError
+from checks.model import (
+    BODY_PATTERN,
+    MAILING_FILE,
+    Address,
+    Body,
+    DirEntry,
+    Finding,
+    Loc,
+    Mailing,
+    RecipientList,
+    error,
+    parse_local_datetime,
+)
+from checks.policy import Policy
+from checks.yamlsafe import Document, YamlError, loads
+
+MAILINGS_DIR = "mailings"
+MAX_YAML_BYTES = 256 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+MAX_LIST_BYTES = 64 * 1024 * 1024
+
+
+def discover(root: Path) -> list[Path]:
+    """Every request directory under <root>/mailings, sorted by name."""
+    base = root / MAILINGS_DIR
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() or p.is_symlink())
+
+
+def resolve_targets(root: Path, paths: list[str], cwd: Path) -> list[Path]:
+    """Command-line paths (directories or their mailing.yaml) as request directories under the root."""
+    base = (root / MAILINGS_DIR).resolve()
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        path = path if path.is_absolute() else cwd / path
+        if path.name == MAILING_FILE or (path.is_file() and not path.is_dir()):
+            path = path.parent
+        resolved = path.resolve()
+        if resolved.parent != base:
+            raise UsageError(f"{text}: not a request directory; requests are directories directly under {base}")
+        if not resolved.is_dir():
+            raise UsageError(f"{text}: no such request directory")
+        if resolved not in found:
+            found.append(root / MAILINGS_DIR / resolved.name)
+    return found
+
+
+def load_all(
+    root: Path, directories: list[Path], policy: Policy, special: Mapping[str, Path] | None = None
+) -> Iterator[Mailing]:
+    for directory in directories:
+        yield load_mailing(root, directory, policy, special)
+
+
+def load_mailing(root: Path, directory: Path, policy: Policy, special: Mapping[str, Path] | None = None) -> Mailing:
+    """Load one request. *special* maps special-list ids to files of addresses (send time only)."""
+    rel = f"{MAILINGS_DIR}/{directory.name}"
+    if directory.is_symlink():
+        return Mailing(id=directory.name, root=root, directory=rel, doc=None, yaml_problem=None, is_symlink=True)
+    entries = tuple(_entries(directory))
+    doc, problem = _read_yaml(directory / MAILING_FILE, f"{rel}/{MAILING_FILE}")
+    mailing = Mailing(id=directory.name, root=root, directory=rel, doc=doc, yaml_problem=problem, entries=entries)
+    send_at_text = mailing.get("send_at", kind=str)
+    return Mailing(
+        id=mailing.id,
+        root=root,
+        directory=rel,
+        doc=doc,
+        yaml_problem=problem,
+        entries=entries,
+        bodies=_bodies(directory, rel, entries),
+        lists=tuple(_lists(mailing, directory, policy, special or {})),
+        send_at=parse_local_datetime(send_at_text, policy.timezone, policy.default_send_time) if send_at_text else None,
+    )
+
+
+def _entries(directory: Path) -> Iterator[DirEntry]:
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if entry.is_symlink():
+            kind = "symlink"
+        elif entry.is_dir(follow_symlinks=False):
+            kind = "dir"
+        elif entry.is_file(follow_symlinks=False):
+            kind = "file"
+        else:
+            kind = "other"
+        yield DirEntry(entry.name, kind)  # type: ignore[arg-type]
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """Bytes of a regular file (no symlink, FIFO or device), at most *limit*; OSError or ValueError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError("it is not a regular file")
+        if info.st_size > limit:
+            raise ValueError(f"it is larger than {limit // 1024} KiB")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def read_failure(exc: OSError | ValueError) -> str:
+    """Why read_regular failed, in words."""
+    if isinstance(exc, OSError) and exc.errno == errno.ELOOP:
+        return "it is a symbolic link; add the file itself"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
+def _read_yaml(path: Path, shown: str) -> tuple[Document | None, Finding | None]:
+    loc = Loc(shown)
+    try:
+        raw = read_regular(path, MAX_YAML_BYTES)
+    except FileNotFoundError:
+        return None, error(loc, f"{MAILING_FILE} is missing; create it (`mailings new ID` writes a template)")
+    except (OSError, ValueError) as exc:
+        return None, error(loc, f"{MAILING_FILE} cannot be read: {read_failure(exc)}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return None, error(Loc(shown, line, 1), "not valid UTF-8; save the file as UTF-8")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        doc = loads(text)
+    except YamlError as exc:
+        return None, error(Loc(shown, exc.line, exc.column), exc.message)
+    if not isinstance(doc.data, dict):
+        return None, error(Loc(shown, 1, 1), "the top level must be a mapping of fields (send_at: ..., purpose: ...)")
+    return doc, None
+
+
+def _bodies(directory: Path, rel: str, entries: tuple[DirEntry, ...]) -> dict[str, Body]:
+    bodies: dict[str, Body] = {}
+    for entry in entries:
+        m = BODY_PATTERN.match(entry.name)
+        if m and entry.kind == "file":
+            try:
+                raw = read_regular(directory / entry.name, MAX_BODY_BYTES)
+            except (OSError, ValueError):
+                continue  # the content rule reports a body it cannot see
+            bodies[m[1]] = Body(m[1], f"{rel}/{entry.name}", raw)
+    return bodies
+
+
+def _lists(mailing: Mailing, directory: Path, policy: Policy, special: Mapping[str, Path]) -> Iterator[RecipientList]:
+    for index, item in enumerate(mailing.get("recipients", "lists", kind=list) or []):
+        if not isinstance(item, dict):
+            continue
+        if isinstance(item.get("file"), str):
+            yield _file_list(index, item["file"], directory, mailing.directory)
+        elif isinstance(item.get("special"), str):
+            yield _special_list(index, item["special"], policy, special)
+
+
+def _file_list(index: int, name: str, directory: Path, rel: str) -> RecipientList:
+    if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("~"):
+        return RecipientList(index, "file", name, error="leaves the request directory; name a file in this directory")
+    if BODY_PATTERN.match(name) or name in (MAILING_FILE,):
+        return RecipientList(index, "file", name, error="is not a recipient list")
+    shown = f"{rel}/{name}"
+    try:
+        raw = read_regular(directory / name, MAX_LIST_BYTES)
+    except FileNotFoundError:
+        return RecipientList(index, "file", name, error="does not exist; add the file or fix the name")
+    except (OSError, ValueError) as exc:
+        return RecipientList(index, "file", name, error=f"cannot be read: {read_failure(exc)}")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return RecipientList(index, "file", name, error="is not valid UTF-8; save it as UTF-8")
+    if name.lower().endswith(".csv"):
+        return _csv_list(index, name, shown, text)
+    return RecipientList(index, "file", name, addresses=tuple(parse_text_list(text, shown)), resolved=True)
+
+
+def parse_text_list(text: str, shown: str) -> Iterator[Address]:
+    """One address per line; blank lines and '#' comments are skipped."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield Address(value, shown, number)
+
+
+def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return RecipientList(index, "file", name, resolved=True)
+        columns = [h.strip().lower() for h in header]
+        if "email" not in columns:
+            return RecipientList(index, "file", name, error="has no 'email' column in its header line")
+        column = columns.index("email")
+        found: list[Address] = []
+        for row in reader:
+            if row and column < len(row) and row[column].strip():
+                found.append(Address(row[column].strip(), shown, reader.line_num))
+    except csv.Error as exc:
+        return RecipientList(index, "file", name, error=f"is not valid CSV (line {reader.line_num}): {exc}")
+    return RecipientList(index, "file", name, addresses=tuple(found), resolved=True)
+
+
+def _special_list(index: int, list_id: str, policy: Policy, special: Mapping[str, Path]) -> RecipientList:
+    if list_id not in policy.special_lists:
+        return RecipientList(index, "special", list_id, error="is not a special list in the policy")
+    if list_id not in special:
+        return RecipientList(index, "special", list_id)
+    path = special[list_id]
+    try:
+        text = read_regular(path, MAX_LIST_BYTES).decode("utf-8-sig")
+    except (OSError, ValueError) as exc:
+        return RecipientList(index, "special", list_id, error=f"cannot be read from {path}: {read_failure(exc)}")
+    except UnicodeDecodeError:
+        return RecipientList(index, "special", list_id, error=f"cannot be read from {path}: it is not valid UTF-8")
+    return RecipientList(index, "special", list_id, addresses=tuple(parse_text_list(text, str(path))), resolved=True)

@@ -1,0 +1,175 @@
+"""The immutable model every rule reads: one mailing request, fully loaded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from checks.yamlsafe import Document
+
+Level = Literal["error", "warning"]
+Stage = Literal["submit", "send"]
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+MAILING_FILE = "mailing.yaml"
+SENDLOG_FILE = "sendlog.jsonl"
+BODY_PATTERN = re.compile(r"^body\.([^.]+)\.txt$")
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One policy violation, sortable by position."""
+
+    file: str
+    line: int
+    column: int
+    level: Level
+    rule: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Loc:
+    file: str
+    line: int = 1
+    column: int = 1
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule yields; the linter stamps the rule id to make a Problem."""
+
+    loc: Loc
+    level: Level
+    message: str
+
+
+def error(loc: Loc, message: str) -> Finding:
+    return Finding(loc, "error", message)
+
+
+def warning(loc: Loc, message: str) -> Finding:
+    return Finding(loc, "warning", message)
+
+
+@dataclass(frozen=True)
+class DirEntry:
+    name: str
+    kind: Literal["file", "dir", "symlink", "other"]
+
+
+@dataclass(frozen=True)
+class Body:
+    lang: str
+    file: str  # relative to the repository root
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Address:
+    """One address as written in a list file."""
+
+    address: str
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RecipientList:
+    """One entry of recipients.lists, resolved as far as it safely can be."""
+
+    index: int
+    kind: Literal["file", "special"]
+    name: str
+    addresses: tuple[Address, ...] = ()
+    resolved: bool = False  # a special list whose addresses were read (send time)
+    error: str | None = None  # why it could not be read
+
+
+@dataclass(frozen=True)
+class Mailing:
+    id: str
+    root: Path
+    directory: str  # "mailings/<id>", relative to the root
+    doc: Document | None  # None when mailing.yaml could not be parsed
+    yaml_problem: Finding | None
+    is_symlink: bool = False
+    entries: tuple[DirEntry, ...] = ()
+    bodies: Mapping[str, Body] = field(default_factory=dict)
+    lists: tuple[RecipientList, ...] = ()
+    send_at: datetime | None = None  # aware, in the policy's time zone
+
+    @property
+    def yaml_file(self) -> str:
+        return f"{self.directory}/{MAILING_FILE}"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.doc.data if self.doc is not None and isinstance(self.doc.data, dict) else {}
+
+    def at(self, *path: str | int) -> Loc:
+        """Where in mailing.yaml the field at *path* (or its nearest parent) is."""
+        if self.doc is None:
+            return Loc(self.yaml_file)
+        mark = self.doc.mark(path)
+        return Loc(self.yaml_file, mark.line, mark.column)
+
+    def get(self, *path: str | int, kind: type | tuple[type, ...] = object) -> Any:
+        """The value at *path* if present and of *kind*, else None (the schema rule reports shape errors)."""
+        value: Any = self.data
+        for part in path:
+            if (isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value)) or (
+                isinstance(part, str) and isinstance(value, dict) and part in value
+            ):
+                value = value[part]
+            else:
+                return None
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds and object not in kinds:
+            return None  # YAML true is not a number here
+        return value if isinstance(value, kinds) else None
+
+    @property
+    def languages(self) -> list[str]:
+        langs = self.get("languages", kind=list) or []
+        return [lang for lang in langs if isinstance(lang, str) and re.fullmatch(r"[a-z]{2}", lang)]
+
+    @property
+    def is_crisis(self) -> bool:
+        return self.get("crisis", kind=bool) is True
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the outside world says; no rule reads the clock or the environment."""
+
+    submitted: date
+    now: datetime  # aware
+    stage: Stage = "submit"
+
+
+def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:
+    """'YYYY-MM-DD', 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DDTHH:MM' as local time in *tz*; None if not a real time."""
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}))?", text.strip())
+    if not m:
+        return None
+    try:
+        day = date(int(m[1]), int(m[2]), int(m[3]))
+        at = time(int(m[4]), int(m[5])) if m[4] else default_time
+    except ValueError:
+        return None
+    return datetime.combine(day, at, tzinfo=tz)
+
+
+def parse_date(text: Any) -> date | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return date.fromisoformat(text.strip()) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else None
+    except ValueError:
+        return None

@@ -1,0 +1,151 @@
+"""The organisation's policy (policy.yaml), validated and turned into typed values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import time
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from checks.errors import UsageError
+from checks.schemas import resource, schema_errors
+from checks.yamlsafe import YamlError, loads
+
+if TYPE_CHECKING:
+    from checks.calendar import WorkCalendar
+
+POLICY_FILE = "policy.yaml"
+POLICY_SCHEMA = "schema/policy.schema.json"
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class BlackoutPeriod:
+    name: str
+    start: tuple[int, int]  # (month, day), inclusive
+    end: tuple[int, int]  # (month, day), inclusive; before start: wraps the new year
+
+
+@dataclass(frozen=True)
+class Sending:
+    max_lateness_hours: float = 24.0
+    delivery: Literal["bulk", "individual"] = "bulk"
+    batch_size: int = 100
+    connections: int = 4
+    rate_limit: float | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    path: Path
+    organisation: str
+    timezone: ZoneInfo
+    internal_domains: tuple[str, ...]
+    default_from_address: str
+    default_send_time: time
+    send_window: tuple[time, time]
+    lead_time_working_days: int
+    holiday_country: str
+    holiday_subdivision: str | None
+    holiday_categories: tuple[str, ...]
+    blackout_periods: tuple[BlackoutPeriod, ...]
+    min_recipients: int
+    max_body_words: int
+    max_subject_chars: int
+    roles: MappingProxyType[str, str]  # id -> name
+    crisis_roles: frozenset[str]
+    units: MappingProxyType[str, str]  # id -> name
+    special_lists: MappingProxyType[str, tuple[str, int]]  # id -> (name, approximate size)
+    sending: Sending
+
+    @cached_property
+    def calendar(self) -> WorkCalendar:
+        """The working-day calendar this policy defines (built once, on first use)."""
+        from checks.calendar import WorkCalendar
+
+        return WorkCalendar(self)
+
+
+def _hhmm(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def _monthday(text: str) -> tuple[int, int]:
+    month, day = text.split("-")
+    return int(month), int(day)
+
+
+def load_policy(root: Path) -> Policy:
+    """Read and validate the policy of the repository at *root*; UsageError on any fault."""
+    path = resource(root, POLICY_FILE)
+    shown = path if not path.is_relative_to(root) else path.relative_to(root)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{shown}: cannot read the policy file: {exc.strerror}") from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise UsageError(f"{shown}: the policy file is larger than 1 MiB")
+    try:
+        doc = loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"{shown}: the policy file is not valid UTF-8") from None
+    except YamlError as exc:
+        raise UsageError(f"{shown}:{exc.line}:{exc.column}: {exc.message}") from None
+    errors = [f"{shown}:{m.line}:{m.column}: {msg}" for m, msg in schema_errors(resource(root, POLICY_SCHEMA), doc)]
+    if errors:
+        raise UsageError("the policy file is invalid:\n" + "\n".join(errors))
+    return _build(path, doc.data, shown)
+
+
+def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
+    try:
+        tz = ZoneInfo(data["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"{shown}: unknown time zone {data['timezone']!r}") from None
+    holidays_cfg = data["holidays"]
+    _check_holidays(holidays_cfg, shown)
+    sending = data["sending"]
+    return Policy(
+        path=path,
+        organisation=data["organisation"],
+        timezone=tz,
+        internal_domains=tuple(d.strip(".") for d in data["internal_domains"]),
+        default_from_address=data["default_from_address"],
+        default_send_time=_hhmm(data["default_send_time"]),
+        send_window=(_hhmm(data["send_window"]["start"]), _hhmm(data["send_window"]["end"])),
+        lead_time_working_days=data["lead_time_working_days"],
+        holiday_country=holidays_cfg["country"],
+        holiday_subdivision=holidays_cfg.get("subdivision"),
+        holiday_categories=tuple(holidays_cfg.get("categories", ["public"])),
+        blackout_periods=tuple(
+            BlackoutPeriod(p["name"], _monthday(p["start"]), _monthday(p["end"])) for p in data["blackout_periods"]
+        ),
+        min_recipients=data["min_recipients"],
+        max_body_words=data["max_body_words"],
+        max_subject_chars=data["max_subject_chars"],
+        roles=MappingProxyType({k: v["name"] for k, v in data["roles"].items()}),
+        crisis_roles=frozenset(k for k, v in data["roles"].items() if v.get("crisis")),
+        units=MappingProxyType({k: v["name"] for k, v in data["units"].items()}),
+        special_lists=MappingProxyType(
+            {k: (v["name"], v["approximate_size"]) for k, v in data["special_lists"].items()}
+        ),
+        sending=Sending(**sending),
+    )
+
+
+def _check_holidays(cfg: dict[str, Any], shown: Path) -> None:
+    import holidays
+
+    try:
+        holidays.country_holidays(
+            cfg["country"],
+            subdiv=cfg.get("subdivision"),
+            years=2000,
+            categories=tuple(cfg.get("categories", ["public"])),
+        )
+    except (NotImplementedError, ValueError, KeyError) as exc:
+        raise UsageError(f"{shown}: holidays: {exc}") from None

@@ -1,0 +1,81 @@
+"""Reporters turn problems into text for people, GitHub or machines; picked by name."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from itertools import groupby
+from typing import Any, TextIO
+
+from checks.model import Problem
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the json reporter says of each mailing besides its problems."""
+
+    id: str
+    directory: str
+    send_at: str | None
+    earliest: str | None
+    languages: list[str]
+    recipients: int
+    crisis: bool
+    errors: int
+    warnings: int
+
+
+Reporter = Callable[[Sequence[Problem], Sequence[Summary], TextIO], None]
+
+
+def _count_line(problems: Sequence[Problem], summaries: Sequence[Summary]) -> str:
+    errors = sum(p.level == "error" for p in problems)
+    warnings = len(problems) - errors
+    checked = len(summaries)
+    return (
+        f"{checked} mailing{'s' if checked != 1 else ''} checked: "
+        f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}\n"
+    )
+
+
+def _line(p: Problem) -> str:
+    return f"{p.file}:{p.line}:{p.column}: {p.level} [{p.rule}] {p.message}\n"
+
+
+def text(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
+    out.writelines(_line(p) for p in problems)
+    out.write(_count_line(problems, summaries))
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
+    """Workflow commands that GitHub shows as annotations on the pull request's files, grouped per file."""
+    for file, group in groupby(problems, key=lambda p: p.file):
+        out.write(f"::group::{_escape_data(file)}\n")
+        for p in group:
+            out.write(
+                f"::{p.level} file={_escape_property(p.file)},line={p.line},col={p.column},"
+                f"title={_escape_property(p.rule)}::{_escape_data(p.message)}\n"
+            )
+        out.write("::endgroup::\n")
+    out.write(_count_line(problems, summaries))
+
+
+def json_report(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
+    doc: dict[str, Any] = {
+        "problems": [asdict(p) for p in problems],
+        "mailings": [asdict(s) for s in summaries],
+    }
+    json.dump(doc, out, ensure_ascii=False, indent=2)
+    out.write("\n")
+
+
+REPORTERS: dict[str, Reporter] = {"text": text, "github": github, "json": json_report}

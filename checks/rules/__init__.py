@@ -1,0 +1,55 @@
+"""The registry of rules: an explicit mapping from rule id to its module.
+
+Each rule module has ``ID``, ``STAGES`` (when it runs: at submission, at send
+time, or both), a docstring with passing and failing examples, and
+``check(mailing, policy, context)`` yielding findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+from checks.model import Context, Finding, Mailing, Stage
+from checks.policy import Policy
+from checks.rules import (
+    attachments,
+    blackout,
+    contact,
+    content,
+    event,
+    lead_time,
+    links,
+    plain_text,
+    recipients,
+    schema,
+    send_time,
+    sender,
+    yaml_file,
+)
+
+
+class Rule(Protocol):
+    ID: str
+    STAGES: tuple[Stage, ...]
+
+    def check(self, mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]: ...
+
+
+_MODULES = (
+    yaml_file,
+    schema,
+    lead_time,
+    blackout,
+    send_time,
+    content,
+    plain_text,
+    attachments,
+    links,
+    recipients,
+    sender,
+    contact,
+    event,
+)
+
+RULES: dict[str, Rule] = {module.ID: module for module in _MODULES}  # type: ignore[misc]

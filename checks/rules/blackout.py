@@ -1,0 +1,49 @@
+"""[blackout] Nothing is sent in a blackout period (July; Christmas to Epiphany).
+
+Allowed only for a crisis mailing, or with a ``blackout_exception`` when the
+request was submitted at least the lead time in working days before the
+period began ("agreed and approved well in advance").
+
+Passes: ``send_at: "2027-07-05"`` with a blackout_exception, submitted 2027-05-03.
+
+Fails: ``send_at: "2027-07-05"`` without an exception, or with one submitted 2027-06-28.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+from checks.model import Context, Finding, Mailing, Stage, error
+from checks.policy import Policy
+
+ID = "blackout"
+STAGES: tuple[Stage, ...] = ("submit", "send")
+
+
+def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
+    if mailing.send_at is None or mailing.is_crisis:
+        return
+    calendar = policy.calendar
+    day = mailing.send_at.date()
+    span = calendar.blackout(day)
+    if span is None:
+        return
+    period = f"the blackout period {span.period.name} ({span.first.isoformat()} to {span.last.isoformat()})"
+    if mailing.get("blackout_exception", kind=dict) is None:
+        yield error(
+            mailing.at("send_at"),
+            f"send_at {day.isoformat()} is in {period}, when no mailings are sent; choose a date outside it, "
+            "or add a blackout_exception agreed well in advance",
+        )
+        return
+    lead = policy.lead_time_working_days
+    ahead = calendar.working_days_between(context.submitted, span.first - timedelta(days=1))
+    if ahead < lead:
+        latest = calendar.latest_submission(span.first, lead)
+        yield error(
+            mailing.at("blackout_exception"),
+            f"a blackout_exception must be agreed at least {lead} working days before {period} begins; "
+            f"this request was submitted on {context.submitted.isoformat()}, {max(ahead, 0)} working days before "
+            f"(the last day to submit was {latest.isoformat()}). Choose a date outside the period",
+        )

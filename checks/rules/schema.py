@@ -1,0 +1,50 @@
+"""[schema] mailing.yaml follows schema/mailing.schema.json; the directory name is a valid id.
+
+Unknown keys, missing fields and values of the wrong shape are errors at the
+line of the offending key. ``send_at`` and the event's dates must be real
+calendar dates.
+
+Passes: ``mailings/2027-02-10-travel-booking/`` with every required field.
+
+Fails::
+
+    mailings/Travel Booking/          # id must match ^[a-z0-9][a-z0-9-]*$
+    send_at: "2027-02-30 09:00"       # no such day
+    colour: red                       # unknown field
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from checks.model import ID_PATTERN, Context, Finding, Loc, Mailing, Stage, error, parse_date
+from checks.policy import Policy
+from checks.schemas import resource, schema_errors
+
+ID = "schema"
+STAGES: tuple[Stage, ...] = ("submit", "send")
+SCHEMA_FILE = "schema/mailing.schema.json"
+
+
+def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
+    if not ID_PATTERN.match(mailing.id):
+        yield error(
+            Loc(mailing.yaml_file),
+            f"the directory name '{mailing.id}' is not a valid id; rename it to lower-case letters, "
+            "digits and hyphens, starting with a letter or digit (e.g. 2027-02-10-travel-booking)",
+        )
+    if mailing.doc is None:
+        return
+    for mark, message in schema_errors(resource(mailing.root, SCHEMA_FILE), mailing.doc):
+        yield error(Loc(mailing.yaml_file, mark.line, mark.column), message)
+    send_at = mailing.get("send_at", kind=str)
+    if send_at is not None and mailing.send_at is None and _shaped_like_date(send_at):
+        yield error(mailing.at("send_at"), f"send_at {send_at!r} is not a real date and time; fix the day or hour")
+    for key in ("date", "registration_deadline"):
+        value = mailing.get("event", key, kind=str)
+        if value is not None and _shaped_like_date(value) and parse_date(value) is None:
+            yield error(mailing.at("event", key), f"event.{key} {value!r} is not a real date")
+
+
+def _shaped_like_date(text: str) -> bool:
+    return len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit()

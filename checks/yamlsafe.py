@@ -1,0 +1,220 @@
+"""A strict, safe YAML reader for untrusted request files.
+
+PyYAML's own composer resolves YAML 1.1 scalars (``no`` is false, ``010`` is
+octal, dates become ``datetime.date``), follows aliases (alias bombs) and
+recurses per nesting level.  Requests are untrusted, so we walk PyYAML's
+*event stream* ourselves: iteratively, refusing anchors, aliases and explicit
+tags, resolving plain scalars the YAML 1.2 core way, and recording the line
+and column of every key and value so that problems can point at them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path_ = tuple[str | int, ...]
+
+MAX_DEPTH = 64
+
+# YAML 1.2 core schema (https://yaml.org/spec/1.2.2/#1023-core-schema).
+_NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
+_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_INT10 = re.compile(r"^[-+]?[0-9]+$")
+_INT8 = re.compile(r"^0o[0-7]+$")
+_INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
+_FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
+_INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
+_NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """1-based line and column of a node."""
+
+    line: int
+    column: int
+
+
+@dataclass
+class Document:
+    """A parsed YAML document and where each of its parts stands."""
+
+    data: Any
+    # path -> mark of the mapping key that introduced it (absent for list items)
+    key_marks: dict[Path_, Mark] = field(default_factory=dict)
+    # path -> mark of the value itself
+    value_marks: dict[Path_, Mark] = field(default_factory=dict)
+
+    def mark(self, path: Path_) -> Mark:
+        """Where to point for *path*: its key, else its value, else the nearest parent."""
+        while True:
+            if path in self.key_marks:
+                return self.key_marks[path]
+            if path in self.value_marks:
+                return self.value_marks[path]
+            if not path:
+                return Mark(1, 1)
+            path = path[:-1]
+
+
+class YamlError(Exception):
+    """The document cannot be used; carries the position of the problem."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+def _mark(event: yaml.Event) -> Mark:
+    return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
+
+
+def resolve_plain(text: str) -> Any:
+    """Resolve an untagged plain scalar as the YAML 1.2 core schema does."""
+    if _NULL.match(text):
+        return None
+    if _BOOL.match(text):
+        return text.lower() == "true"
+    if _INT10.match(text):
+        return int(text, 10)
+    if _INT8.match(text):
+        return int(text[2:], 8)
+    if _INT16.match(text):
+        return int(text[2:], 16)
+    if _FLOAT.match(text):
+        return float(text)
+    if _INF.match(text):
+        return float("-inf") if text.startswith("-") else float("inf")
+    if _NAN.match(text):
+        return float("nan")
+    return text
+
+
+class _Container:
+    """A mapping or sequence being built, with the state needed to fill it."""
+
+    __slots__ = ("path", "pending_key", "value")
+
+    def __init__(self, value: dict[str, Any] | list[Any], path: Path_) -> None:
+        self.value = value
+        self.path = path
+        self.pending_key: tuple[str, Mark] | None = None
+
+
+def _refuse_extras(event: yaml.Event) -> None:
+    anchor = getattr(event, "anchor", None)
+    if anchor is not None:
+        m = _mark(event)
+        raise YamlError(
+            f"anchor '&{anchor}' is not allowed; write the value out in full",
+            m.line,
+            m.column,
+        )
+    tag = getattr(event, "tag", None)
+    # Quoted scalars carry the non-specific tag '!' implicitly; anything else was written.
+    if tag is not None and tag != "!":
+        m = _mark(event)
+        raise YamlError(
+            f"tag '{tag}' is not allowed; remove it and write a plain value",
+            m.line,
+            m.column,
+        )
+
+
+def loads(text: str) -> Document:
+    """Parse one YAML document from *text*; raise YamlError on anything unsafe or malformed."""
+    doc = Document(data=None)
+    stack: list[_Container] = []
+    documents = 0
+    root_set = False
+
+    def place(value: Any, event: yaml.Event) -> Path_ | None:
+        """Attach a finished node to its parent; return the node's path (None for keys)."""
+        nonlocal root_set
+        m = _mark(event)
+        if not stack:
+            doc.data = value
+            root_set = True
+            doc.value_marks[()] = m
+            return ()
+        top = stack[-1]
+        if isinstance(top.value, list):
+            path = (*top.path, len(top.value))
+            top.value.append(value)
+            doc.value_marks[path] = m
+            return path
+        if top.pending_key is None:
+            if not isinstance(value, str):
+                if isinstance(value, (dict, list)):
+                    raise YamlError("a key must be a plain value, not a mapping or list", m.line, m.column)
+                value = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+            if value in top.value:
+                first = doc.key_marks[(*top.path, value)]
+                raise YamlError(
+                    f"duplicate key '{value}' (first defined on line {first.line}); keep only one",
+                    m.line,
+                    m.column,
+                )
+            top.pending_key = (value, m)
+            return None
+        key, key_mark = top.pending_key
+        top.pending_key = None
+        path = (*top.path, key)
+        assert isinstance(top.value, dict)
+        top.value[key] = value
+        doc.key_marks[path] = key_mark
+        doc.value_marks[path] = m
+        return path
+
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    m = _mark(event)
+                    raise YamlError(
+                        "more than one YAML document; a request is a single document (remove '---')",
+                        m.line,
+                        m.column,
+                    )
+            elif isinstance(event, yaml.AliasEvent):
+                m = _mark(event)
+                raise YamlError(
+                    f"alias '*{event.anchor}' is not allowed; write the value out in full",
+                    m.line,
+                    m.column,
+                )
+            elif isinstance(event, yaml.ScalarEvent):
+                _refuse_extras(event)
+                plain = event.implicit[0] and event.style is None
+                value = resolve_plain(event.value) if plain else event.value
+                place(value, event)
+            elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                _refuse_extras(event)
+                if len(stack) >= MAX_DEPTH:
+                    m = _mark(event)
+                    raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", m.line, m.column)
+                container: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
+                if stack and isinstance(stack[-1].value, dict) and stack[-1].pending_key is None:
+                    m = _mark(event)
+                    raise YamlError("a key must be a plain value, not a mapping or list", m.line, m.column)
+                path = place(container, event)
+                stack.append(_Container(container, path if path is not None else ()))
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                stack.pop()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise YamlError(f"invalid YAML: {problem}", line, column) from None
+    except yaml.YAMLError as exc:
+        raise YamlError(f"invalid YAML: {exc}") from None
+    if not root_set:
+        raise YamlError("the file is empty; it must hold a mapping of the request's fields")
+    return doc

@@ -1,0 +1,1 @@
+"""Dispatch of approved (merged) mailings over SMTP."""
