@@ -1,0 +1,218 @@
+"""Record send logs in git: commit them with the bot identity, push them, and win push races by rebasing.
+
+Every call runs git non-interactively with an explicit argument list. Errors carry git's stderr with any
+credentials in remote URLs masked, so they can go into CI logs as they are.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parseaddr
+from pathlib import Path
+
+BOT_AUTHOR = "mailings-bot <mailings-bot@users.noreply.github.com>"
+
+# Network operations may hang on a dead remote; local ones finish in well under this.
+GIT_TIMEOUT_SECONDS = 300.0
+BACKOFF_BASE_SECONDS = 0.25
+BACKOFF_MAX_SECONDS = 4.0
+
+# Variables that would point git at another repository or another identity than the one we pass.
+_DROPPED_ENV = re.compile(
+    r"GIT_(AUTHOR|COMMITTER)_(NAME|EMAIL|DATE)|GIT_DIR|GIT_WORK_TREE|GIT_INDEX_FILE|GIT_OBJECT_DIRECTORY"
+    r"|GIT_ALTERNATE_OBJECT_DIRECTORIES|GIT_COMMON_DIR|GIT_NAMESPACE|GIT_PREFIX|GIT_EDITOR|GIT_SEQUENCE_EDITOR"
+)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_PORCELAIN_REJECTED = re.compile(r"^!\t.*\[rejected\] \((?:non-fast-forward|fetch first)\)", re.MULTILINE)
+
+
+class GitError(Exception):
+    """A git command failed; the message says which and carries git's (masked) stderr."""
+
+    def __init__(self, message: str, *, stderr: str = "", returncode: int | None = None) -> None:
+        self.stderr = mask_credentials(stderr).strip()
+        self.returncode = returncode
+        text = mask_credentials(message)
+        super().__init__(f"{text}\n{self.stderr}" if self.stderr else text)
+
+
+@dataclass(frozen=True)
+class LogSummary:
+    """What one mailing's send log records, for the commit message."""
+
+    mailing_id: str
+    accepted: int
+    failed: int
+
+
+def mask_credentials(text: str) -> str:
+    """Replace the user:password part of every URL in *text* with '***'."""
+    return _URL_CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+def commit_message(summaries: Iterable[LogSummary]) -> str:
+    """'Send log: <id> 600 accepted, 2 failed' for one mailing; a total subject and one line each for several."""
+    items = list(summaries)
+    lines = [f"Send log: {s.mailing_id} {s.accepted} accepted, {s.failed} failed" for s in items]
+    if len(items) == 1:
+        return lines[0] + "\n"
+    accepted = sum(s.accepted for s in items)
+    failed = sum(s.failed for s in items)
+    subject = f"Send logs: {len(items)} mailings, {accepted} accepted, {failed} failed"
+    return subject + "\n\n" + "\n".join(lines) + "\n"
+
+
+def commit_send_logs(root: Path, paths: Sequence[Path], message: str, author: str = BOT_AUTHOR) -> bool:
+    """Commit exactly *paths* (send logs) as *author*, leaving anything else staged alone; False if unchanged."""
+    if not paths:
+        return False
+    specs = [_pathspec(root, path) for path in paths]
+    env = _env(author)
+    _git(root, ["add", "--", *specs], env)
+    staged = _git(root, ["diff", "--cached", "--quiet", "--", *specs], env, check=False)
+    if staged.returncode == 0:
+        return False
+    if staged.returncode != 1:
+        raise GitError("git diff --cached failed", stderr=staged.stderr, returncode=staged.returncode)
+    # --only commits these paths even when a person has other changes staged in the same checkout;
+    # --no-verify because the log already records mail that went out: a hook must not stop it being kept.
+    _git(root, ["commit", "--quiet", "--only", "--no-verify", "--file=-", "--", *specs], env, stdin=message)
+    return True
+
+
+def push_with_retry(root: Path, *, attempts: int = 5) -> None:
+    """Push the current branch to its upstream (or origin/<branch>); rebase onto the remote and retry when behind."""
+    if attempts < 1:
+        raise ValueError("attempts must be at least 1")
+    env = _env(BOT_AUTHOR)
+    branch = _current_branch(root, env)
+    remote, remote_ref = _upstream(root, branch, env)
+    for attempt in range(1, attempts + 1):
+        push = _git(root, ["push", "--porcelain", remote, f"HEAD:{remote_ref}"], env, check=False)
+        if push.returncode == 0:
+            return
+        if not _PORCELAIN_REJECTED.search(push.stdout):
+            raise GitError(f"git push to {remote} {remote_ref} failed", stderr=push.stderr, returncode=push.returncode)
+        if attempt == attempts:
+            raise GitError(
+                f"git push to {remote} {remote_ref} was still rejected as not a fast-forward after {attempts} "
+                "attempts; others keep pushing: run the job again",
+                stderr=push.stderr,
+                returncode=push.returncode,
+            )
+        time.sleep(_backoff(attempt))
+        _rebase_onto_remote(root, remote, remote_ref, env)
+
+
+def _backoff(attempt: int) -> float:
+    # Jitter keeps two jobs that lost the same race from colliding again in step.
+    return min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.0)
+
+
+def _rebase_onto_remote(root: Path, remote: str, remote_ref: str, env: Mapping[str, str]) -> None:
+    _git(root, ["fetch", "--quiet", "--no-tags", remote, remote_ref], env)
+    target = _git(root, ["rev-parse", "--verify", "FETCH_HEAD^{commit}"], env).stdout.strip()
+    rebase = _git(root, ["rebase", "--no-autostash", "--no-autosquash", target], env, check=False)
+    if rebase.returncode == 0:
+        return
+    if not _rebase_in_progress(root, env):
+        # Refused before starting (e.g. uncommitted changes): nothing to undo.
+        raise GitError(
+            f"git rebase onto {remote} {remote_ref} failed", stderr=rebase.stderr, returncode=rebase.returncode
+        )
+    conflicts = _git(root, ["diff", "--name-only", "--diff-filter=U"], env, check=False).stdout.splitlines()
+    _git(root, ["rebase", "--abort"], env)
+    raise GitError(
+        f"rebasing onto {remote} {remote_ref} conflicted in {', '.join(conflicts) or 'unknown files'}; the rebase "
+        "was aborted and nothing was pushed. Someone else changed the same send log: resolve it by hand",
+        stderr=rebase.stderr + rebase.stdout,
+        returncode=rebase.returncode,
+    )
+
+
+def _rebase_in_progress(root: Path, env: Mapping[str, str]) -> bool:
+    for name in ("rebase-merge", "rebase-apply"):
+        path = Path(_git(root, ["rev-parse", "--git-path", name], env).stdout.strip())
+        if (path if path.is_absolute() else root / path).exists():
+            return True
+    return False
+
+
+def _current_branch(root: Path, env: Mapping[str, str]) -> str:
+    result = _git(root, ["symbolic-ref", "--quiet", "--short", "HEAD"], env, check=False)
+    if result.returncode != 0:
+        raise GitError(f"{root} is not on a branch (detached HEAD); check out the branch to push")
+    return result.stdout.strip()
+
+
+def _upstream(root: Path, branch: str, env: Mapping[str, str]) -> tuple[str, str]:
+    """(remote, refs/heads/<name>) the branch tracks; origin and the same name when it tracks nothing."""
+    remote = _config(root, f"branch.{branch}.remote", env)
+    merge = _config(root, f"branch.{branch}.merge", env)
+    if remote and merge and remote != ".":
+        return remote, merge
+    return "origin", f"refs/heads/{branch}"
+
+
+def _config(root: Path, key: str, env: Mapping[str, str]) -> str | None:
+    result = _git(root, ["config", "--get", key], env, check=False)
+    value = result.stdout.strip() if result.returncode == 0 else ""
+    return value or None
+
+
+def _pathspec(root: Path, path: Path) -> str:
+    absolute = (path if path.is_absolute() else root / path).resolve()
+    base = root.resolve()
+    if not absolute.is_relative_to(base):
+        raise GitError(f"{path} is outside the repository {root}")
+    # Literal pathspecs: a file name is never read as a glob or a magic signature.
+    return ":(literal)" + absolute.relative_to(base).as_posix()
+
+
+def _env(author: str) -> dict[str, str]:
+    name, email = parseaddr(author)
+    if not name or "@" not in email:
+        raise ValueError(f"author {author!r} must look like 'Name <address>'")
+    env = {key: value for key, value in os.environ.items() if not _DROPPED_ENV.fullmatch(key)}
+    env.update(
+        GIT_AUTHOR_NAME=name,
+        GIT_AUTHOR_EMAIL=email,
+        GIT_COMMITTER_NAME=name,
+        GIT_COMMITTER_EMAIL=email,
+        GIT_TERMINAL_PROMPT="0",  # fail instead of waiting for a password nobody will type
+        GIT_EDITOR="true",
+        GIT_SEQUENCE_EDITOR="true",
+        LC_ALL="C",  # messages in English, whatever the host's locale
+    )
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    return env
+
+
+def _git(
+    root: Path, args: list[str], env: Mapping[str, str], *, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    command = ["git", "-C", str(root), *args]
+    try:
+        result = subprocess.run(
+            command,
+            env=dict(env),
+            input=stdin if stdin is not None else "",
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        raise GitError(f"git {args[0]} did not finish within {GIT_TIMEOUT_SECONDS:.0f} s", stderr=stderr) from None
+    if check and result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed", stderr=result.stderr, returncode=result.returncode)
+    return result

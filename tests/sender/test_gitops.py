@@ -1,0 +1,219 @@
+"""Committing and pushing send logs, against real git: a bare origin and clones in a tmp dir."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sender.gitops import (
+    BOT_AUTHOR,
+    GitError,
+    LogSummary,
+    commit_message,
+    commit_send_logs,
+    mask_credentials,
+    push_with_retry,
+)
+
+TESTER = {
+    "GIT_AUTHOR_NAME": "Tester",
+    "GIT_AUTHOR_EMAIL": "tester@example.org",
+    "GIT_COMMITTER_NAME": "Tester",
+    "GIT_COMMITTER_EMAIL": "tester@example.org",
+}
+LOG_A = Path("mailings/2027-02-10-travel/sendlog.jsonl")
+LOG_B = Path("mailings/2027-02-11-library/sendlog.jsonl")
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git as a person would in *cwd*; the output, stripped."""
+    env = {**os.environ, "LC_ALL": "C", **TESTER}  # HOME and GIT_CONFIG_NOSYSTEM come from isolated_git
+    result = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def append(root: Path, path: Path, line: str) -> None:
+    target = root / path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+@pytest.fixture(autouse=True)
+def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's git configuration (identity, signing, helpers) out of the code under test."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL", raising=False)
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> Path:
+    """A bare origin holding one mailing with a started send log and one with none yet."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
+    append(seed, LOG_A, '{"event": "start"}')
+    append(seed, LOG_B.parent / "mailing.yaml", "send_at: 2027-02-11")
+    git(seed, "add", ".")
+    git(seed, "commit", "--quiet", "-m", "Add two mailings")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    return bare
+
+
+def clone(origin: Path, name: str) -> Path:
+    path = origin.parent / name
+    git(origin.parent, "clone", "--quiet", str(origin), str(path))
+    return path
+
+
+def commit_as_tester(root: Path, path: Path, line: str, message: str) -> str:
+    append(root, path, line)
+    git(root, "add", str(path))
+    git(root, "commit", "--quiet", "-m", message)
+    return git(root, "rev-parse", "HEAD")
+
+
+def test_commit_and_push_land_on_origin_with_the_bot_identity(origin: Path) -> None:
+    work = clone(origin, "work")
+    git(work, "config", "user.name", "Someone Else")  # the bot's identity must win over the checkout's
+    git(work, "config", "user.email", "someone@example.org")
+    append(work, LOG_A, '{"event": "end"}')
+    append(work, LOG_B, '{"event": "start"}')  # a new, untracked send log
+    (work / "README.md").write_text("a person's change, staged but not the bot's to commit\n")
+    git(work, "add", "README.md")
+
+    message = commit_message([LogSummary("2027-02-10-travel", 600, 2), LogSummary("2027-02-11-library", 0, 0)])
+    assert commit_send_logs(work, [LOG_A, work / LOG_B], message) is True
+    push_with_retry(work)
+
+    identity = git(origin, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "main")
+    assert identity == f"{BOT_AUTHOR}|{BOT_AUTHOR}"
+    assert git(origin, "log", "-1", "--format=%B", "main") == message.strip()
+    changed = git(origin, "show", "--name-only", "--format=", "main").splitlines()
+    assert sorted(changed) == sorted([LOG_A.as_posix(), LOG_B.as_posix()])
+    assert git(work, "status", "--porcelain") == "A  README.md"
+
+
+def test_nothing_changed_commits_nothing(origin: Path) -> None:
+    work = clone(origin, "work")
+    head = git(work, "rev-parse", "HEAD")
+    (work / "notes.txt").write_text("untracked and not a send log\n")
+
+    assert commit_send_logs(work, [LOG_A], "Send log: nothing") is False
+    assert commit_send_logs(work, [], "Send log: nothing") is False
+    assert git(work, "rev-parse", "HEAD") == head
+
+
+def test_a_path_outside_the_repository_is_refused(origin: Path, tmp_path: Path) -> None:
+    work = clone(origin, "work")
+    outside = tmp_path / "elsewhere.jsonl"
+    outside.write_text("{}\n")
+
+    with pytest.raises(GitError, match="outside the repository"):
+        commit_send_logs(work, [outside], "Send log: x")
+
+
+def test_a_push_race_is_won_by_fetching_and_rebasing(origin: Path) -> None:
+    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
+    their_commit = commit_as_tester(theirs, LOG_B, '{"event": "start"}', "Their send log")
+    git(theirs, "push", "--quiet", "origin", "main")
+    append(ours, LOG_A, '{"event": "end"}')
+    assert commit_send_logs(ours, [LOG_A], "Send log: 2027-02-10-travel 600 accepted, 0 failed\n")
+
+    push_with_retry(ours)
+
+    subjects = git(origin, "log", "--format=%s", "main").splitlines()
+    assert subjects[:2] == ["Send log: 2027-02-10-travel 600 accepted, 0 failed", "Their send log"]
+    assert git(origin, "rev-parse", "main~1") == their_commit  # ours was rebased on top of theirs
+    assert git(ours, "rev-parse", "HEAD") == git(origin, "rev-parse", "main")
+
+
+def test_a_conflicting_race_raises_and_leaves_the_clone_clean(origin: Path) -> None:
+    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
+    their_commit = commit_as_tester(theirs, LOG_A, '{"event": "theirs"}', "Their edit of the same send log")
+    git(theirs, "push", "--quiet", "origin", "main")
+    append(ours, LOG_A, '{"event": "ours"}')
+    assert commit_send_logs(ours, [LOG_A], "Send log: ours")
+    our_commit = git(ours, "rev-parse", "HEAD")
+
+    with pytest.raises(GitError, match=r"conflicted in mailings/2027-02-10-travel/sendlog\.jsonl.*aborted"):
+        push_with_retry(ours)
+
+    assert git(ours, "status", "--porcelain") == ""
+    assert git(ours, "rev-parse", "HEAD") == our_commit
+    assert git(ours, "symbolic-ref", "--short", "HEAD") == "main"  # not left mid-rebase on a detached HEAD
+    assert git(origin, "rev-parse", "main") == their_commit
+
+
+def test_the_number_of_attempts_is_bounded(origin: Path) -> None:
+    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
+    their_commit = commit_as_tester(theirs, LOG_B, '{"event": "start"}', "Their send log")
+    git(theirs, "push", "--quiet", "origin", "main")
+    append(ours, LOG_A, '{"event": "end"}')
+    commit_send_logs(ours, [LOG_A], "Send log: ours")
+    our_commit = git(ours, "rev-parse", "HEAD")
+
+    with pytest.raises(GitError, match="rejected as not a fast-forward after 1 attempts"):
+        push_with_retry(ours, attempts=1)
+
+    assert git(ours, "rev-parse", "HEAD") == our_commit
+    assert git(origin, "rev-parse", "main") == their_commit
+
+
+def test_a_push_the_remote_refuses_is_not_retried_and_carries_gits_message(origin: Path) -> None:
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'branch main is protected: open a pull request' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    work = clone(origin, "work")
+    append(work, LOG_A, '{"event": "end"}')
+    commit_send_logs(work, [LOG_A], "Send log: x")
+
+    with pytest.raises(GitError, match="branch main is protected") as caught:
+        push_with_retry(work)
+    assert "git push to origin refs/heads/main failed" in str(caught.value)
+
+
+def test_credentials_in_remote_urls_never_reach_the_error(origin: Path) -> None:
+    work = clone(origin, "work")
+    # A closed loopback port: the push fails at once, without leaving the machine.
+    git(work, "remote", "set-url", "origin", "https://x-access-token:s3cr3t-token@127.0.0.1:9/repo.git")
+    append(work, LOG_A, '{"event": "end"}')
+    commit_send_logs(work, [LOG_A], "Send log: x")
+
+    with pytest.raises(GitError) as caught:
+        push_with_retry(work)
+    assert "s3cr3t-token" not in str(caught.value)
+    assert "s3cr3t-token" not in caught.value.stderr
+
+
+def test_mask_credentials_hides_user_and_password_only() -> None:
+    text = "fatal: unable to access 'https://user:pa%40ss@git.example.org/repo.git/': denied; see ssh://git@host/x"
+    assert mask_credentials(text) == (
+        "fatal: unable to access 'https://***@git.example.org/repo.git/': denied; see ssh://***@host/x"
+    )
+
+
+def test_a_detached_head_is_refused(origin: Path) -> None:
+    work = clone(origin, "work")
+    git(work, "checkout", "--quiet", "--detach")
+
+    with pytest.raises(GitError, match="detached HEAD"):
+        push_with_retry(work)
+
+
+def test_commit_message_names_what_was_sent() -> None:
+    assert commit_message([LogSummary("2027-02-10-travel", 600, 2)]) == (
+        "Send log: 2027-02-10-travel 600 accepted, 2 failed\n"
+    )
+    assert commit_message([LogSummary("a", 600, 2), LogSummary("b", 1000, 0)]) == (
+        "Send logs: 2 mailings, 1600 accepted, 2 failed\n\n"
+        "Send log: a 600 accepted, 2 failed\n"
+        "Send log: b 1000 accepted, 0 failed\n"
+    )
