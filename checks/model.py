@@ -144,6 +144,23 @@ class Mailing:
         return self.get("crisis", kind=bool) is True
 
 
+ChangeStatus = Literal["added", "modified", "deleted", "renamed", "copied", "type-changed"]
+
+
+@dataclass(frozen=True, order=True)
+class FileChange:
+    """One file that differs from the base, as git reports it (paths relative to the root)."""
+
+    path: str  # the path now; for a deletion, the path that is gone
+    status: ChangeStatus
+    old_path: str | None = None  # where a renamed or copied file came from
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every path the change touches: a rename changes both the old and the new one."""
+        return (self.path,) if self.old_path is None or self.status == "copied" else (self.old_path, self.path)
+
+
 @dataclass(frozen=True)
 class Context:
     """What the outside world says; no rule reads the clock or the environment."""
@@ -151,6 +168,11 @@ class Context:
     submitted: date
     now: datetime  # aware
     stage: Stage = "submit"
+    # With `--changed-since REF`: the base it names, the files that differ from it,
+    # and the ids of the mailings that have a send log on it (were sent).
+    base: str | None = None
+    changes: tuple[FileChange, ...] = ()
+    sent_on_base: frozenset[str] = frozenset()
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:
