@@ -7,6 +7,7 @@ recipient" is decided in one place.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable
 
 import email_validator
@@ -22,19 +23,48 @@ _COMMON = re.compile(
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
 _SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+# Far over the 254-octet limit: refused without handing megabytes to the validator.
+_HOPELESS_LENGTH = 1000
 
 
 def address_problem(address: str) -> str | None:
     """None for a valid address, else why it is not one (no network look-ups)."""
+    if not address.isascii():
+        return _non_ascii(address)
+    if len(address) > _HOPELESS_LENGTH:
+        return f"The email address is too long ({len(address)} characters; at most 254)."
     if len(address) <= 254 and _COMMON.fullmatch(address):
         local, _, domain = address.rpartition("@")
-        if len(local) <= 64 and len(domain) <= 253 and domain.rsplit(".", 1)[-1].lower() not in _SPECIAL_USE:
+        # A "--" in a label is IDNA's reserved form (xn--); only the validator can judge it.
+        if (
+            len(local) <= 64
+            and len(domain) <= 253
+            and "--" not in domain
+            and domain.rsplit(".", 1)[-1].lower() not in _SPECIAL_USE
+        ):
             return None
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
         return str(exc)
     return None
+
+
+def _non_ascii(address: str) -> str:
+    # Mass mailings go to plain ASCII addresses; a letter from another alphabet
+    # is almost always a look-alike pasted in by mistake (Cyrillic 'а' for 'a').
+    char = next(c for c in address if not c.isascii())
+    name = unicodedata.name(char, "unnamed character")
+    return (
+        f"It contains U+{ord(char):04X} ({name}), which is not a plain ASCII character; retype the address "
+        "(write an international domain in its xn-- form)."
+    )
+
+
+def shown(text: str, limit: int = 80) -> str:
+    """*text* quoted for a message: control and invisible characters escaped, long text cut short."""
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
 
 
 def normalise(address: str) -> str:

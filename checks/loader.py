@@ -213,12 +213,19 @@ def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
             return RecipientList(index, "file", name, error="has no 'email' column in its header line")
         column = columns.index("email")
         found: list[Address] = []
+        start = reader.line_num + 1  # a quoted field may span lines; point at the row's first one
         for row in reader:
             if row and column < len(row) and row[column].strip():
-                found.append(Address(row[column].strip(), shown, reader.line_num))
+                found.append(Address(row[column].strip(), shown, start))
+            start = reader.line_num + 1
     except csv.Error as exc:
         return RecipientList(index, "file", name, error=f"is not valid CSV (line {reader.line_num}): {exc}")
     return RecipientList(index, "file", name, addresses=tuple(found), resolved=True)
+
+
+def special_list_variable(list_id: str) -> str:
+    """The environment variable naming a special list's file at send time (MAILINGS_LIST_ALL_EMPLOYEES)."""
+    return "MAILINGS_LIST_" + list_id.upper().replace("-", "_")
 
 
 def _special_list(index: int, list_id: str, policy: Policy, special: Mapping[str, Path]) -> RecipientList:

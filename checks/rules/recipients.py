@@ -1,15 +1,237 @@
-"""[recipients] (being written)."""
+"""[recipients] The lists reach at least the policy's minimum of recipients, and every address is valid.
+
+Recipients are counted as unique addresses, compared without regard to case,
+over all lists; a ``special`` list counts with its approximate size from the
+policy (its real addresses are only read at send time). Fewer than
+``min_recipients`` (500) is an error: such mailings go from the requester's
+own e-mail client. Each invalid address is an error at its line; a duplicate
+is a warning naming where the address first appeared. A list that is missing,
+unreadable, empty, a CSV without an ``email`` column, or an unknown special
+list is an error at its entry in mailing.yaml. Using a special list is a
+warning: IT's lists are a qualified guess that cannot be adjusted. At send
+time a special list whose file was not given is an error.
+
+Passes::
+
+    recipients:
+      lists:
+        - file: recipients.txt      # 600 addresses, one per line
+        - file: students.csv        # a header line with an email column
+
+Fails::
+
+    recipients:
+      lists:
+        - file: few.txt             # 499 unique addresses: error
+        - file: missing.txt         # no such file: error
+        - special: all-staff        # not a special list of the policy: error
+        - special: all-employees    # warning: prefer a specific list
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from checks.model import Context, Finding, Mailing, Stage
+from checks.addresses import address_problem, normalise, recipient_count, shown
+from checks.loader import special_list_variable
+from checks.model import Address, Context, Finding, Loc, Mailing, RecipientList, Stage, error, warning
 from checks.policy import Policy
 
 ID = "recipients"
 STAGES: tuple[Stage, ...] = ("submit", "send")
 
+# Duplicates reported one by one per list; the rest are summed up in one warning.
+MAX_DUPLICATES_SHOWN = 20
+
+# What to do about the loader's reasons for not reading a list file.
+_FILE_HINTS = {
+    "has no 'email' column": "; start the file with a header line that has a column named email (e.g. name,email)",
+    "is not a recipient list": "; name a file that holds only addresses",
+    "is not valid CSV": "; fix the quoting on that line, or save the list as plain text with one address per line",
+    "cannot be read": "; make it a regular file that can be read",
+}
+
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
-    yield from ()
+    if mailing.doc is None:
+        return
+    repeated = _repeated_entries(mailing)
+    for lst in mailing.lists:
+        yield from _entry(mailing, lst, lst.index in repeated, policy, context)
+    yield from _addresses(mailing, repeated)
+    yield from _count(mailing, policy)
+
+
+def _reported_elsewhere(lst: RecipientList) -> bool:
+    # The attachments rule reports paths that leave the directory and symbolic links.
+    return lst.error is not None and (
+        lst.error.startswith("leaves the request directory") or "symbolic link" in lst.error
+    )
+
+
+def _repeated_entries(mailing: Mailing) -> set[int]:
+    """Indexes of list entries that name a list already named above them."""
+    seen: set[tuple[str, str]] = set()
+    repeated: set[int] = set()
+    for lst in mailing.lists:
+        key = (lst.kind, lst.name)
+        if key in seen:
+            repeated.add(lst.index)
+        seen.add(key)
+    return repeated
+
+
+def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy, context: Context) -> Iterator[Finding]:
+    """Problems of one entry of recipients.lists, at its line in mailing.yaml."""
+    loc = mailing.at("recipients", "lists", lst.index, lst.kind)
+    if lst.error is not None:
+        if not _reported_elsewhere(lst):
+            yield error(loc, _entry_error(lst, policy))
+        return
+    if repeated:
+        yield warning(loc, f"the {_label(lst)} is named twice in recipients.lists; remove this entry")
+        return
+    if lst.kind == "special":
+        yield from _special(loc, lst, policy, context)
+    elif not lst.addresses:
+        yield error(
+            loc,
+            f"the list file '{lst.name}' holds no addresses; put one address per line in it "
+            "(in a .csv, under the email column), or remove the entry",
+        )
+
+
+def _label(lst: RecipientList) -> str:
+    return f"special list {lst.name}" if lst.kind == "special" else f"list file '{lst.name}'"
+
+
+def _entry_error(lst: RecipientList, policy: Policy) -> str:
+    if lst.kind == "special":
+        if lst.name not in policy.special_lists:
+            known = ", ".join(sorted(policy.special_lists))
+            return f"'{lst.name}' {lst.error}; use one of: {known}, or a list file of your own"
+        variable = special_list_variable(lst.name)
+        return f"the special list {lst.name} {lst.error}; check the file that {variable} names"
+    error_text = lst.error or ""
+    hint = next((h for start, h in _FILE_HINTS.items() if error_text.startswith(start)), "")
+    return f"the list file '{lst.name}' {error_text}{hint}"
+
+
+def _special(loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:
+    name, size = policy.special_lists[lst.name]
+    yield warning(
+        loc,
+        f"the special list {lst.name} ({name}, about {size} addresses) is IT's qualified guess from the user "
+        "database: its quality is not guaranteed and it cannot be adjusted; prefer a specific list of the "
+        "recipients",
+    )
+    if context.stage != "send":
+        return
+    variable = special_list_variable(lst.name)
+    if not lst.resolved:
+        yield error(
+            loc,
+            f"the special list {lst.name} could not be read by the sender: set the environment variable "
+            f"{variable} to the file that holds its addresses, one per line",
+        )
+    elif not lst.addresses:
+        yield error(loc, f"the special list {lst.name} holds no addresses; check the file that {variable} names")
+    else:
+        yield from _special_invalid(loc, lst)
+
+
+def _special_invalid(loc: Loc, lst: RecipientList) -> Iterator[Finding]:
+    # Nobody in the request can correct IT's list, so its bad lines are summed up, not listed.
+    invalid = [a for a in lst.addresses if address_problem(a.address) is not None]
+    if invalid:
+        first = invalid[0]
+        yield warning(
+            loc,
+            f"the special list {lst.name} has {len(invalid)} invalid address{'es' if len(invalid) != 1 else ''}, "
+            f"which are not sent to (the first: {shown(first.address)} on line {first.line} of {first.file}); "
+            "ask IT to correct the list",
+        )
+
+
+@dataclass(frozen=True)
+class _Seen:
+    address: Address
+    lst: RecipientList
+
+
+def _addresses(mailing: Mailing, repeated: set[int]) -> Iterator[Finding]:
+    """Invalid addresses (errors) and duplicates (warnings), each at its own line."""
+    first: dict[str, _Seen] = {}
+    for lst in mailing.lists:
+        if lst.index in repeated:
+            continue
+        if lst.kind == "special":
+            # IT's list only takes part as the place an address first appeared.
+            for entry in lst.addresses:
+                if address_problem(entry.address) is None:
+                    first.setdefault(normalise(entry.address), _Seen(entry, lst))
+            continue
+        yield from _file_addresses(mailing, lst, first)
+
+
+def _file_addresses(mailing: Mailing, lst: RecipientList, first: dict[str, _Seen]) -> Iterator[Finding]:
+    duplicates = 0
+    rest_at: Loc | None = None
+    for entry in lst.addresses:
+        problem = address_problem(entry.address)
+        if problem is not None:
+            yield error(
+                Loc(entry.file, entry.line),
+                f"{shown(entry.address)} is not a valid e-mail address: {problem} Correct or remove it",
+            )
+            continue
+        key = normalise(entry.address)
+        earlier = first.get(key)
+        if earlier is None:
+            first[key] = _Seen(entry, lst)
+            continue
+        duplicates += 1
+        if duplicates <= MAX_DUPLICATES_SHOWN:
+            yield warning(Loc(entry.file, entry.line), _duplicate(mailing, entry, earlier))
+        elif duplicates == MAX_DUPLICATES_SHOWN + 1:
+            rest_at = Loc(entry.file, entry.line)
+    if rest_at is not None:
+        more = duplicates - MAX_DUPLICATES_SHOWN
+        yield warning(
+            rest_at,
+            f"{more} more duplicate address{'es' if more != 1 else ''} in '{lst.name}' from this line on "
+            "(not reported one by one); remove them so that each address appears once",
+        )
+
+
+def _duplicate(mailing: Mailing, entry: Address, earlier: _Seen) -> str:
+    if earlier.lst.kind == "special":
+        where = f"in the special list {earlier.lst.name}"
+    elif earlier.address.file == entry.file:
+        where = f"on line {earlier.address.line}"
+    else:
+        where = f"in '{earlier.lst.name}' line {earlier.address.line}"
+    spelling = (
+        ""
+        if earlier.address.address == entry.address
+        else f" as {shown(earlier.address.address)} (case does not matter in addresses)"
+    )
+    return f"{shown(entry.address)} is listed already {where}{spelling}; remove this duplicate line"
+
+
+def _count(mailing: Mailing, policy: Policy) -> Iterator[Finding]:
+    entries = mailing.get("recipients", "lists", kind=list)
+    # Only a complete count is worth judging; unreadable lists are reported on their own.
+    if not entries or len(mailing.lists) != len(entries) or any(lst.error for lst in mailing.lists):
+        return
+    count = recipient_count(mailing, policy)
+    if count >= policy.min_recipients:
+        return
+    special = any(lst.kind == "special" for lst in mailing.lists)
+    yield error(
+        mailing.at("recipients", "lists"),
+        f"the lists reach {count} recipient{'s' if count != 1 else ''} (unique valid addresses"
+        f"{', special lists at their approximate size' if special else ''}); mailings to fewer than "
+        f"{policy.min_recipients} recipients are not handled by IT: send this one from your personal e-mail client",
+    )

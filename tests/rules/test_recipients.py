@@ -1,0 +1,448 @@
+"""[recipients] counting, invalid addresses, duplicates, list files and special lists."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.addresses import recipient_count
+from checks.linter import check_mailing
+from checks.loader import load_mailing
+from checks.model import Context
+from checks.rules import recipients
+from tests.conftest import Repo, addresses
+
+MID = "2027-02-10-travel"
+# In the default request as the fixture writes it: recipients.lists is on line 12, its entries from line 13.
+LISTS = "mailing.yaml:12:3"
+SPECIAL_WARNING = (
+    "warning [recipients] the special list all-employees (All employees, about 5500 addresses) is IT's qualified "
+    "guess from the user database: its quality is not guaranteed and it cannot be adjusted; prefer a specific "
+    "list of the recipients"
+)
+
+
+def entry(index: int) -> str:
+    return f"mailing.yaml:{13 + index}:5"
+
+
+def lists(*items: dict[str, str]) -> dict[str, Any]:
+    return {"recipients": {"lists": list(items)}}
+
+
+def too_few(count: int, special: bool = False) -> str:
+    approx = ", special lists at their approximate size" if special else ""
+    return (
+        f"{LISTS}: error [recipients] the lists reach {count} recipients (unique valid addresses{approx}); "
+        "mailings to fewer than 500 recipients are not handled by IT: send this one from your personal e-mail client"
+    )
+
+
+def count(repo: Repo) -> int:
+    return recipient_count(load_mailing(repo.root, repo.root / "mailings" / MID, repo.policy), repo.policy)
+
+
+# --- counting and the minimum ------------------------------------------------------------------------------------
+
+
+def test_the_default_request_passes(repo: Repo) -> None:
+    repo.add()
+    assert repo.messages(rule="recipients") == []
+    assert count(repo) == 600
+
+
+def test_500_recipients_is_enough(repo: Repo) -> None:
+    repo.add(recipients=addresses(500))
+    assert repo.messages(rule="recipients") == []
+
+
+def test_499_recipients_are_too_few(repo: Repo) -> None:
+    repo.add(recipients=addresses(499))
+    assert repo.messages(rule="recipients") == [too_few(499)]
+
+
+def test_duplicates_do_not_count_towards_the_minimum(repo: Repo) -> None:
+    repo.add(recipients=addresses(499) + "USER0@kth.se\n")
+    assert repo.messages(rule="recipients") == [
+        too_few(499),
+        "recipients.txt:500:1: warning [recipients] 'USER0@kth.se' is listed already on line 1 as 'user0@kth.se' "
+        "(case does not matter in addresses); remove this duplicate line",
+    ]
+
+
+def test_invalid_addresses_do_not_count_towards_the_minimum(repo: Repo) -> None:
+    repo.add(recipients=addresses(499) + "not-an-address\n")
+    found = repo.messages(rule="recipients")
+    assert found[0] == too_few(499)
+    assert found[1].startswith("recipients.txt:500:1: error [recipients] 'not-an-address' is not a valid e-mail")
+
+
+def test_addresses_add_up_over_lists(repo: Repo) -> None:
+    repo.add(
+        changes=lists({"file": "recipients.txt"}, {"file": "more.txt"}),
+        recipients=addresses(250),
+        files={"more.txt": addresses(250, prefix="other")},
+    )
+    assert repo.messages(rule="recipients") == []
+    assert count(repo) == 500
+
+
+def test_two_lists_below_the_minimum_together(repo: Repo) -> None:
+    repo.add(
+        changes=lists({"file": "recipients.txt"}, {"file": "more.txt"}),
+        recipients=addresses(250),
+        files={"more.txt": addresses(249, prefix="other")},
+    )
+    assert repo.messages(rule="recipients") == [too_few(499)]
+
+
+def test_a_blank_and_commented_list_counts_only_addresses(repo: Repo) -> None:
+    repo.add(recipients="# staff who travel\n\n" + addresses(499) + "   \n# end\n")
+    assert repo.messages(rule="recipients") == [too_few(499)]
+
+
+# --- special lists -----------------------------------------------------------------------------------------------
+
+
+def test_a_special_list_counts_with_its_approximate_size_and_warns(repo: Repo) -> None:
+    repo.add(changes=lists({"special": "all-employees"}))
+    assert repo.messages(rule="recipients") == [f"{entry(0)}: {SPECIAL_WARNING}"]
+    assert count(repo) == 5500
+
+
+def with_small_special_list(repo: Repo, size: int) -> None:
+    policy = repo.root / "policy.yaml"
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace("approximate_size: 5500", f"approximate_size: {size}"), encoding="utf-8")
+
+
+def test_special_list_size_and_a_file_reach_the_minimum_together(repo: Repo) -> None:
+    with_small_special_list(repo, 100)
+    repo.add(changes=lists({"special": "all-employees"}, {"file": "recipients.txt"}), recipients=addresses(400))
+    found = repo.messages(rule="recipients")
+    assert [m for m in found if "reach" in m] == []
+    assert count(repo) == 500
+
+
+def test_special_list_size_and_a_file_one_short_of_the_minimum(repo: Repo) -> None:
+    with_small_special_list(repo, 100)
+    repo.add(changes=lists({"special": "all-employees"}, {"file": "recipients.txt"}), recipients=addresses(399))
+    found = repo.messages(rule="recipients")
+    assert too_few(499, special=True) in found
+
+
+def test_an_unknown_special_list_is_an_error(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"special": "all-staff"}))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] 'all-staff' is not a special list in the policy; "
+        "use one of: all-employees, all-students, or a list file of your own"
+    ]
+
+
+def test_a_special_list_is_not_read_at_submission(repo: Repo) -> None:
+    repo.add(changes=lists({"special": "all-students"}))
+    assert [m for m in repo.messages(rule="recipients") if "error" in m] == []
+
+
+def test_at_send_time_an_unread_special_list_names_its_variable(repo: Repo) -> None:
+    repo.add(changes=lists({"special": "all-employees"}))
+    assert repo.messages(rule="recipients", stage="send") == [
+        f"{entry(0)}: error [recipients] the special list all-employees could not be read by the sender: set the "
+        "environment variable MAILINGS_LIST_ALL_EMPLOYEES to the file that holds its addresses, one per line",
+        f"{entry(0)}: {SPECIAL_WARNING}",
+    ]
+
+
+def send_problems(repo: Repo, special: dict[str, Path]) -> list[str]:
+    """Problems at send time with the special lists read from *special*."""
+    mailing = load_mailing(repo.root, repo.root / "mailings" / MID, repo.policy, special)
+    context = Context(date(2027, 1, 11), datetime.fromisoformat("2027-02-10T09:00+01:00"), stage="send")
+    problems = check_mailing(mailing, repo.policy, context, [recipients])
+    return [f"{p.file.removeprefix(f'mailings/{MID}/')}:{p.line}:{p.column}: {p.level} {p.message}" for p in problems]
+
+
+def test_at_send_time_a_read_special_list_passes(repo: Repo, tmp_path: Path) -> None:
+    repo.add(changes=lists({"special": "all-employees"}))
+    (tmp_path / "staff.txt").write_text(addresses(700, prefix="staff"), encoding="utf-8")
+    assert [m for m in send_problems(repo, {"all-employees": tmp_path / "staff.txt"}) if "error" in m] == []
+
+
+def test_at_send_time_an_empty_special_list_is_an_error(repo: Repo, tmp_path: Path) -> None:
+    repo.add(changes=lists({"special": "all-employees"}))
+    (tmp_path / "staff.txt").write_text("# exported empty\n", encoding="utf-8")
+    assert (
+        f"{entry(0)}: error the special list all-employees holds no addresses; check the file that "
+        "MAILINGS_LIST_ALL_EMPLOYEES names" in send_problems(repo, {"all-employees": tmp_path / "staff.txt"})
+    )
+
+
+def test_at_send_time_a_file_address_already_in_the_special_list_is_a_duplicate(repo: Repo, tmp_path: Path) -> None:
+    repo.add(changes=lists({"special": "all-employees"}, {"file": "recipients.txt"}), recipients="Staff3@kth.se\n")
+    (tmp_path / "staff.txt").write_text(addresses(700, prefix="staff") + "broken\n", encoding="utf-8")
+    found = send_problems(repo, {"all-employees": tmp_path / "staff.txt"})
+    assert (
+        "recipients.txt:1:1: warning 'Staff3@kth.se' is listed already in the special list all-employees as "
+        "'staff3@kth.se' (case does not matter in addresses); remove this duplicate line"
+    ) in found
+    assert (
+        f"{entry(0)}: warning the special list all-employees has 1 invalid address, which are not sent to "
+        f"(the first: 'broken' on line 701 of {tmp_path / 'staff.txt'}); ask IT to correct the list"
+    ) in found
+
+
+# --- list files --------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_list_file_is_an_error_at_its_entry(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "students.txt"}))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] the list file 'students.txt' does not exist; add the file or fix the name"
+    ]
+
+
+def test_an_empty_list_file_is_an_error(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "empty.txt"}), files={"empty.txt": "# none yet\n"})
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] the list file 'empty.txt' holds no addresses; put one address per line in "
+        "it (in a .csv, under the email column), or remove the entry"
+    ]
+
+
+def test_a_list_file_that_is_not_utf8_is_an_error(repo: Repo) -> None:
+    latin1 = "r\xe4ksm\xf6rg\xe5s@kth.se\n".encode("latin-1")
+    repo.add(changes=lists({"file": "latin1.txt"}), files={"latin1.txt": latin1})
+    assert repo.messages(rule="recipients") == [
+        f"{entry(0)}: error [recipients] the list file 'latin1.txt' is not valid UTF-8; save it as UTF-8"
+    ]
+
+
+def test_a_directory_as_list_file_is_an_error(repo: Repo) -> None:
+    directory = repo.add(changes=lists({"file": "recipients.txt"}, {"file": "sub"}))
+    (directory / "sub").mkdir()
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] the list file 'sub' cannot be read: it is not a regular file; "
+        "make it a regular file that can be read"
+    ]
+
+
+def test_a_body_named_as_list_is_an_error(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "body.en.txt"}))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] the list file 'body.en.txt' is not a recipient list; "
+        "name a file that holds only addresses"
+    ]
+
+
+def test_paths_out_of_the_directory_are_left_to_the_attachments_rule(repo: Repo) -> None:
+    (repo.root / "mailings" / "outside.txt").write_text(addresses(600), encoding="utf-8")
+    repo.add(changes=lists({"file": "../outside.txt"}))
+    assert repo.messages(rule="recipients") == []
+
+
+def test_symlinked_list_files_are_left_to_the_attachments_rule(repo: Repo) -> None:
+    (repo.root / "elsewhere.txt").write_text(addresses(600), encoding="utf-8")
+    directory = repo.add(changes=lists({"file": "linked.txt"}))
+    os.symlink(repo.root / "elsewhere.txt", directory / "linked.txt")
+    assert repo.messages(rule="recipients") == []
+
+
+def test_a_list_named_twice_is_one_warning_not_a_flood_of_duplicates(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "recipients.txt"}))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: warning [recipients] the list file 'recipients.txt' is named twice in recipients.lists; "
+        "remove this entry"
+    ]
+
+
+def test_an_unparsable_mailing_yaml_gives_no_recipient_problems(repo: Repo) -> None:
+    repo.add(yaml_text="recipients: [unclosed\n")
+    assert repo.messages(rule="recipients") == []
+
+
+# --- CSV ---------------------------------------------------------------------------------------------------------
+
+
+def csv_rows(count: int) -> str:
+    return "".join(f'"Andersson, Anna {i}",user{i}@kth.se,"Dept ""A"""\n' for i in range(count))
+
+
+def test_csv_with_email_column_bom_and_quoted_fields(repo: Repo) -> None:
+    text = "\ufeffName,Email,Unit\n" + csv_rows(500)
+    repo.add(changes=lists({"file": "staff.csv"}), files={"staff.csv": text})
+    assert repo.messages(rule="recipients") == []
+    assert count(repo) == 500
+
+
+def test_csv_with_499_rows_is_too_few(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "staff.csv"}), files={"staff.csv": "name,email\n" + csv_rows(499)})
+    assert repo.messages(rule="recipients") == [too_few(499)]
+
+
+def test_csv_without_email_column_is_an_error(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "staff.csv"}), files={"staff.csv": "name,mail\nAnna,anna@kth.se\n"})
+    assert repo.messages(rule="recipients") == [
+        f"{entry(0)}: error [recipients] the list file 'staff.csv' has no 'email' column in its header line; "
+        "start the file with a header line that has a column named email (e.g. name,email)"
+    ]
+
+
+def test_csv_with_only_a_header_is_empty(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "staff.csv"}), files={"staff.csv": "name,email\n"})
+    assert [m.split(" holds")[0] for m in repo.messages(rule="recipients")] == [
+        f"{entry(1)}: error [recipients] the list file 'staff.csv'"
+    ]
+
+
+def test_csv_line_numbers_point_at_the_row_even_after_a_multiline_field(repo: Repo) -> None:
+    text = 'name,email\n"Anna\nAndersson",anna@kth.se\nBo,bo at kth.se\n' + csv_rows(500)
+    repo.add(changes=lists({"file": "staff.csv"}), files={"staff.csv": text})
+    found = repo.messages(rule="recipients")
+    assert len(found) == 1
+    assert found[0].startswith("staff.csv:4:1: error [recipients] 'bo at kth.se' is not a valid e-mail address: ")
+
+
+def test_header_injection_in_a_quoted_csv_field_is_invalid_and_shown_escaped(repo: Repo) -> None:
+    text = 'name,email\nEve,"a@kth.se\r\nBcc: x@evil.com"\n' + csv_rows(500)
+    repo.add(changes=lists({"file": "staff.csv"}), files={"staff.csv": text})
+    found = repo.messages(rule="recipients")
+    assert len(found) == 1
+    assert found[0].startswith(
+        r"staff.csv:2:1: error [recipients] 'a@kth.se\r\nBcc: x@evil.com' is not a valid e-mail address: "
+    )
+
+
+# --- invalid addresses -------------------------------------------------------------------------------------------
+
+INVALID = [
+    "anna.kth.se",  # no @
+    "anna@@kth.se",
+    "anna@bo@kth.se",  # two @
+    "anna andersson@kth.se",  # space
+    "anna\t@kth.se",
+    "anna@kth.se.",  # trailing dot
+    "anna.@kth.se",
+    ".anna@kth.se",
+    "anna..b@kth.se",
+    "anna@kth..se",
+    "anna@kth",
+    "anna@",
+    "@kth.se",
+    "Anna <anna@kth.se>",
+    "<anna@kth.se>",
+    "mailto:anna@kth.se",
+    "anna@kth.se,bo@kth.se",
+    "anna@kth.se;",
+    '"anna"@kth.se',
+    "anna@[130.237.28.40]",
+    "anna@localhost",
+    "anna@printer.local",
+    "anna@host.test",
+    "anna@-kth.se",
+    "anna@ab--kth.se",  # reserved IDNA form, not Punycode
+    "anna@xn--zz.se",  # broken Punycode
+    "anna@" + "k" * 64 + ".se",
+    "anna@" + ("x" * 60 + ".") * 5 + "se",  # over 254 characters
+    "а@kth.se",  # Cyrillic а
+    "anna@kth.sе",  # Cyrillic е in the domain
+    "anna＠kth.se",  # fullwidth @
+    "an\u200bna@kth.se",  # zero-width space
+    "anna@kth.se\u202e",  # right-to-left override
+]
+
+
+@pytest.mark.parametrize("address", INVALID)
+def test_invalid_addresses_are_errors_at_their_line(repo: Repo, address: str) -> None:
+    repo.add(recipients=addresses(500) + address + "\n")
+    found = repo.messages(rule="recipients")
+    assert len(found) == 1, found
+    assert found[0].startswith("recipients.txt:501:1: error [recipients] '")
+    assert " is not a valid e-mail address: " in found[0]
+    assert found[0].endswith(" Correct or remove it")
+
+
+def test_a_look_alike_letter_is_named(repo: Repo) -> None:
+    repo.add(recipients=addresses(500) + "аnna@kth.se\n")
+    assert repo.messages(rule="recipients") == [
+        "recipients.txt:501:1: error [recipients] 'аnna@kth.se' is not a valid e-mail address: It contains U+0430 "
+        "(CYRILLIC SMALL LETTER A), which is not a plain ASCII character; retype the address (write an "
+        "international domain in its xn-- form). Correct or remove it"
+    ]
+
+
+def test_invisible_characters_are_shown_escaped(repo: Repo) -> None:
+    repo.add(recipients=addresses(500) + "anna@kth.se\u202e\n")
+    assert repo.messages(rule="recipients")[0].startswith(
+        r"recipients.txt:501:1: error [recipients] 'anna@kth.se\u202e' is not a valid e-mail address: "
+    )
+
+
+def test_header_injection_in_a_text_list_splits_into_a_valid_line_and_an_invalid_one(repo: Repo) -> None:
+    repo.add(recipients=addresses(500) + "a@kth.se\r\nBcc: x@evil.com\n")
+    found = repo.messages(rule="recipients")
+    assert len(found) == 1
+    assert found[0].startswith("recipients.txt:502:1: error [recipients] 'Bcc: x@evil.com' is not a valid e-mail")
+
+
+def test_a_huge_line_is_one_short_error(repo: Repo) -> None:
+    repo.add(recipients=addresses(500) + "a" * 1_000_000 + "@kth.se\n")
+    found = repo.messages(rule="recipients")
+    assert len(found) == 1
+    assert "..." in found[0]
+    assert len(found[0]) < 400
+
+
+VALID_ODD = [
+    "Anna.Andersson@KTH.SE",
+    "anna+travel@kth.se",
+    "a_b-c@sub.kth.se",
+    "x@xn--bcher-kva.example",  # an international domain in its xn-- form
+    "o'neil@kth.se",
+]
+
+
+def test_unusual_but_valid_addresses_pass(repo: Repo) -> None:
+    repo.add(recipients=addresses(495) + "".join(f"{a}\n" for a in VALID_ODD))
+    assert repo.messages(rule="recipients") == []
+    assert count(repo) == 500
+
+
+# --- duplicates --------------------------------------------------------------------------------------------------
+
+
+def test_mixed_case_duplicates_across_lists_are_warnings_naming_the_first(repo: Repo) -> None:
+    repo.add(
+        changes=lists({"file": "recipients.txt"}, {"file": "staff.csv"}),
+        files={"staff.csv": "email\nUSER7@Kth.Se\nnew@kth.se\n"},
+    )
+    assert repo.messages(rule="recipients") == [
+        "staff.csv:2:1: warning [recipients] 'USER7@Kth.Se' is listed already in 'recipients.txt' line 8 as "
+        "'user7@kth.se' (case does not matter in addresses); remove this duplicate line"
+    ]
+    assert count(repo) == 601
+
+
+def test_a_duplicate_in_the_same_file_names_the_first_line(repo: Repo) -> None:
+    repo.add(recipients=addresses(600) + "user599@kth.se\n")
+    assert repo.messages(rule="recipients") == [
+        "recipients.txt:601:1: warning [recipients] 'user599@kth.se' is listed already on line 600; "
+        "remove this duplicate line"
+    ]
+
+
+def test_many_duplicates_are_summed_up_after_twenty(repo: Repo) -> None:
+    repo.add(recipients=addresses(600) + addresses(50))
+    found = repo.messages(rule="recipients")
+    assert len(found) == 21
+    assert found[0] == (
+        "recipients.txt:601:1: warning [recipients] 'user0@kth.se' is listed already on line 1; "
+        "remove this duplicate line"
+    )
+    assert found[19].startswith("recipients.txt:620:1: warning [recipients] 'user19@kth.se' is listed already")
+    assert found[20] == (
+        "recipients.txt:621:1: warning [recipients] 30 more duplicate addresses in 'recipients.txt' from this line on "
+        "(not reported one by one); remove them so that each address appears once"
+    )
