@@ -18,6 +18,7 @@ from checks.rules import (
     contact,
     content,
     event,
+    immutable,
     lead_time,
     links,
     plain_text,
@@ -50,6 +51,7 @@ _MODULES = (
     sender,
     contact,
     event,
+    immutable,
 )
 
 RULES: dict[str, Rule] = {module.ID: module for module in _MODULES}  # type: ignore[misc]

@@ -1,0 +1,165 @@
+"""What differs from a base ref, asked of git at the command line's edge.
+
+`--changed-since REF` compares the base with what this checkout would merge:
+the diff runs from the merge base of REF and HEAD (what `git diff REF...HEAD`
+shows), so mailings sent on REF after the branch was made do not count as
+changes of the branch. It runs against the working tree and includes
+untracked files, so a requester checking locally before committing sees the
+same verdict CI will give; in CI the checkout is clean and the two agree.
+Renames are detected (`-M`) and count as a change of both paths.
+
+Only this module runs git for the checks; what it learns travels to the rules
+in the Context.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from checks.errors import UsageError
+from checks.linter import check_mailing
+from checks.loader import MAILINGS_DIR
+from checks.model import SENDLOG_FILE, ChangeStatus, Context, FileChange, Mailing, Problem
+from checks.policy import Policy
+from checks.rules import immutable
+
+_STATUS: Mapping[str, ChangeStatus] = {
+    "A": "added",
+    "M": "modified",
+    "D": "deleted",
+    "R": "renamed",
+    "C": "copied",
+    "T": "type-changed",
+    "U": "modified",  # unmerged: the file differs, whatever the conflict
+}
+
+
+@dataclass(frozen=True)
+class BaseState:
+    """What the base says: the ref as given, the changes against it, the mailings sent on it."""
+
+    ref: str
+    changes: tuple[FileChange, ...]
+    sent: frozenset[str]
+
+
+def git(root: Path, *args: str) -> bytes:
+    """Output of a read-only git command in *root*; UsageError with git's own words if it fails."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=False)
+    except FileNotFoundError:
+        raise UsageError("--changed-since needs git, which is not installed") from None
+    if done.returncode != 0:
+        reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise UsageError(f"git {args[0]} failed: {reason[-1] if reason else f'exit {done.returncode}'}")
+    return done.stdout
+
+
+def read_base(root: Path, ref: str) -> BaseState:
+    """Ask git what differs from *ref* and which mailings have a send log on it."""
+    if ref.startswith("-"):
+        raise UsageError(f"--changed-since {ref!r}: a ref cannot start with '-'")
+    git(root, "rev-parse", "--is-inside-work-tree")
+    commit = _commit(root, ref)
+    merge_base = _merge_base(root, ref, commit)
+    return BaseState(ref=ref, changes=tuple(sorted(_diff(root, merge_base))), sent=_sent(root, commit))
+
+
+def _commit(root: Path, ref: str) -> str:
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").decode().strip()
+    except UsageError:
+        raise UsageError(
+            f"--changed-since {ref}: no such commit here; fetch it first (in GitHub Actions: "
+            "actions/checkout with fetch-depth: 0)"
+        ) from None
+
+
+def _merge_base(root: Path, ref: str, commit: str) -> str:
+    try:
+        return git(root, "merge-base", commit, "HEAD").decode().strip()
+    except UsageError:
+        raise UsageError(
+            f"--changed-since {ref}: it shares no history with HEAD; in a shallow clone, fetch the full history "
+            "(actions/checkout with fetch-depth: 0)"
+        ) from None
+
+
+def _diff(root: Path, merge_base: str) -> Iterable[FileChange]:
+    # --relative: paths relative to the root, also when the root is a subdirectory of the repository.
+    out = git(root, "diff", "--name-status", "-z", "-M", "--no-ext-diff", "--relative", merge_base, "--")
+    yield from parse_name_status(out)
+    untracked = git(root, "ls-files", "-z", "--others", "--exclude-standard")
+    yield from (FileChange(path, "added") for path in _split(untracked))
+
+
+def parse_name_status(out: bytes) -> Iterable[FileChange]:
+    """`git diff --name-status -z` output as changes (renames and copies carry their old path)."""
+    fields = _split(out)
+    i = 0
+    while i < len(fields):
+        letter = fields[i][:1]
+        status = _STATUS.get(letter)
+        if letter in ("R", "C"):
+            old, new = fields[i + 1], fields[i + 2]
+            i += 3
+            if status is not None:
+                yield FileChange(new, status, old)
+            continue
+        path = fields[i + 1]
+        i += 2
+        if status is not None:
+            yield FileChange(path, status)
+
+
+def _split(out: bytes) -> list[str]:
+    # surrogateescape: a path that is not UTF-8 still names the same file
+    return [part.decode("utf-8", "surrogateescape") for part in out.split(b"\0") if part]
+
+
+def _sent(root: Path, commit: str) -> frozenset[str]:
+    out = git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", MAILINGS_DIR)
+    return frozenset(
+        parts[1] for parts in (path.split("/") for path in _split(out)) if len(parts) == 3 and parts[2] == SENDLOG_FILE
+    )
+
+
+def mailing_of(path: str) -> str | None:
+    """The id of the mailing a path belongs to: mailings/<id> itself or anything below it."""
+    parts = path.split("/")
+    return parts[1] if len(parts) >= 2 and parts[0] == MAILINGS_DIR and parts[1] else None
+
+
+def changed_mailings(changes: Iterable[FileChange]) -> list[str]:
+    """Ids of the mailings any change touches (both sides of a rename), sorted."""
+    ids = {mailing_of(path) for change in changes for path in change.paths}
+    return sorted(i for i in ids if i is not None)
+
+
+def split_present(root: Path, ids: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Changed mailings that are still there (to load and check) and those whose directory is gone."""
+    present: list[Path] = []
+    gone: list[str] = []
+    for mailing_id in ids:
+        directory = root / MAILINGS_DIR / mailing_id
+        if directory.is_dir() or directory.is_symlink():
+            present.append(directory)
+        elif not directory.exists():
+            gone.append(mailing_id)
+        # else a plain file directly under mailings/: not a request, nothing to check
+    return present, gone
+
+
+def check_gone(root: Path, ids: Iterable[str], policy: Policy, context: Context) -> list[Problem]:
+    """Judge mailings whose directory this branch removed: nothing is left to load, but the removal
+    itself may break a rule, so [immutable], the one rule about changes, still runs."""
+    problems: list[Problem] = []
+    for mailing_id in ids:
+        gone = Mailing(
+            id=mailing_id, root=root, directory=f"{MAILINGS_DIR}/{mailing_id}", doc=None, yaml_problem=None
+        )
+        problems.extend(check_mailing(gone, policy, context, [immutable]))  # type: ignore[list-item]
+    return problems

@@ -1,0 +1,82 @@
+"""[immutable] A sent mailing is history, and only the dispatch job writes send logs.
+
+Runs with ``mailings check --changed-since REF`` alone (in a pull request, REF
+is its base); without a base it has nothing to compare and finds nothing.
+
+- Adding, changing, deleting or renaming any file of a mailing whose
+  ``sendlog.jsonl`` exists on REF is an error: the mailing went out as it
+  stands there. Make a new request instead.
+- Adding, changing, deleting or renaming a ``sendlog.jsonl`` is an error in
+  any mailing: the dispatch job writes send logs on the main branch, never a
+  pull request, so a forged log cannot mark a mailing as sent (or unsent).
+
+A rename changes both paths, so moving a sent mailing to a new id fails at the
+old one. Each error stands at the changed file, line 1.
+
+Passes: a new request ``mailings/2027-03-01-survey/`` beside a sent one;
+editing a request that has no send log on REF.
+
+Fails: editing ``mailings/2027-02-10-travel/body.en.txt`` when
+``mailings/2027-02-10-travel/sendlog.jsonl`` is on REF; deleting that
+directory; adding ``mailings/2027-03-01-survey/sendlog.jsonl``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from checks.model import SENDLOG_FILE, Context, FileChange, Finding, Loc, Mailing, Stage, error
+from checks.policy import Policy
+
+ID = "immutable"
+STAGES: tuple[Stage, ...] = ("submit",)
+
+_UNDO = {
+    "added": "remove it",
+    "copied": "remove it",
+    "modified": "restore it as it is on {base}",
+    "type-changed": "restore it as it is on {base}",
+    "deleted": "restore it from {base}",
+    "renamed": "undo the rename",
+}
+
+
+def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
+    if context.base is None:
+        return
+    sent = mailing.id in context.sent_on_base
+    for change in context.changes:
+        for path in change.paths:
+            if path != mailing.directory and not path.startswith(f"{mailing.directory}/"):
+                continue
+            if path.rsplit("/", 1)[-1] == SENDLOG_FILE:
+                yield error(
+                    Loc(path),
+                    f"this change {_what(change, path, 'send log')}, but only the dispatch job writes send logs, "
+                    f"on the main branch: {_undo(change, context.base)}",
+                )
+            elif sent:
+                yield error(
+                    Loc(path),
+                    f"mailing {mailing.id} was sent (its {SENDLOG_FILE} is on {context.base}) and a sent mailing is "
+                    f"history, but this change {_what(change, path, 'file')}: {_undo(change, context.base)}, and "
+                    "make a new request instead (mailings new ID)",
+                )
+
+
+def _what(change: FileChange, path: str, noun: str) -> str:
+    """What the change does to *path*, in words."""
+    if change.status == "renamed":
+        return f"moves this {noun} to {change.path}" if path == change.old_path else f"moves {change.old_path} here"
+    verb = {
+        "added": "adds",
+        "copied": "adds",
+        "modified": "edits",
+        "type-changed": "changes the type of",
+        "deleted": "deletes",
+    }[change.status]
+    return f"{verb} this {noun}"
+
+
+def _undo(change: FileChange, base: str) -> str:
+    return _UNDO[change.status].format(base=base)
