@@ -1,0 +1,320 @@
+"""A real SMTP server for the sender's tests: aiosmtpd in-process on 127.0.0.1, on an ephemeral port.
+
+Handlers:
+- `Recorder` accepts everything and records each transaction (thread-safe: the server runs in its own thread).
+- `FaultyHandler` records too, and misbehaves as its `Faults` say: 451/550 per recipient, a refused MAIL or
+  RCPT, a 421 or a dropped connection on the k-th MAIL or DATA, slow replies.
+
+`start_server(handler)` returns a `RunningServer` (host, port, handler, stop()); use it from tests that run the
+`mailings` command in a subprocess. The fixtures `make_server` and `smtp_server` stop their servers afterwards.
+PIPELINING is advertised by default (aiosmtpd does not advertise it by itself, but reads commands one by one
+and answers them in order, so pipelining clients work); pass pipelining=False for a server without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import subprocess
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Received:
+    """One transaction the server accepted."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    data: bytes
+    connection: int  # 1 for the first connection the server saw, 2 for the next, ...
+
+
+class Recorder:
+    """Accepts every transaction and records it; tests read the records from their own thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._received: list[Received] = []
+        self.connections = 0
+
+    # aiosmtpd hooks (they run in the server's thread)
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        if getattr(server, "pipelining", False):
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.record(envelope, getattr(server, "number", 0))
+        return "250 2.0.0 OK: queued"
+
+    # helpers
+
+    def record(self, envelope: Envelope, connection: int) -> None:
+        entry = Received(
+            mail_from=envelope.mail_from or "",
+            recipients=tuple(envelope.rcpt_tos),
+            data=envelope.original_content or b"",
+            connection=connection,
+        )
+        with self._cond:
+            self._received.append(entry)
+            self._cond.notify_all()
+
+    def connection_opened(self) -> int:
+        with self._cond:
+            self.connections += 1
+            return self.connections
+
+    @property
+    def received(self) -> list[Received]:
+        with self._cond:
+            return list(self._received)
+
+    def recipients(self) -> list[str]:
+        """Every recipient of every accepted transaction, in arrival order, repeats included."""
+        return [r for entry in self.received for r in entry.recipients]
+
+    def counts(self) -> Counter[str]:
+        """How many times each recipient (lower-cased) was received."""
+        return Counter(r.lower() for r in self.recipients())
+
+    def count(self, address: str) -> int:
+        return self.counts()[address.lower()]
+
+    def wait_for_recipients(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least *count* recipients arrived (True) or *timeout* seconds passed (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: sum(len(e.recipients) for e in self._received) >= count, timeout=timeout)
+
+
+@dataclass
+class Faults:
+    """How a FaultyHandler misbehaves. The k in "k-th" counts from 1 over the server's lifetime."""
+
+    temp_fail: Mapping[str, int | None] = field(default_factory=dict)  # address -> 451 the first N times; None: always
+    perm_fail: Collection[str] = ()  # recipients refused with 550
+    refuse_mail: str | None = None  # the reply to every MAIL, e.g. "554 5.7.1 Relay access denied"
+    refuse_rcpt: str | None = None  # the reply to every RCPT
+    mail_replies: Mapping[int, str] = field(default_factory=dict)  # k-th MAIL -> this reply (421 also closes)
+    data_replies: Mapping[int, str] = field(default_factory=dict)  # k-th DATA -> this reply, not accepted
+    drop_at_mail: Collection[int] = ()  # k-th MAIL: the connection drops instead of a reply
+    drop_at_data: Collection[int] = ()  # k-th DATA: the message arrives, the connection drops; not accepted
+    drop_after_data: Collection[int] = ()  # k-th DATA: accepted and recorded, then the connection drops unanswered
+    delay: float = 0.0  # seconds before each reply to MAIL, RCPT and DATA
+
+
+class FaultyHandler(Recorder):
+    """A Recorder that misbehaves as its Faults say; counts MAIL and DATA commands and RCPTs per address."""
+
+    def __init__(self, faults: Faults | None = None) -> None:
+        super().__init__()
+        self.faults = faults or Faults()
+        self.mails = 0
+        self.datas = 0
+        self.rcpts: Counter[str] = Counter()
+        self._temp = {k.lower(): v for k, v in self.faults.temp_fail.items()}
+        self._perm = {a.lower() for a in self.faults.perm_fail}
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        await self._delay()
+        with self._cond:
+            self.mails += 1
+            k = self.mails
+        if k in self.faults.drop_at_mail:
+            await _drop(server)
+        reply = self.faults.mail_replies.get(k) or self.faults.refuse_mail
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        await self._delay()
+        key = address.lower()
+        with self._cond:
+            self.rcpts[key] += 1
+            seen = self.rcpts[key]
+        if self.faults.refuse_rcpt:
+            return self.faults.refuse_rcpt
+        if key in self._perm:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        if key in self._temp and (self._temp[key] is None or seen <= (self._temp[key] or 0)):
+            return f"451 4.7.1 <{address}>: Recipient address rejected: try again later"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self._delay()
+        with self._cond:
+            self.datas += 1
+            k = self.datas
+        if k in self.faults.drop_at_data:
+            await _drop(server)
+        if k in self.faults.data_replies:
+            return self.faults.data_replies[k]
+        self.record(envelope, getattr(server, "number", 0))
+        if k in self.faults.drop_after_data:
+            await _drop(server)
+        return "250 2.0.0 OK: queued"
+
+    async def _delay(self) -> None:
+        if self.faults.delay:
+            await asyncio.sleep(self.faults.delay)
+
+
+async def _drop(server: SMTP) -> None:
+    """Drop the connection without a reply; aiosmtpd then cancels the session's task (this one)."""
+    if server.transport is not None:
+        server.transport.abort()
+    await asyncio.sleep(30)
+
+
+def credentials(username: str, password: str) -> Callable[..., AuthResult]:
+    """An aiosmtpd authenticator that accepts exactly one username and password."""
+
+    def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and data == (username.encode(), password.encode())
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535 itself
+
+    return authenticate
+
+
+class _SMTP(SMTP):
+    """aiosmtpd's SMTP with a PIPELINING switch, numbered connections, and 421 replies that close the connection."""
+
+    def __init__(self, handler: Any, *, pipelining: bool, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # AUTH without TLS is what a loopback test wants
+            super().__init__(handler, **kwargs)
+        self.pipelining = pipelining
+        self.number = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        starttls = self.transport is not None
+        super().connection_made(transport)
+        if not starttls and hasattr(self.event_handler, "connection_opened"):
+            self.number = self.event_handler.connection_opened()
+
+    async def push(self, status: Any) -> None:
+        await super().push(status)
+        text = status.decode() if isinstance(status, bytes) else status
+        if text.startswith("421") and self.transport is not None:
+            self.transport.close()  # RFC 5321: 421 means the server closes the channel
+
+
+class _Controller(Controller):
+    def __init__(self, handler: Any, *, pipelining: bool, **kwargs: Any) -> None:
+        super().__init__(handler, hostname=HOST, port=_free_port(), **kwargs)
+        self.pipelining = pipelining
+
+    def factory(self) -> SMTP:
+        return _SMTP(self.handler, pipelining=self.pipelining, **self.SMTP_kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    host: str
+    port: int
+    handler: Recorder
+    controller: Controller
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def start_server(handler: Recorder | None = None, *, pipelining: bool = True, **kwargs: Any) -> RunningServer:
+    """Start a server in its own thread. *kwargs* go to aiosmtpd (e.g. auth_required=True,
+    auth_require_tls=False, authenticator=credentials(...), tls_context=... for STARTTLS, ssl_context=... for TLS)."""
+    handler = handler if handler is not None else Recorder()
+    kwargs.setdefault("server_hostname", "mx.test")  # no DNS look-up for the greeting
+    kwargs.setdefault("timeout", 30)
+    for _ in range(5):  # the ephemeral port may be taken between choosing and binding it
+        controller = _Controller(handler, pipelining=pipelining, **kwargs)
+        try:
+            controller.start()
+        except OSError:
+            continue
+        break
+    else:
+        raise RuntimeError("could not start the test SMTP server")
+    with handler._cond:
+        handler.connections = 0  # the controller's own start-up probe is not a client
+    return RunningServer(HOST, controller.port, handler, controller)
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., RunningServer]]:
+    """A factory: make_server(handler=None, *, pipelining=True, **aiosmtpd_kwargs) -> RunningServer."""
+    servers: list[RunningServer] = []
+
+    def make(handler: Recorder | None = None, *, pipelining: bool = True, **kwargs: Any) -> RunningServer:
+        server = start_server(handler, pipelining=pipelining, **kwargs)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def smtp_server(make_server: Callable[..., RunningServer]) -> RunningServer:
+    """A recording server that advertises PIPELINING."""
+    return make_server()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A self-signed certificate for 127.0.0.1 and localhost (made with the openssl command)."""
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"openssl cannot make a test certificate: {exc}")
+    return TlsFiles(cert, key)
