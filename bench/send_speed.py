@@ -205,8 +205,9 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 BODIES = {
     "sv": (
         "Hej!\n\n"
-        "Från och med den 1 mars bokar alla anställda tjänsteresor i det nya bokningssystemet.\n"
-        "Det gamla systemet stängs samma dag, och bokningar som redan är gjorda följer med.\n\n"
+        "Från och med den 1 mars bokar alla anställda tjänsteresor i det nya\n"
+        "bokningssystemet. Det gamla systemet stängs samma dag, och bokningar\n"
+        "som redan är gjorda följer med.\n\n"
         "Vad du behöver göra:\n"
         "- logga in med ditt KTH-konto på https://www.kth.se/resor\n"
         "- kontrollera dina uppgifter och ditt kostnadsställe\n"
@@ -216,8 +217,9 @@ BODIES = {
     ),
     "en": (
         "Hello!\n\n"
-        "From 1 March, all employees book business travel in the new booking system.\n"
-        "The old system closes on the same day; bookings already made are carried over.\n\n"
+        "From 1 March, all employees book business travel in the new booking\n"
+        "system. The old system closes on the same day; bookings already made\n"
+        "are carried over.\n\n"
         "What you need to do:\n"
         "- sign in with your KTH account at https://www.kth.se/en/travel\n"
         "- check your details and your cost centre\n"
