@@ -158,8 +158,6 @@ def check_gone(root: Path, ids: Iterable[str], policy: Policy, context: Context)
     itself may break a rule, so [immutable], the one rule about changes, still runs."""
     problems: list[Problem] = []
     for mailing_id in ids:
-        gone = Mailing(
-            id=mailing_id, root=root, directory=f"{MAILINGS_DIR}/{mailing_id}", doc=None, yaml_problem=None
-        )
+        gone = Mailing(id=mailing_id, root=root, directory=f"{MAILINGS_DIR}/{mailing_id}", doc=None, yaml_problem=None)
         problems.extend(check_mailing(gone, policy, context, [immutable]))  # type: ignore[list-item]
     return problems

@@ -7,15 +7,18 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from string import Template
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
+from checks.changes import changed_mailings, check_gone, read_base, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
+from checks.plan import render as render_plan
 from checks.policy import Policy, load_policy
 from checks.report import check_all
 from checks.reporters import REPORTERS
@@ -68,17 +71,47 @@ def _context(args: argparse.Namespace, policy: Policy) -> Context:
     return Context(submitted=submitted, now=now)
 
 
+def _with_base(context: Context, root: Path, ref: str | None) -> Context:
+    """The context plus what git says about --changed-since REF (the [immutable] rule reads it)."""
+    if ref is None:
+        return context
+    base = read_base(root, ref)
+    return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent)
+
+
+def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:
+    """Request directories to check, and the ids of changed mailings whose directory is gone."""
+    if args.paths:
+        return resolve_targets(root, args.paths, Path.cwd()), []
+    if context.base is not None:
+        return split_present(root, changed_mailings(context.changes))
+    return discover(root), []
+
+
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     root = _root(args)
     policy = load_policy(root)
-    context = _context(args, policy)
-    targets = resolve_targets(root, args.paths, Path.cwd()) if args.paths else discover(root)
+    context = _with_base(_context(args, policy), root, args.changed_since)
+    targets, gone = _targets(root, args, context)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
+    problems = sorted(problems + check_gone(root, gone, policy, context))
     REPORTERS[fmt](problems, summaries, out)
     if any(p.level == "error" for p in problems):
         return 1
     return 1 if args.strict and problems else 0
+
+
+def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    """Markdown for the reviewer; it reports problems but does not fail on them (`check` does)."""
+    from sender.message import preview_text
+
+    root = _root(args)
+    policy = load_policy(root)
+    context = _with_base(_context(args, policy), root, args.changed_since)
+    targets, gone = _targets(root, args, context)
+    out.write(render_plan(root, targets, gone, policy, context, preview_text))
+    return 0
 
 
 def cmd_earliest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
@@ -136,6 +169,15 @@ def _add_common(parser: argparse.ArgumentParser, submitted: bool = True) -> None
         )
 
 
+def _add_changed_since(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--changed-since",
+        metavar="REF",
+        help="only the requests changed since REF's merge base with HEAD (working tree and untracked files "
+        "included), and judge the changes against REF: [immutable]",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mailings", description="Mass-mailing requests as code: check, plan and send."
@@ -149,7 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=sorted(REPORTERS), help="output format (default: text; github on GitHub Actions)"
     )
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
+    _add_changed_since(check)
     check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser("plan", help="Markdown for the reviewer: what the changed requests will send, when, to whom")
+    plan.add_argument(
+        "paths", nargs="*", metavar="PATH", help="request directories (default: those changed since REF, else all)"
+    )
+    _add_common(plan)
+    _add_changed_since(plan)
+    plan.set_defaults(func=cmd_plan)
 
     earliest = sub.add_parser("earliest", help="print the earliest allowed dispatch date")
     _add_common(earliest)

@@ -1,0 +1,309 @@
+"""`mailings plan`: what the reviewer of a pull request needs to see, as Markdown.
+
+Per changed mailing: when it goes out (local time), the earliest allowed date,
+how many it reaches, what it says and links to, its event, every problem the
+checks found, the policy's relevance criteria as a checklist for the reviewer,
+and the message exactly as recipients will see it.
+
+Everything a request says is somebody's text, so none of it reaches the
+Markdown raw: inline text has every ASCII punctuation mark backslash-escaped
+and its line breaks flattened (so it cannot open HTML, a link, an image, a
+heading or a checklist item), invisible characters are shown as ``[U+XXXX]``,
+literal values sit in code spans, and the message sits in a fenced block whose
+fence is longer than any backtick run inside it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+from checks.addresses import recipient_count
+from checks.changes import check_gone, mailing_of
+from checks.linter import check_mailing
+from checks.loader import load_mailing
+from checks.model import Context, FileChange, Mailing, Problem
+from checks.policy import Policy
+
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+# The written policy's conditions for a mass mailing; a reviewer judges them, no rule can.
+CRITERIA = (
+    "Relevant to the whole recipient group: everyone in it must know about it, react to it or benefit from it",
+    "Sent by an organisational sender within {org}",
+    "About the operations of {org} only",
+    "About something of a rare nature",
+    "Common to all of {org}: not about the activities of one school, department, project or course",
+)
+
+# The sender's preview_text(mailing, policy, now): the message as a recipient gets it, decoded.
+Preview = Callable[[Mailing, Policy, datetime], str]
+
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_LINE_BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_BACKTICKS = re.compile(r"`+")
+_EVENT_FIELDS = (
+    ("date", "Date"),
+    ("time", "Time"),
+    ("venue", "Venue"),
+    ("registration", "Registration"),
+    ("registration_deadline", "Registration deadline"),
+)
+
+
+def render(
+    root: Path,
+    targets: Sequence[Path],
+    gone: Sequence[str],
+    policy: Policy,
+    context: Context,
+    preview: Preview | None = None,
+) -> str:
+    """The whole plan; with *preview*, each mailing's message too."""
+    out = [*_header(len(targets) + len(gone), policy, context)]
+    for directory in targets:
+        mailing = load_mailing(root, directory, policy)
+        out += mailing_section(mailing, policy, context, check_mailing(mailing, policy, context), preview)
+    for mailing_id in gone:
+        out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
+    out += _other_files(context.changes)
+    return "\n".join(out) + "\n"
+
+
+def _header(count: int, policy: Policy, context: Context) -> Iterator[str]:
+    yield "## Mailing plan"
+    yield ""
+    earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
+    since = f"Changed since {code(context.base)}: " if context.base is not None else ""
+    yield (
+        f"{since}{count} mailing{'s' if count != 1 else ''}. Submitted {long_date(context.submitted)}: "
+        f"the earliest allowed dispatch date is {long_date(earliest)} "
+        f"({policy.lead_time_working_days} working days; crisis mailings are exempt)."
+    )
+    if count == 0:
+        yield ""
+        yield "No mailing changed."
+
+
+def mailing_section(
+    mailing: Mailing, policy: Policy, context: Context, problems: Sequence[Problem], preview: Preview | None = None
+) -> list[str]:
+    """One mailing: facts, problems, the relevance checklist and the message."""
+    out = ["", f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}", ""]
+    out += _facts(mailing, policy, context)
+    out += ["", "#### Links", "", *_links(mailing)]
+    if mailing.get("event") is not None:
+        out += ["", "#### Event", "", *_event(mailing)]
+    out += ["", "#### Problems", "", *_problems(problems)]
+    out += ["", "#### Relevance: the reviewer's judgement", "", *checklist(mailing, policy)]
+    if preview is not None:
+        out += ["", "#### The message as recipients will see it", "", *_message(mailing, policy, context, preview)]
+    return out
+
+
+def gone_section(mailing_id: str, problems: Sequence[Problem]) -> list[str]:
+    """A mailing whose directory this change removes."""
+    out = ["", f"### {_verdict(problems)} {code(f'mailings/{mailing_id}')}: removed, {_counts(problems)}", ""]
+    return [*out, "#### Problems", "", *_problems(problems)]
+
+
+def _verdict(problems: Sequence[Problem]) -> str:
+    if any(p.level == "error" for p in problems):
+        return "❌"
+    return "⚠️" if problems else "✅"
+
+
+def _counts(problems: Sequence[Problem]) -> str:
+    errors = sum(p.level == "error" for p in problems)
+    warnings = len(problems) - errors
+    if not problems:
+        return "no problems"
+    return f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+
+
+def _facts(mailing: Mailing, policy: Policy, context: Context) -> Iterator[str]:
+    yield f"- **Dispatch:** {local_time(mailing.send_at, policy) if mailing.send_at else _missing('send_at')}"
+    if mailing.is_crisis:
+        yield "- **Earliest allowed date:** none: a crisis mailing is exempt from the lead time"
+    else:
+        earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
+        yield f"- **Earliest allowed date:** {long_date(earliest)} (submitted {long_date(context.submitted)})"
+    count = recipient_count(mailing, policy)
+    yield f"- **Recipients:** {count} (unique addresses; IT's lists at their approximate size)"
+    yield from _lists(mailing, policy)
+    yield f"- **Recipient group:** {_field(mailing, 'recipients', 'group')}"
+    yield f"- **Why this group:** {_field(mailing, 'recipients', 'why')}"
+    yield f"- **Purpose:** {_field(mailing, 'purpose')}"
+    yield f"- **Sender:** {_sender(mailing, policy)}"
+    yield f"- **Contact:** {_contact(mailing)}"
+    yield f"- **Languages:** {', '.join(code(lang) for lang in mailing.languages) or _missing('languages')}"
+    yield "- **Subjects:**"
+    subjects = mailing.get("subject", kind=dict) or {}
+    for lang in mailing.languages or list(subjects):
+        yield f"  - {code(lang)}: {_field(mailing, 'subject', lang)}"
+    if mailing.is_crisis:
+        yield "- **Crisis mailing:** yes (the lead time and the blackout periods do not apply)"
+    if mailing.get("blackout_exception") is not None:
+        yield (
+            f"- **Blackout exception:** {_field(mailing, 'blackout_exception', 'reason')}; agreed with "
+            f"{_field(mailing, 'blackout_exception', 'agreed_with')}"
+        )
+
+
+def _lists(mailing: Mailing, policy: Policy) -> Iterator[str]:
+    for lst in mailing.lists:
+        if lst.error is not None:
+            yield f"  - {code(lst.name)}: {text(lst.error)}"
+        elif lst.kind == "file":
+            yield f"  - {code(lst.name)}: {len(lst.addresses)} address{'es' if len(lst.addresses) != 1 else ''}"
+        else:
+            name, size = policy.special_lists[lst.name]
+            yield f"  - {code(lst.name)} ({text(name)}): about {size}, a list IT provides"
+
+
+def _sender(mailing: Mailing, policy: Policy) -> str:
+    unit = mailing.get("sender", "unit", kind=str)
+    role = mailing.get("sender", "role", kind=str)
+    parts = [
+        f"{text(policy.units[unit])} ({code(unit)})" if unit in policy.units else _field(mailing, "sender", "unit")
+    ]
+    if role is not None:
+        parts.append(f"as {text(policy.roles[role]) if role in policy.roles else code(role)}")
+    address = mailing.get("from_address", kind=str) or policy.default_from_address
+    parts.append(f"from {code(address)}")
+    return " ".join(parts)
+
+
+def _contact(mailing: Mailing) -> str:
+    parts = [_field(mailing, "contact", "name"), code(mailing.get("contact", "email", kind=str) or "")]
+    phone = mailing.get("contact", "phone", kind=str)
+    parts.append(text(phone) if phone else "no phone given")
+    return ", ".join(parts)
+
+
+def _links(mailing: Mailing) -> Iterator[str]:
+    entries = [e for e in mailing.get("external_links", kind=list) or [] if isinstance(e, dict)]
+    if not entries:
+        yield "No external links declared."
+    for entry in entries:
+        url = entry.get("url")
+        stopover = entry.get("stopover")
+        yield (
+            f"- {code(url) if isinstance(url, str) else '(no url)'} through the stopover page "
+            f"{code(stopover) if isinstance(stopover, str) else '(none given)'}"
+        )
+
+
+def _event(mailing: Mailing) -> Iterator[str]:
+    for key, label in _EVENT_FIELDS:
+        yield f"- **{label}:** {_field(mailing, 'event', key)}"
+
+
+def _problems(problems: Sequence[Problem]) -> Iterator[str]:
+    if not problems:
+        yield "None."
+    for p in problems:
+        yield f"- {p.level} {code(f'{p.file}:{p.line}:{p.column}')} [{text(p.rule)}] {text(p.message)}"
+
+
+def checklist(mailing: Mailing, policy: Policy) -> list[str]:
+    """The policy's relevance criteria; met by standing when a top-management function sends."""
+    role = mailing.get("sender", "role", kind=str)
+    org = policy.organisation
+    if role in policy.roles:
+        standing = f" (met by standing: {text(policy.roles[role])} may always send mass mailings)"
+        return [f"- [x] {text(criterion.format(org=org))}{standing}" for criterion in CRITERIA]
+    return [f"- [ ] {text(criterion.format(org=org))}" for criterion in CRITERIA]
+
+
+def _message(mailing: Mailing, policy: Policy, context: Context, preview: Preview) -> list[str]:
+    return fenced(preview(mailing, policy, mailing.send_at or context.now)).splitlines()
+
+
+def _other_files(changes: Iterable[FileChange]) -> list[str]:
+    others = [c for c in changes if all(mailing_of(path) is None for path in c.paths)]
+    if not others:
+        return []
+    out = ["", "### Other files changed", "", "Code, schema, policy and workflows: IT reviews these.", ""]
+    for change in others:
+        shown = f"{code(change.old_path)} → {code(change.path)}" if change.old_path else code(change.path)
+        out.append(f"- {shown} ({change.status})")
+    return out
+
+
+def _field(mailing: Mailing, *path: str) -> str:
+    value = mailing.get(*path, kind=str)
+    return text(value) if value and value.strip() else _missing(".".join(path))
+
+
+def _missing(name: str) -> str:
+    return f"*missing* ({code(name)})"
+
+
+def visible(value: str) -> str:
+    """*value* on one line, with invisible and control characters shown as [U+XXXX]."""
+    out: list[str] = []
+    for ch in value:
+        if ch in _LINE_BREAKS:
+            out.append(" ")
+        elif unicodedata.category(ch).startswith("C"):
+            out.append(f"[U+{ord(ch):04X}]")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def text(value: str) -> str:
+    """Inline Markdown that shows *value* literally: no markup of its own can take effect."""
+    return _PUNCTUATION.sub(r"\\\1", visible(value))
+
+
+def code(value: str) -> str:
+    """A code span showing *value* literally, delimited by more backticks than it holds in a row."""
+    flat = visible(value)
+    longest = max((len(run) for run in _BACKTICKS.findall(flat)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {flat} {fence}"
+
+
+def fenced(body: str, info: str = "text") -> str:
+    """A fenced code block that nothing in *body* can close early."""
+    lines = [_visible_keep_tabs(line) for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    longest = max((len(run) for run in _BACKTICKS.findall(body)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return "\n".join([f"{fence}{info}", *lines, fence])
+
+
+def _visible_keep_tabs(line: str) -> str:
+    return "\t".join(visible(part) for part in line.split("\t"))
+
+
+def long_date(day: date) -> str:
+    return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year} ({day.isoformat()})"
+
+
+def local_time(moment: datetime, policy: Policy) -> str:
+    """'Wednesday 10 February 2027 (2027-02-10), 09:00 CET (UTC+01:00, Europe/Stockholm)'."""
+    local = moment.astimezone(policy.timezone)
+    offset = local.strftime("%z")
+    return (
+        f"{long_date(local.date())}, {local.strftime('%H:%M')} {local.tzname()} "
+        f"(UTC{offset[:3]}:{offset[3:]}, {policy.timezone.key})"
+    )
