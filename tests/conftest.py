@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,31 @@ def write(path: Path, content: str | bytes) -> None:
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     return Repo(tmp_path)
+
+
+# A person with a plain git set-up: fixed identity, no user or system configuration.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Requester",
+    "GIT_AUTHOR_EMAIL": "requester@kth.se",
+    "GIT_COMMITTER_NAME": "Requester",
+    "GIT_COMMITTER_EMAIL": "requester@kth.se",
+    "GIT_CONFIG_NOSYSTEM": "1",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "LC_ALL": "C",
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in *cwd* as that person; its output, stripped."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env={**os.environ, **GIT_ENV}, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def plain_git(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the machine's git configuration out of git run by the code under test."""
+    for name, value in GIT_ENV.items():
+        monkeypatch.setenv(name, value)

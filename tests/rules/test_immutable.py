@@ -1,0 +1,195 @@
+"""[immutable]: a sent mailing is history; send logs change on the main branch alone. Real git in a tmp dir."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from checks.cli import main
+from tests.conftest import Repo, git
+
+SENT = "2027-02-10-travel"
+OPEN = "2027-03-01-survey"
+LOG = '{"event": "start"}\n'
+
+
+def sent_message(path: str, action: str, undo: str, base: str = "main") -> str:
+    return (
+        f"{path}:1:1: error [immutable] mailing {SENT} was sent (its sendlog.jsonl is on {base}) and a sent mailing "
+        f"is history, but this change {action}: {undo}, and make a new request instead (mailings new ID)"
+    )
+
+
+def log_message(path: str, action: str, undo: str) -> str:
+    return (
+        f"{path}:1:1: error [immutable] this change {action}, but only the dispatch job writes send logs, "
+        f"on the main branch: {undo}"
+    )
+
+
+@pytest.fixture
+def branch(repo: Repo, plain_git: None) -> Repo:
+    """main holds a sent mailing (with its send log) and one not sent yet; HEAD is a requester's branch."""
+    repo.add(SENT, files={"sendlog.jsonl": LOG})
+    repo.add(OPEN)
+    commit(repo, "Two requests, one sent", branch="main")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    return repo
+
+
+def commit(repo: Repo, message: str, branch: str | None = None) -> None:
+    if branch is not None and not (repo.root / ".git").exists():
+        git(repo.root, "init", "--quiet", f"--initial-branch={branch}")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "--allow-empty", "-m", message)
+
+
+def check(repo: Repo, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, list[str]]:
+    """`mailings check` as CI runs it; the exit code and the [immutable] lines."""
+    code = main(["check", "--root", str(repo.root), "--submitted", "2027-01-11", "--format", "text", *extra])
+    lines = capsys.readouterr().out.splitlines()
+    return code, [line for line in lines if "[immutable]" in line]
+
+
+def test_editing_a_sent_mailing_is_an_error(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / SENT / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
+    commit(branch, "Edit the sent mailing")
+    assert check(branch, capsys, "--changed-since", "main") == (
+        1,
+        [sent_message(f"mailings/{SENT}/body.en.txt", "edits this file", "restore it as it is on main")],
+    )
+
+
+def test_without_a_base_the_rule_finds_nothing(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / SENT / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
+    commit(branch, "Edit the sent mailing")
+    assert check(branch, capsys) == (0, [])
+
+
+def test_editing_a_mailing_not_yet_sent_passes(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / OPEN / "body.en.txt").write_text("Hello, read www.kth.se\n", encoding="utf-8")
+    branch.add("2027-03-02-new")
+    commit(branch, "Edit an open request, add a new one")
+    assert check(branch, capsys, "--changed-since", "main") == (0, [])
+
+
+def test_deleting_a_sent_mailing_reports_every_file(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(branch.root / "mailings" / SENT)
+    commit(branch, "Remove the sent mailing")
+    code, lines = check(branch, capsys, "--changed-since", "main")
+    gone = f"mailings/{SENT}"
+    assert code == 1
+    assert lines == [
+        *(
+            sent_message(f"{gone}/{name}", "deletes this file", "restore it from main")
+            for name in ("body.en.txt", "body.sv.txt", "mailing.yaml", "recipients.txt")
+        ),
+        log_message(f"{gone}/sendlog.jsonl", "deletes this send log", "restore it from main"),
+    ]
+
+
+def test_renaming_a_sent_mailing_counts_at_both_paths(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    git(branch.root, "mv", f"mailings/{SENT}", "mailings/2027-02-11-travel")
+    commit(branch, "Move the sent mailing to a new id")
+    code, lines = check(branch, capsys, "--changed-since", "main")
+    old, new = f"mailings/{SENT}", "mailings/2027-02-11-travel"
+    assert code == 1
+    assert sent_message(f"{old}/body.en.txt", f"moves this file to {new}/body.en.txt", "undo the rename") in lines
+    # the log is flagged where it left and where it arrived
+    assert log_message(f"{old}/sendlog.jsonl", f"moves this send log to {new}/sendlog.jsonl", "undo the rename") in (
+        lines
+    )
+    assert log_message(f"{new}/sendlog.jsonl", f"moves {old}/sendlog.jsonl here", "undo the rename") in lines
+    assert len(lines) == 6
+
+
+def test_renaming_a_file_inside_a_sent_mailing(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = f"mailings/{SENT}"
+    git(branch.root, "mv", f"{directory}/recipients.txt", f"{directory}/list.txt")
+    commit(branch, "Rename a list")
+    _, lines = check(branch, capsys, "--changed-since", "main")
+    assert lines == [
+        sent_message(f"{directory}/list.txt", f"moves {directory}/recipients.txt here", "undo the rename"),
+        sent_message(f"{directory}/recipients.txt", f"moves this file to {directory}/list.txt", "undo the rename"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "action", "undo"),
+    [
+        ("add", "adds this send log", "remove it"),
+        ("edit", "edits this send log", "restore it as it is on main"),
+        ("delete", "deletes this send log", "restore it from main"),
+    ],
+)
+def test_any_change_to_a_send_log_is_an_error(
+    branch: Repo, capsys: pytest.CaptureFixture[str], change: str, action: str, undo: str
+) -> None:
+    target = OPEN if change == "add" else SENT
+    log = branch.root / "mailings" / target / "sendlog.jsonl"
+    if change == "delete":
+        log.unlink()
+    else:
+        log.write_text(LOG + '{"event": "end", "complete": true}\n', encoding="utf-8")
+    commit(branch, f"{change} a send log")
+    assert check(branch, capsys, "--changed-since", "main") == (
+        1,
+        [log_message(f"mailings/{target}/sendlog.jsonl", action, undo)],
+    )
+
+
+def test_uncommitted_and_untracked_changes_count(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / SENT / "notes.txt").write_text("untracked\n", encoding="utf-8")
+    (branch.root / "mailings" / SENT / "mailing.yaml").write_text("send_at: 2027-02-11\n", encoding="utf-8")
+    _, lines = check(branch, capsys, "--changed-since", "main")
+    assert lines == [
+        sent_message(f"mailings/{SENT}/mailing.yaml", "edits this file", "restore it as it is on main"),
+        sent_message(f"mailings/{SENT}/notes.txt", "adds this file", "remove it"),
+    ]
+
+
+def test_sent_on_the_base_after_the_branch_was_made(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The dispatch job sends OPEN on main while the branch edits it: the base's send log decides."""
+    (branch.root / "mailings" / OPEN / "body.en.txt").write_text("Hello, changed\n", encoding="utf-8")
+    commit(branch, "Edit the open request")
+    git(branch.root, "switch", "--quiet", "main")
+    (branch.root / "mailings" / OPEN / "sendlog.jsonl").write_text(LOG, encoding="utf-8")
+    commit(branch, "Send log of the open request")
+    git(branch.root, "switch", "--quiet", "request")
+    code, lines = check(branch, capsys, "--changed-since", "main")
+    assert code == 1
+    # the log that main gained is not the branch's change: compared with the merge base, only the body differs
+    assert lines == [
+        f"mailings/{OPEN}/body.en.txt:1:1: error [immutable] mailing {OPEN} was sent (its sendlog.jsonl is on main) "
+        "and a sent mailing is history, but this change edits this file: restore it as it is on main, "
+        "and make a new request instead (mailings new ID)"
+    ]
+
+
+def test_only_changed_mailings_are_checked(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / OPEN / "body.sv.txt").write_text("Hej igen\n", encoding="utf-8")
+    commit(branch, "Edit one request")
+    code = main(["check", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "main"])
+    assert (code, capsys.readouterr().out) == (0, "1 mailing checked: 0 errors, 0 warnings\n")
+
+
+def test_github_annotation(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    (branch.root / "mailings" / OPEN / "sendlog.jsonl").write_text(LOG, encoding="utf-8")
+    commit(branch, "Forge a send log")
+    main(["check", "--root", str(branch.root), "--changed-since", "main", "--format", "github"])
+    assert (
+        f"::error file=mailings/{OPEN}/sendlog.jsonl,line=1,col=1,title=immutable::this change adds this send log, "
+        "but only the dispatch job writes send logs, on the main branch: remove it"
+    ) in capsys.readouterr().out.splitlines()
+
+
+def test_unknown_base_is_a_usage_error(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--root", str(branch.root), "--changed-since", "origin/main"]) == 2
+    assert "--changed-since origin/main: no such commit here" in capsys.readouterr().err
+
+
+def test_base_may_not_look_like_an_option(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--root", str(branch.root), "--changed-since=--output=x"]) == 2
+    assert "a ref cannot start with '-'" in capsys.readouterr().err
+    assert not (branch.root / "x").exists()
