@@ -1,0 +1,362 @@
+"""The send log: an append-only JSON Lines journal per mailing, ``mailings/<id>/sendlog.jsonl``.
+
+Every event is one line, written and fsync'd before the dispatcher goes on:
+an ``attempt`` before each SMTP transaction and its outcome (``accepted``,
+``failed``, ``deferred``) after it. A run killed at any moment and started
+again therefore resends at most the transactions that were in flight.
+Concurrent transactions share one fsync (group commit).
+
+Recipients appear only as hashes of the normalised address: SHA-256, or
+HMAC-SHA-256 with a key (MAILINGS_LOG_KEY, passed in by the caller). The scheme and a key check value are recorded, so
+a run with another key is refused instead of taking everybody for new.
+
+Events (all carry ``event`` and ``time``)::
+
+    start     run, recipients, pending, mode, hash, key_check
+    attempt   run, batch, rcpt: [hash, ...]
+    accepted  run, batch, rcpt: [hash, ...], code
+    failed    run, batch, rcpt: hash, code, message      (permanent, one per recipient)
+    deferred  run, batch, rcpt: [hash, ...], code, message  (left pending for the next run)
+    blocked   reason                                      (not sent: a rule failed, the key changed, ...)
+    missed    reason                                      (too late to send)
+    end       run, accepted, failed, pending, complete, [reason]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from checks.addresses import normalise
+
+# Hashes are cut to 128 bits (32 hex digits): ample for telling recipients apart, and
+# half the size of a log that git keeps for ever. The cut is part of the scheme's name.
+SCHEME_SHA256 = "sha256-128"
+SCHEME_HMAC = "hmac-sha256-128"
+HASH_HEX_DIGITS = 32
+_KEY_CHECK_INPUT = b"mailings send log key check"
+_ADDRESS_LIKE = re.compile(r"<?[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+>?")
+MAX_MESSAGE_CHARS = 200
+
+Event = dict[str, Any]
+
+
+class LockedError(Exception):
+    """Another process holds the send log's lock: it is sending this mailing now."""
+
+
+@dataclass(frozen=True)
+class Hasher:
+    """Turns an address into the hash the log stores."""
+
+    scheme: str
+    key_check: str | None = None  # identifies the key without revealing it
+    key: bytes | None = field(default=None, repr=False)
+
+    def __call__(self, address: str) -> str:
+        data = normalise(address).encode("utf-8")
+        if self.key is None:
+            return hashlib.sha256(data).hexdigest()[:HASH_HEX_DIGITS]
+        return hmac.new(self.key, data, hashlib.sha256).hexdigest()[:HASH_HEX_DIGITS]
+
+
+def make_hasher(key: str | bytes | None) -> Hasher:
+    """SHA-256 without a key; HMAC-SHA-256 with one (the caller reads MAILINGS_LOG_KEY)."""
+    if not key:
+        return Hasher(SCHEME_SHA256)
+    raw = key.encode("utf-8") if isinstance(key, str) else key
+    check = hmac.new(raw, _KEY_CHECK_INPUT, hashlib.sha256).hexdigest()[:16]
+    return Hasher(SCHEME_HMAC, check, raw)
+
+
+def scrub(message: str) -> str:
+    """A server's reply text fit for the log: addresses replaced (servers echo them), one line, bounded."""
+    text = _ADDRESS_LIKE.sub("<address>", " ".join(message.split()))
+    return text[:MAX_MESSAGE_CHARS]
+
+
+def encode(event: Event) -> bytes:
+    return (json.dumps(event, separators=(",", ":"), ensure_ascii=True) + "\n").encode("ascii")
+
+
+def stamp(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Failure:
+    code: int
+    message: str
+
+
+@dataclass
+class Replay:
+    """What a send log says, read from its first line to its last."""
+
+    accepted: set[str] = field(default_factory=set)
+    failed: dict[str, Failure] = field(default_factory=dict)
+    in_flight: set[str] = field(default_factory=set)  # attempted in the last run with no outcome (a kill)
+    scheme: str | None = None
+    key_check: str | None = None
+    runs: int = 0
+    recipients: int | None = None  # as counted by the last start
+    open_run: bool = False  # a start without its end: the run was killed or is still going
+    complete: bool = False
+    last_event: str | None = None
+    last_time: str | None = None
+    blocked: str | None = None  # the reason, when the last thing that happened was a block
+    missed: str | None = None  # the reason, when the last thing that happened was a miss
+    end_reason: str | None = None  # why the last run stopped early, if it did
+    damaged: int = 0  # lines that are not events (a torn write); skipped
+
+    def scheme_problem(self, hasher: Hasher) -> str | None:
+        """Why *hasher* cannot read this log's hashes, or None when it can."""
+        if self.scheme is None or (self.scheme == hasher.scheme and self.key_check == hasher.key_check):
+            return None
+        if self.scheme == SCHEME_HMAC and hasher.scheme == SCHEME_SHA256:
+            return (
+                "the send log's recipients are hashed with a key (HMAC-SHA-256) but MAILINGS_LOG_KEY is not set; "
+                "set the key used before, or every recipient would be taken for new and mailed again"
+            )
+        if self.scheme == SCHEME_SHA256:
+            return (
+                "the send log's recipients are hashed without a key (SHA-256) but MAILINGS_LOG_KEY is set now; "
+                "unset it for this mailing's remaining runs, or every recipient would be mailed again"
+            )
+        return (
+            f"the send log's recipients are hashed with another MAILINGS_LOG_KEY (key check {self.key_check}, "
+            f"now {hasher.key_check}); set the key used before, or every recipient would be mailed again"
+        )
+
+    def apply(self, event: Event) -> None:
+        kind = event.get("event")
+        self.last_event = kind
+        self.last_time = event.get("time", self.last_time)
+        self.blocked = event.get("reason") if kind == "blocked" else None
+        self.missed = event.get("reason") if kind == "missed" else None
+        handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            handler(self, event)
+
+
+def _on_start(replay: Replay, event: Event) -> None:
+    replay.runs += 1
+    replay.open_run = True
+    replay.complete = False
+    replay.in_flight = set()
+    replay.scheme = event.get("hash", replay.scheme)
+    replay.key_check = event.get("key_check")
+    replay.recipients = event.get("recipients")
+
+
+def _on_attempt(replay: Replay, event: Event) -> None:
+    replay.in_flight.update(_hashes(event))
+
+
+def _on_accepted(replay: Replay, event: Event) -> None:
+    hashes = _hashes(event)
+    replay.accepted.update(hashes)
+    replay.in_flight.difference_update(hashes)
+    for h in hashes:
+        replay.failed.pop(h, None)
+
+
+def _on_failed(replay: Replay, event: Event) -> None:
+    for h in _hashes(event):
+        if h not in replay.accepted:
+            replay.failed[h] = Failure(int(event.get("code", 0)), str(event.get("message", "")))
+        replay.in_flight.discard(h)
+
+
+def _on_deferred(replay: Replay, event: Event) -> None:
+    replay.in_flight.difference_update(_hashes(event))
+
+
+def _on_end(replay: Replay, event: Event) -> None:
+    replay.open_run = False
+    replay.complete = bool(event.get("complete"))
+    replay.end_reason = event.get("reason")
+    replay.in_flight = set()
+
+
+_HANDLERS = {
+    "start": _on_start,
+    "attempt": _on_attempt,
+    "accepted": _on_accepted,
+    "failed": _on_failed,
+    "deferred": _on_deferred,
+    "end": _on_end,
+}
+
+
+def _hashes(event: Event) -> list[str]:
+    value = event.get("rcpt")
+    if isinstance(value, str):
+        return [value]
+    return [h for h in value if isinstance(h, str)] if isinstance(value, list) else []
+
+
+def replay_lines(lines: Iterable[bytes]) -> Replay:
+    """Replay events in order; a line that is not a JSON object (a torn write) is counted and skipped."""
+    replay = Replay()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            replay.damaged += 1
+            continue
+        if isinstance(event, dict):
+            replay.apply(event)
+        else:
+            replay.damaged += 1
+    return replay
+
+
+def replay(path: Path) -> Replay:
+    """The replay of the log at *path*; an empty one when there is no log yet."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return Replay()
+    return replay_lines(data.split(b"\n"))
+
+
+def is_locked(path: Path) -> bool:
+    """True while a sender holds the log's lock (asks without taking it for long, and without writing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return True
+        raise
+    finally:
+        os.close(fd)  # closing releases a shared lock we may have taken
+    return False
+
+
+class Journal:
+    """A send log open for appending under an exclusive lock (flock on the log itself, so no other file is needed).
+
+    `append` writes and fsyncs at once; `write` is the same for concurrent coroutines, which share fsyncs.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
+        self._flushing = False
+        self.writes = 0  # events written
+        self.syncs = 0  # fsyncs done
+
+    @classmethod
+    def open(cls, path: Path) -> Journal:
+        """Open (creating) and lock *path*; LockedError when another process has it."""
+        created = not path.exists()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LockedError(f"{path} is locked by another sender") from None
+            raise
+        journal = cls(path, fd)
+        if created:
+            _sync_directory(path.parent)  # the new name must survive a crash too
+        journal._terminate_torn_line()
+        return journal
+
+    def _terminate_torn_line(self) -> None:
+        # A kill mid-write can leave a last line without its newline; end it so that
+        # our first event does not merge into it (the replay skips the fragment).
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as handle:
+            handle.seek(size - 1)
+            if handle.read(1) != b"\n":
+                self._write_sync(b"\n")
+
+    def read(self) -> Replay:
+        return replay(self.path)
+
+    def append(self, *events: Event) -> None:
+        """Write *events* and fsync before returning (for use outside concurrent sending)."""
+        self.writes += len(events)
+        self._write_sync(b"".join(encode(e) for e in events))
+
+    async def write(self, *events: Event) -> None:
+        """Write *events*; returns once they are on disk. Writers that arrive during an fsync share the next one."""
+        self.writes += len(events)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((b"".join(encode(e) for e in events), future))
+        if not self._flushing:
+            self._flushing = True
+            try:
+                await self._flush_pending()
+            finally:
+                self._flushing = False
+        await future
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            try:
+                # In a thread, so that other transactions go on (and queue their events) during the fsync.
+                await asyncio.to_thread(self._write_sync, b"".join(data for data, _ in group))
+            except BaseException as exc:
+                # Every waiter, the leader included, gets the error from its own future (or is cancelled with it).
+                for _, future in group + self._pending:
+                    if not future.done():
+                        future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
+                self._pending = []
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
+
+    def _write_sync(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        os.fsync(self._fd)
+        self.syncs += 1
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)  # releases the lock
+            self._fd = -1
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
