@@ -53,7 +53,8 @@ CRITERIA = (
     "Common to all of {org}: not about the activities of one school, department, project or course",
 )
 
-# The sender's preview_text(mailing, policy, now): the message as a recipient gets it, decoded.
+# The sender's preview_text(mailing, policy, now): the message as a recipient gets it, decoded;
+# a ValueError (the sender's MessageError) when the request is too broken to build a message from.
 Preview = Callable[[Mailing, Policy, datetime], str]
 
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
@@ -93,9 +94,9 @@ def _header(count: int, policy: Policy, context: Context) -> Iterator[str]:
     earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
     since = f"Changed since {code(context.base)}: " if context.base is not None else ""
     yield (
-        f"{since}{count} mailing{'s' if count != 1 else ''}. Submitted {long_date(context.submitted)}: "
-        f"the earliest allowed dispatch date is {long_date(earliest)} "
-        f"({policy.lead_time_working_days} working days; crisis mailings are exempt)."
+        f"{since}{count} mailing{'s' if count != 1 else ''}. For a request submitted on "
+        f"{long_date(context.submitted)}, the earliest allowed dispatch date is {long_date(earliest)} "
+        f"({policy.lead_time_working_days} working days later; crisis mailings are exempt)."
     )
     if count == 0:
         yield ""
@@ -144,7 +145,8 @@ def _facts(mailing: Mailing, policy: Policy, context: Context) -> Iterator[str]:
         yield "- **Earliest allowed date:** none: a crisis mailing is exempt from the lead time"
     else:
         earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
-        yield f"- **Earliest allowed date:** {long_date(earliest)} (submitted {long_date(context.submitted)})"
+        submitted = long_date(context.submitted)
+        yield f"- **Earliest allowed date:** {long_date(earliest)}, for a request submitted on {submitted}"
     count = recipient_count(mailing, policy)
     yield f"- **Recipients:** {count} (unique addresses; IT's lists at their approximate size)"
     yield from _lists(mailing, policy)
@@ -220,7 +222,7 @@ def _problems(problems: Sequence[Problem]) -> Iterator[str]:
     if not problems:
         yield "None."
     for p in problems:
-        yield f"- {p.level} {code(f'{p.file}:{p.line}:{p.column}')} [{text(p.rule)}] {text(p.message)}"
+        yield f"- {p.level} {code(f'{p.file}:{p.line}:{p.column}')} {text(f'[{p.rule}]')} {text(p.message)}"
 
 
 def checklist(mailing: Mailing, policy: Policy) -> list[str]:
@@ -234,7 +236,12 @@ def checklist(mailing: Mailing, policy: Policy) -> list[str]:
 
 
 def _message(mailing: Mailing, policy: Policy, context: Context, preview: Preview) -> list[str]:
-    return fenced(preview(mailing, policy, mailing.send_at or context.now)).splitlines()
+    # dated as it will be sent, so the reviewer reads the Date header recipients will see
+    try:
+        message = preview(mailing, policy, mailing.send_at or context.now)
+    except ValueError as exc:
+        return [f"No message can be built until the request is fixed: {text(str(exc))}"]
+    return fenced(message).splitlines()
 
 
 def _other_files(changes: Iterable[FileChange]) -> list[str]:
@@ -285,7 +292,8 @@ def code(value: str) -> str:
 
 def fenced(body: str, info: str = "text") -> str:
     """A fenced code block that nothing in *body* can close early."""
-    lines = [_visible_keep_tabs(line) for line in body.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    body = body.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+    lines = [_visible_keep_tabs(line) for line in body.split("\n")]
     longest = max((len(run) for run in _BACKTICKS.findall(body)), default=0)
     fence = "`" * max(3, longest + 1)
     return "\n".join([f"{fence}{info}", *lines, fence])
@@ -296,11 +304,12 @@ def _visible_keep_tabs(line: str) -> str:
 
 
 def long_date(day: date) -> str:
-    return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year} ({day.isoformat()})"
+    """'Wednesday 10 February 2027', in English whatever the locale."""
+    return f"{WEEKDAYS[day.weekday()]} {day.day} {MONTHS[day.month - 1]} {day.year}"
 
 
 def local_time(moment: datetime, policy: Policy) -> str:
-    """'Wednesday 10 February 2027 (2027-02-10), 09:00 CET (UTC+01:00, Europe/Stockholm)'."""
+    """'Wednesday 10 February 2027, 09:00 CET (UTC+01:00, Europe/Stockholm)'."""
     local = moment.astimezone(policy.timezone)
     offset = local.strftime("%z")
     return (

@@ -1,0 +1,228 @@
+"""`mailings plan`: the reviewer's Markdown, its facts, and that no request can inject markup into it."""
+
+from __future__ import annotations
+
+import pytest
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
+
+from checks.cli import main
+from checks.plan import code, fenced, text
+from tests.conftest import Repo, git
+
+MAILING = "2027-02-10-travel"
+EVENT = {
+    "date": "2027-03-01",
+    "time": "13:00-15:00",
+    "venue": "Aula Magna, KTH Campus",
+    "registration": "Register at https://www.kth.se/event/123",
+    "registration_deadline": "2027-02-20",
+}
+
+
+@pytest.fixture
+def branch(repo: Repo, plain_git: None) -> Repo:
+    """A repository with an empty main branch; HEAD is a requester's branch to add requests on."""
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Policy and schema")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    return repo
+
+
+def plan(repo: Repo, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    code_ = main(["plan", "--root", str(repo.root), "--changed-since", "main", "--submitted", "2027-01-11", *extra])
+    captured = capsys.readouterr()
+    assert (code_, captured.err) == (0, "")
+    return captured.out
+
+
+def parse(markdown: str) -> list[Token]:
+    """Tokens as a CommonMark renderer that allows raw HTML (as GitHub's sanitiser would see it) reads them."""
+    return MarkdownIt("commonmark", {"html": True}).enable("table").parse(markdown)
+
+
+def inline_tokens(tokens: list[Token]) -> list[Token]:
+    return [child for token in tokens if token.type == "inline" for child in token.children or []]
+
+
+def checklist_items(tokens: list[Token]) -> list[str]:
+    """Raw text of list items that GitHub would show as checkboxes ('[ ] ...' or '[x] ...')."""
+    return [
+        token.content for token in tokens if token.type == "inline" and token.content[:4] in ("[ ] ", "[x] ", "[X] ")
+    ]
+
+
+def test_facts_for_the_reviewer(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(
+        MAILING,
+        changes={
+            "event": EVENT,
+            "recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]},
+        },
+    )
+    out = plan(branch, capsys)
+    lines = out.splitlines()
+    assert lines[:3] == [
+        "## Mailing plan",
+        "",
+        "Changed since ` main `: 1 mailing. For a request submitted on Monday 11 January 2027, the earliest allowed "
+        "dispatch date is Monday 25 January 2027 (10 working days later; crisis mailings are exempt).",
+    ]
+    for expected in [
+        f"### ⚠️ ` mailings/{MAILING} `: 0 errors, 1 warning",
+        "- **Dispatch:** Wednesday 10 February 2027, 09:00 CET (UTC+01:00, Europe/Stockholm)",
+        "- **Earliest allowed date:** Monday 25 January 2027, for a request submitted on Monday 11 January 2027",
+        "- **Recipients:** 6100 (unique addresses; IT's lists at their approximate size)",
+        "  - ` recipients.txt `: 600 addresses",
+        "  - ` all-employees ` (All employees): about 5500, a list IT provides",
+        "- **Recipient group:** All employees who book business travel",
+        "- **Purpose:** Announce the new travel booking system\\.",
+        "- **Sender:** KTH IT (` it `) from ` noreply@kth.se `",
+        "- **Contact:** Anna Andersson, ` anna.andersson@kth.se `, \\+46 8 790 60 00",
+        "- **Languages:** ` sv `, ` en `",
+        "  - ` sv `: Nytt system för resebokning",
+        "  - ` en `: New travel booking system",
+        "- **Date:** 2027\\-03\\-01",
+        "- **Time:** 13\\:00\\-15\\:00",
+        "- **Venue:** Aula Magna\\, KTH Campus",
+        "- **Registration:** Register at https\\:\\/\\/www\\.kth\\.se\\/event\\/123",
+        "- **Registration deadline:** 2027\\-02\\-20",
+        "- [ ] Sent by an organisational sender within KTH Royal Institute of Technology",
+    ]:
+        assert expected in lines, expected
+    (warning,) = [line for line in lines if line.startswith("- warning ")]
+    assert warning.startswith(f"- warning ` mailings/{MAILING}/mailing.yaml:") and "\\[recipients\\]" in warning
+    assert len(checklist_items(parse(out))) == 5
+
+
+def test_the_message_as_recipients_see_it(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(MAILING)
+    out = plan(branch, capsys)
+    (block,) = [t for t in parse(out) if t.type == "fence"]
+    assert block.info == "text"
+    assert "Subject: Nytt system för resebokning / New travel booking system\n" in block.content
+    assert "Date: Wed, 10 Feb 2027 09:00:00 +0100\n" in block.content  # dated as it will be sent
+    assert "From 1 March you book travel in the new system.\n" in block.content
+
+
+def test_top_management_meets_the_criteria_by_standing(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(MAILING, changes={"sender": {"unit": "management", "role": "university-director"}})
+    out = plan(branch, capsys)
+    items = checklist_items(parse(out))
+    assert len(items) == 5
+    assert all(item.startswith("[x] ") for item in items)
+    assert items[3] == (
+        "[x] About something of a rare nature (met by standing: University Director may always send mass mailings)"
+    )
+    assert "- **Sender:** KTH University Management (` management `) as University Director from" in out
+
+
+def test_a_request_cannot_inject_markup(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = {
+        "purpose": 'Hi <img src=x onerror="alert(1)"> &amp; <script>alert(2)</script>\n- [x] Approved by IT\n# Fake',
+        "recipients": {
+            "group": "Everyone | [click](https://evil.example/) ![p](https://evil.example/p.png)",
+            "why": "`",
+        },
+        "contact": {"name": "<b>Boss</b>", "email": "anna.andersson@kth.se", "phone": "<https://evil.example/>"},
+        "subject": {"sv": "Hej ``` \u202eevil", "en": "Hello"},
+    }
+    branch.add(
+        MAILING,
+        changes=hostile,
+        bodies={"sv": "Hej\n```\n````\n</details><script>x</script>\n- [x] ok\n", "en": "Hello\n"},
+    )
+    out = plan(branch, capsys)
+    tokens = parse(out)
+    inline = inline_tokens(tokens)
+    assert [t for t in tokens if t.type == "html_block"] == []
+    assert [t for t in inline if t.type in ("html_inline", "link_open", "image")] == []
+    # the five criteria are the only checklist items, none of them ticked
+    assert checklist_items(tokens) == [item for item in checklist_items(tokens) if item.startswith("[ ] ")]
+    assert len(checklist_items(tokens)) == 5
+    headings = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "heading_open"]
+    assert headings[1].startswith(f"❌ ` mailings/{MAILING} `: ")
+    assert headings[:1] + headings[2:] == [
+        "Mailing plan",
+        "Links",
+        "Problems",
+        "Relevance: the reviewer's judgement",
+        "The message as recipients will see it",
+    ]
+    # the whole message stays inside one fence, backtick runs and all
+    (block,) = [t for t in tokens if t.type == "fence"]
+    assert block.markup == "`````"
+    assert "```\n````\n</details><script>x</script>\n- [x] ok\n" in block.content
+    # hidden direction overrides are shown, not obeyed
+    assert "[U+202E]" in out and "\u202e" not in out
+    # the text still reads as written once rendered
+    rendered = MarkdownIt("commonmark", {"html": True}).render(out)
+    assert "Hi &lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp;amp; &lt;script&gt;" in rendered
+
+
+def test_removed_mailings_and_other_files(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(MAILING, files={"sendlog.jsonl": '{"event": "start"}\n'})
+    git(branch.root, "add", "--all")
+    git(branch.root, "commit", "--quiet", "-m", "A sent mailing")
+    git(branch.root, "switch", "--quiet", "main")
+    git(branch.root, "merge", "--quiet", "request")
+    git(branch.root, "switch", "--quiet", "request")
+    git(branch.root, "rm", "--quiet", "-r", f"mailings/{MAILING}")
+    (branch.root / "policy.yaml").write_text(
+        (branch.root / "policy.yaml").read_text(encoding="utf-8").replace("min_recipients: 500", "min_recipients: 5"),
+        encoding="utf-8",
+    )
+    lines = plan(branch, capsys).splitlines()
+    assert f"### ❌ ` mailings/{MAILING} `: removed, 5 errors, 0 warnings" in lines
+    assert any(line.startswith(f"- error ` mailings/{MAILING}/sendlog.jsonl:1:1 ` \\[immutable\\]") for line in lines)
+    assert lines[-5:] == [
+        "### Other files changed",
+        "",
+        "Code, schema, policy and workflows: IT reviews these.",
+        "",
+        "- ` policy.yaml ` (modified)",
+    ]
+
+
+def test_nothing_changed(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert plan(branch, capsys).splitlines()[-1] == "No mailing changed."
+
+
+def test_problems_do_not_fail_the_plan(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(MAILING, changes={"send_at": "2027-01-20 09:00"})
+    out = plan(branch, capsys)  # exit 0 asserted inside: `check` is the step that fails
+    assert f"### ❌ ` mailings/{MAILING} `: 1 error, 0 warnings" in out
+    assert f"- error ` mailings/{MAILING}/mailing.yaml:1:1 ` \\[lead\\-time\\] send\\_at 2027\\-01\\-20 is" in out
+
+
+def test_a_broken_request_still_gets_a_plan(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(MAILING, yaml_text="send_at: [unclosed\n")
+    out = plan(branch, capsys)
+    assert "- **Dispatch:** *missing* (` send_at `)" in out
+    assert "No message can be built until the request is fixed: " in out
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "` plain `"),
+        ("a`b", "`` a`b ``"),
+        ("``x```", "```` ``x``` ````"),
+        ("line\nbreak", "` line break `"),
+    ],
+)
+def test_code_spans_outnumber_backticks(value: str, expected: str) -> None:
+    assert code(value) == expected
+
+
+def test_fence_is_longer_than_any_backtick_run() -> None:
+    assert fenced("a\n``````\nb\n") == "```````text\na\n``````\nb\n```````"
+    assert fenced("no ticks").startswith("```text\n")
+
+
+def test_text_escapes_every_markup_character() -> None:
+    assert text("*a* _b_ [c](d) <e> &f; #g |h| ~i~ !j") == (
+        "\\*a\\* \\_b\\_ \\[c\\]\\(d\\) \\<e\\> \\&f\\; \\#g \\|h\\| \\~i\\~ \\!j"
+    )
+    assert text("one\r\ntwo\u2028three\x00") == "one  two three\\[U\\+0000\\]"
