@@ -1,0 +1,463 @@
+"""Delivery of pre-rendered messages: SMTP over aiosmtplib, or a Maildir outbox.
+
+A transport never raises for what a server says: every outcome is a Reply with its code, and the dispatcher
+decides by code // 100 (4xx: try again later, 5xx: give up). A lost connection or a timeout is Reply(421, ...),
+and the next send() connects again.
+
+SMTP: aiosmtplib opens the session (TCP, TLS or STARTTLS with certificate validation, EHLO, AUTH). For the
+transactions its protocol object is replaced, on the same transport, by one that keeps every byte the server
+sends: aiosmtplib's own reads one reply per command and sets aside what arrives early, so the replies to
+pipelined commands, which come back in one packet, would be lost. Where the server offers PIPELINING
+(RFC 2920), MAIL FROM, every RCPT TO and DATA are written at once and the replies read in order; elsewhere
+each command waits for its reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import mailbox
+import re
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+from aiosmtplib.errors import (
+    SMTPAuthenticationError,
+    SMTPConnectError,
+    SMTPException,
+    SMTPReadTimeoutError,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+    SMTPTimeoutError,
+)
+from aiosmtplib.protocol import SMTPProtocol
+from aiosmtplib.response import SMTPResponse
+
+from checks.errors import UsageError
+from sender.config import MaildirSettings, SmtpSettings
+from sender.message import MessageError, ascii_address
+
+CRLF = b"\r\n"
+# A reply cannot be longer than this; a server that sends more without a line end is broken.
+MAX_REPLY = 64 * 1024
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An SMTP reply. Code 0 is never used; a lost connection or a timeout is 421."""
+
+    code: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.message}"
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+
+@dataclass
+class TransactionResult:
+    """What became of one transaction.
+
+    error set: the transaction failed as a whole (MAIL FROM or DATA refused, every recipient refused, the
+    connection lost); accepted is then empty. refused holds each recipient's own refusal, error or not."""
+
+    accepted: list[str] = field(default_factory=list)
+    refused: dict[str, Reply] = field(default_factory=dict)
+    error: Reply | None = None
+
+
+class Transport(Protocol):
+    async def open(self) -> Reply | None: ...
+
+    async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult: ...
+
+    async def close(self) -> None: ...
+
+
+def transport_factory(settings: SmtpSettings | MaildirSettings) -> Callable[[], Transport]:
+    """A maker of transports, one per connection, all sharing one TLS context."""
+    if isinstance(settings, MaildirSettings):
+        return lambda: MaildirTransport(settings.path)
+    context = tls_context(settings) if settings.security != "none" else None
+    return lambda: SmtpTransport(settings, context)
+
+
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """The system's trusted certificates, plus settings.ca_file; host names and certificates are checked."""
+    context = ssl.create_default_context()
+    if settings.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=settings.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"MAILINGS_SMTP_CA_FILE {settings.ca_file}: cannot load certificates: {exc}") from None
+    return context
+
+
+class _ClosedByServer(Exception):
+    """The server replied 421: it closes the connection."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+class _ReplyReader(SMTPProtocol):
+    """aiosmtplib's protocol with a reply queue: every reply that arrives is kept, in order, until read."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_lost: Callable[[SMTPProtocol], None]) -> None:
+        super().__init__(loop=loop, connection_lost_callback=on_lost)
+        self._incoming = bytearray()
+        self._lines: list[bytes] = []  # the lines of a multi-line reply read so far
+        self._replies: deque[SMTPResponse] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._failure: Exception | None = None
+
+    @property
+    def unread(self) -> bool:
+        """True if a reply arrived that no command has read."""
+        return bool(self._replies)
+
+    def data_received(self, data: bytes) -> None:
+        self._incoming += data
+        try:
+            self._parse()
+        except SMTPResponseException as exc:
+            self._fail(exc)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        if self._replies:
+            self._wake()
+
+    def eof_received(self) -> bool:
+        self._fail(SMTPServerDisconnected("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._fail(SMTPServerDisconnected(f"connection closed ({exc})" if exc else "connection closed"))
+
+    async def read_response(self, timeout: float | None = None) -> SMTPResponse:
+        while not self._replies:
+            if self._failure is not None:
+                raise self._failure
+            self._wakeup = self._loop.create_future()
+            try:
+                await asyncio.wait_for(self._wakeup, timeout)
+            except TimeoutError:
+                raise SMTPReadTimeoutError(f"no reply within {timeout:g} s") from None
+            finally:
+                self._wakeup = None
+        return self._replies.popleft()
+
+    def _parse(self) -> None:
+        start = 0
+        while (end := self._incoming.find(b"\n", start)) != -1:
+            line = bytes(self._incoming[start : end + 1]).rstrip(b"\r\n")
+            start = end + 1
+            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+                raise SMTPResponseException(-1, f"malformed reply line {line[:80]!r}")
+            self._lines.append(line)
+            if line[3:4] != b"-":
+                text = b"\n".join(part[4:].strip() for part in self._lines)
+                self._replies.append(SMTPResponse(int(line[:3]), text.decode("utf-8", "replace")))
+                self._lines = []
+        del self._incoming[:start]
+        if len(self._incoming) > MAX_REPLY:
+            raise SMTPResponseException(-1, "reply line too long")
+
+    def _fail(self, exc: Exception) -> None:
+        if self._failure is None:
+            self._failure = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+
+class SmtpTransport:
+    """One SMTP connection, opened on demand and again after it was lost; one transaction at a time."""
+
+    def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None = None) -> None:
+        self._settings = settings
+        self._context = context
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._reader: _ReplyReader | None = None
+        self.pipelining = False  # whether the open connection pipelines
+        self.connections = 0  # how many connections this transport opened
+
+    @property
+    def connected(self) -> bool:
+        return self._smtp is not None and self._smtp.is_connected and self._reader is not None
+
+    async def open(self) -> Reply | None:
+        """Connect, secure, greet and log in; an error Reply (never raised) if that fails."""
+        if self.connected and self._reader is not None and not self._reader.unread:
+            return None
+        self._drop()
+        s = self._settings
+        smtp = aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.port,
+            username=s.username,
+            password=s.password,
+            timeout=s.timeout,
+            use_tls=s.security == "tls",
+            start_tls=s.security == "starttls",
+            tls_context=self._context,
+        )
+        try:
+            await smtp.connect()
+            if smtp.is_ehlo_or_helo_needed:  # no STARTTLS or AUTH has greeted yet
+                await _greet(smtp)
+        except (SMTPException, OSError) as exc:
+            smtp.close()
+            return self._open_failure(exc)
+        self._install(smtp)
+        self.connections += 1
+        return None
+
+    async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult:
+        if not recipients:
+            raise ValueError("a transaction needs at least one recipient")
+        if not self.connected or (self._reader is not None and self._reader.unread):
+            failure = await self.open()  # reconnects; also after a reply nobody asked for (out of step)
+            if failure is not None:
+                return TransactionResult(error=failure)
+        sender = _envelope_address(envelope_from) if envelope_from else b""
+        if sender is None:
+            return TransactionResult(error=Reply(553, f"5.1.7 the sender {envelope_from!r} is not a usable address"))
+        sendable, refused = _recipients(recipients)
+        if not sendable:
+            return TransactionResult(refused=refused, error=_all_refused(refused))
+        try:
+            return await self._transaction(sender, sendable, message, refused)
+        except _ClosedByServer as closed:
+            self._drop()
+            return TransactionResult(refused=refused, error=closed.reply)
+        except (SMTPException, OSError) as exc:
+            self._drop()
+            return TransactionResult(refused=refused, error=Reply(421, f"4.4.2 connection lost: {_describe(exc)}"))
+
+    async def close(self) -> None:
+        """QUIT politely if connected, then close."""
+        if self.connected and self._smtp is not None:
+            with contextlib.suppress(SMTPException, OSError):  # closing anyway
+                await self._smtp.quit(timeout=min(self._settings.timeout, 5.0))
+        self._drop()
+
+    # the transaction
+
+    async def _transaction(
+        self, sender: bytes, recipients: list[tuple[str, bytes]], message: bytes, refused: dict[str, Reply]
+    ) -> TransactionResult:
+        mail = b"MAIL FROM:<" + sender + b">\r\n"
+        rcpts = [b"RCPT TO:<" + address + b">\r\n" for _, address in recipients]
+        if self.pipelining:
+            mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, rcpts)
+        else:
+            mail_reply, rcpt_replies, data_reply = await self._stepwise(mail, rcpts)
+        for (recipient, _), reply in zip(recipients, rcpt_replies, strict=False):
+            if not reply.ok:
+                refused[recipient] = reply
+        accepted = [r for (r, _), reply in zip(recipients, rcpt_replies, strict=False) if reply.ok]
+        if not mail_reply.ok or not accepted or data_reply is None or data_reply.code != 354:
+            if data_reply is not None and data_reply.code == 354:
+                await self._command(b".\r\n")  # a server that wants data for nobody gets none
+            await self._command(b"RSET\r\n")
+            error = _transaction_error(mail_reply, accepted, refused, data_reply)
+            return TransactionResult(refused=refused, error=error)
+        final = await self._command(_payload(message))
+        if not final.ok:
+            return TransactionResult(refused=refused, error=final)
+        return TransactionResult(accepted=accepted, refused=refused)
+
+    async def _pipelined(self, mail: bytes, rcpts: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
+        self._write(b"".join((mail, *rcpts, b"DATA\r\n")))
+        mail_reply = await self._read()
+        rcpt_replies = [await self._read() for _ in rcpts]
+        return mail_reply, rcpt_replies, await self._read()
+
+    async def _stepwise(self, mail: bytes, rcpts: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
+        mail_reply = await self._command(mail)
+        if not mail_reply.ok:
+            return mail_reply, [], None
+        rcpt_replies = [await self._command(rcpt) for rcpt in rcpts]
+        if not any(reply.ok for reply in rcpt_replies):
+            return mail_reply, rcpt_replies, None
+        return mail_reply, rcpt_replies, await self._command(b"DATA\r\n")
+
+    async def _command(self, data: bytes) -> Reply:
+        self._write(data)
+        return await self._read()
+
+    def _write(self, data: bytes) -> None:
+        if self._reader is None:
+            raise SMTPServerDisconnected("not connected")
+        self._reader.write(data)
+
+    async def _read(self) -> Reply:
+        if self._reader is None:
+            raise SMTPServerDisconnected("not connected")
+        response = await self._reader.read_response(timeout=self._settings.timeout)
+        reply = Reply(response.code, response.message)
+        if reply.code == 421:
+            raise _ClosedByServer(reply)
+        return reply
+
+    # the connection
+
+    def _install(self, smtp: aiosmtplib.SMTP) -> None:
+        """Put a _ReplyReader in place of aiosmtplib's protocol on the open connection."""
+        transport = smtp.transport
+        assert isinstance(transport, asyncio.Transport) and smtp.loop is not None
+        reader = _ReplyReader(smtp.loop, lambda lost: smtp.close() if smtp.protocol is lost else None)
+        reader.connection_made(transport)
+        transport.set_protocol(reader)
+        smtp.protocol = reader
+        self._smtp, self._reader = smtp, reader
+        self.pipelining = smtp.supports_extension("pipelining")
+
+    def _drop(self) -> None:
+        if self._smtp is not None:
+            self._smtp.close()
+        self._smtp = self._reader = None
+        self.pipelining = False
+
+    def _open_failure(self, exc: BaseException) -> Reply:
+        s = self._settings
+        where = f"{s.host}:{s.port}"
+        if isinstance(exc, SMTPAuthenticationError):
+            return Reply(exc.code, f"authentication as {s.username} failed at {where}: {exc.message}")
+        certificate = _ssl_cause(exc)
+        if certificate is not None:
+            # Not transient: retrying will not make the certificate trusted.
+            return Reply(554, f"5.7.0 TLS with {where} failed: {certificate}")
+        if isinstance(exc, SMTPResponseException) and exc.code >= 400:
+            return Reply(exc.code, f"{where} refused the session: {exc.message}")
+        if isinstance(exc, (SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError, OSError)):
+            return Reply(421, f"4.4.1 cannot connect to {where}: {_describe(exc)}")
+        # aiosmtplib's remaining errors are what the server lacks: STARTTLS, AUTH.
+        return Reply(554, f"5.7.0 {where}: {_describe(exc)}")
+
+
+async def _greet(smtp: aiosmtplib.SMTP) -> None:
+    """EHLO, or HELO for a server without ESMTP."""
+    try:
+        await smtp.ehlo()
+    except SMTPResponseException:
+        await smtp.helo()
+
+
+def _ssl_cause(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"certificate not trusted: {seen.verify_message}"
+        if isinstance(seen, ssl.SSLError):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    return f"{text} ({cause})" if cause is not None and str(cause) not in text else text
+
+
+def _transaction_error(mail: Reply, accepted: list[str], refused: dict[str, Reply], data: Reply | None) -> Reply:
+    """Why a transaction that sent no data failed: MAIL refused, every recipient refused, or DATA refused."""
+    if not mail.ok:
+        return mail
+    if not accepted or data is None:
+        return _all_refused(refused)
+    return data
+
+
+def _all_refused(refused: dict[str, Reply]) -> Reply:
+    """The error of a transaction whose recipients were all refused: temporary if any refusal was."""
+    replies = list(refused.values())
+    worst = next((r for r in replies if 400 <= r.code < 500), replies[0] if replies else Reply(554, ""))
+    return Reply(worst.code, f"every recipient was refused (first: {worst})")
+
+
+def _recipients(recipients: Sequence[str]) -> tuple[list[tuple[str, bytes]], dict[str, Reply]]:
+    """(recipient, envelope address) of each usable recipient, and a refusal for each other one."""
+    sendable: list[tuple[str, bytes]] = []
+    refused: dict[str, Reply] = {}
+    for recipient in recipients:
+        address = _envelope_address(recipient)
+        if address is None:
+            refused[recipient] = Reply(553, "5.1.3 not an address that can be sent without SMTPUTF8")
+        else:
+            sendable.append((recipient, address))
+    return sendable, refused
+
+
+def _envelope_address(address: str) -> bytes | None:
+    """The address as it goes into MAIL FROM or RCPT TO; None if it cannot go there without SMTPUTF8."""
+    if address.isascii() and not _UNSAFE.search(address):
+        return address.encode("ascii")
+    try:
+        return ascii_address(address).encode("ascii")
+    except MessageError:
+        return None
+
+
+def _payload(message: bytes) -> bytes:
+    """The DATA content: CRLF line endings, leading dots doubled, the final '.' line."""
+    if message.count(b"\n") != message.count(CRLF) or b"\r" in message.replace(CRLF, b""):
+        message = message.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
+    if message.startswith(b".") or b"\n." in message:
+        message = _LEADING_DOT.sub(b"..", message)
+    return message + (b".\r\n" if message.endswith(CRLF) else b"\r\n.\r\n")
+
+
+class MaildirTransport:
+    """Writes each message into a Maildir, with the envelope as X-Envelope-From/To lines; accepts everything."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._box: mailbox.Maildir | None = None
+
+    async def open(self) -> Reply | None:
+        try:
+            self._box = mailbox.Maildir(self._path, create=True)
+        except OSError as exc:
+            return Reply(451, f"4.3.0 cannot open the outbox {self._path}: {exc.strerror or exc}")
+        return None
+
+    async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult:
+        if self._box is None:
+            failure = await self.open()
+            if failure is not None:
+                return TransactionResult(error=failure)
+        assert self._box is not None
+        sender = _envelope_address(envelope_from) if envelope_from else b""
+        if sender is None:
+            return TransactionResult(error=Reply(553, f"5.1.7 the sender {envelope_from!r} is not a usable address"))
+        sendable, refused = _recipients(recipients)
+        if not sendable:
+            return TransactionResult(refused=refused, error=_all_refused(refused))
+        envelope = [b"X-Envelope-From: <" + sender + b">\n"]
+        envelope += [b"X-Envelope-To: <" + address + b">\n" for _, address in sendable]
+        try:
+            self._box.add(b"".join(envelope) + message.replace(CRLF, b"\n"))
+        except OSError as exc:
+            return TransactionResult(error=Reply(451, f"4.3.0 cannot write to the outbox {self._path}: {exc}"))
+        return TransactionResult(accepted=[r for r, _ in sendable], refused=refused)
+
+    async def close(self) -> None:
+        self._box = None
