@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 import email_validator
 from email_validator import EmailNotValidError, validate_email
@@ -27,6 +28,9 @@ _SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 _HOPELESS_LENGTH = 1000
 
 
+# The rule, the count and the summary each ask about every address of a mailing;
+# remembering the last verdicts makes the second and third question nearly free.
+@lru_cache(maxsize=1 << 16)
 def address_problem(address: str) -> str | None:
     """None for a valid address, else why it is not one (no network look-ups)."""
     if not address.isascii():

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 from jsonschema import Draft202012Validator
 
+from checks.errors import UsageError
 from checks.yamlsafe import Document, Mark
 
 # The tool's own repository: its schema/ and policy.yaml are the defaults for a
@@ -26,9 +27,27 @@ def resource(root: Path, relative: str) -> Path:
 
 @cache
 def validator(path: Path) -> Draft202012Validator:
-    schema = json.loads(path.read_text(encoding="utf-8"))
-    Draft202012Validator.check_schema(schema)
+    """The validator of the schema at *path*, built once per process; UsageError for a broken schema."""
+    try:
+        raw = path.read_bytes()
+        schema = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read the schema: {exc}") from None
+    # Checking a schema against the meta-schema costs about 20 ms a run. The tool's own
+    # schemas are checked by the test suite, so a byte-identical copy is checked only there.
+    if raw != _bundled(path.name):
+        try:
+            Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise UsageError(f"{path}: not a valid JSON Schema (2020-12): {exc.message}") from None
     return Draft202012Validator(schema)
+
+
+def _bundled(name: str) -> bytes | None:
+    try:
+        return (TOOL_ROOT / "schema" / name).read_bytes()
+    except OSError:
+        return None
 
 
 def _describe(error: jsonschema.ValidationError) -> tuple[tuple[str | int, ...], str]:
