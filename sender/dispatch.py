@@ -1,0 +1,613 @@
+"""The send run: every due mailing, checked again, delivered over N connections, journalled as it goes.
+
+Outcomes are classified by SMTP reply code (``code // 100``), never by exception type:
+
+- 2xx: accepted; recorded and never sent again.
+- 5xx for a recipient: refused for good; recorded as failed and never retried.
+- 4xx for a recipient or a whole transaction (421 is also what the transport reports for a lost
+  connection or a timeout): retried within the run after a short backoff, a bounded number of
+  times; what is left is deferred to the next run, until the mailing's lateness runs out.
+- A relay that refuses everything stops the mailing fast: a failed connect or authentication,
+  5xx for a whole transaction (MAIL FROM or DATA), 5xx for every recipient before any was
+  accepted, or a run of transactions that all failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from checks.addresses import address_problem, all_addresses, unique_addresses
+from checks.errors import UsageError
+from checks.linter import check_mailing
+from checks.loader import MAILINGS_DIR, discover, load_mailing
+from checks.model import SENDLOG_FILE, Context, Mailing, Problem
+from checks.policy import Policy
+from sender.config import MaildirSettings, SmtpSettings
+from sender.journal import Event, Hasher, Journal, LockedError, Replay, make_hasher, replay, scrub, stamp
+from sender.message import (
+    MessageError,
+    MessageTemplate,
+    build_template,
+    delivery_mode,
+    make_message_id,
+    render,
+)
+from sender.progress import MailingProgress, NullProgress, Progress
+from sender.state import Decision, MailingState, decide
+from sender.transport import Reply, TransactionResult, Transport, transport_factory
+
+TransportFactory = Callable[[], Transport]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How hard a run tries. The next scheduled run is the long retry, so these stay short."""
+
+    retries: int = 3  # re-sends of a temporarily refused batch within one run
+    backoff: tuple[float, ...] = (1.0, 2.0, 4.0)  # seconds before the 1st, 2nd, 3rd... re-send
+    probe_recipients: int = 20  # 5xx refusals with none accepted that mean "the relay refuses everything"
+    max_consecutive_failures: int = 10  # transactions in a row that failed as a whole: stop the mailing
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    now: datetime  # decides what is due
+    run_id: str
+    settings: SmtpSettings | MaildirSettings
+    wallclock: Callable[[], datetime]  # the times written into the send log
+    monotonic: Callable[[], float]  # rate limit
+    special: Mapping[str, Path] = field(default_factory=dict)
+    log_key: str | None = None
+    only: str | None = None
+    dry_run: bool = False
+    tuning: Tuning = Tuning()
+    factory: TransportFactory | None = None  # default: sender.transport.transport_factory(settings)
+
+
+@dataclass
+class Outcome:
+    """What became of one mailing in this run."""
+
+    mailing_id: str
+    state: MailingState
+    note: str
+    ok: bool = True  # False makes the command exit 1
+    acted: bool = False  # False for a mailing that needed nothing (scheduled, sent earlier)
+    total: int = 0
+    accepted: int = 0  # overall, from the log
+    failed: int = 0
+    pending: int = 0
+    sent_now: int = 0  # accepted in this run
+    messages_now: int = 0
+    failures: Counter[int] = field(default_factory=Counter)  # reply code -> recipients refused for good
+    log: Path | None = None  # the send log, when this run wrote to it
+
+
+@dataclass(frozen=True)
+class Recipient:
+    address: str
+    hash: str
+
+
+@dataclass
+class Batch:
+    key: str  # stable for the same recipients: the Message-ID is derived from it
+    recipients: list[Recipient]
+    message: bytes = b""
+
+
+def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progress | None = None) -> list[Outcome]:
+    """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
+    directories = _targets(root, options.only)
+    factory = options.factory or transport_factory(options.settings)
+    hasher = make_hasher(options.log_key)
+    return [
+        _handle(root, directory, policy, options, factory, hasher, progress or NullProgress())
+        for directory in directories
+    ]
+
+
+def _targets(root: Path, only: str | None) -> list[Path]:
+    directories = discover(root)
+    if only is None:
+        return directories
+    chosen = [d for d in directories if d.name == only]
+    if not chosen:
+        raise UsageError(f"--only {only}: no mailing {MAILINGS_DIR}/{only}")
+    return chosen
+
+
+def _handle(
+    root: Path,
+    directory: Path,
+    policy: Policy,
+    options: SendOptions,
+    factory: TransportFactory,
+    hasher: Hasher,
+    progress: Progress,
+) -> Outcome:
+    mailing = load_mailing(root, directory, policy, special=options.special)
+    log_path = directory / SENDLOG_FILE
+    before = replay(log_path)
+    decision = decide(mailing, before, options.now, policy)
+    if decision.state is MailingState.MISSED and before.missed is not None:
+        return Outcome(mailing.id, decision.state, decision.reason)  # recorded by an earlier run
+    if not decision.actionable and decision.state is not MailingState.MISSED:
+        return Outcome(mailing.id, decision.state, decision.reason)
+    if options.dry_run:
+        return _dry_run(mailing, policy, options, hasher, before, decision)
+    try:
+        journal = Journal.open(log_path)
+    except LockedError:
+        return Outcome(
+            mailing.id, MailingState.SENDING, "skipped: another `mailings send` is sending it now", acted=True
+        )
+    with journal:
+        # Decide again under the lock: the log may have grown while we waited for it.
+        log = journal.read()
+        decision = decide(mailing, log, options.now, policy)
+        return _handle_locked(mailing, policy, options, factory, hasher, journal, log, decision, progress)
+
+
+def _handle_locked(
+    mailing: Mailing,
+    policy: Policy,
+    options: SendOptions,
+    factory: TransportFactory,
+    hasher: Hasher,
+    journal: Journal,
+    log: Replay,
+    decision: Decision,
+    progress: Progress,
+) -> Outcome:
+    now = options.wallclock()
+    if decision.state is MailingState.MISSED:
+        if log.missed is None:
+            journal.append({"event": "missed", "time": stamp(now), "reason": decision.reason})
+            return _outcome(mailing, decision.state, decision.reason, log, ok=False, written=journal.path)
+        return Outcome(mailing.id, decision.state, decision.reason)
+    if not decision.actionable:
+        return Outcome(mailing.id, decision.state, decision.reason)
+    reasons = _blocking_reasons(mailing, policy, options, hasher, log)
+    template = _template(mailing, policy) if not reasons else None
+    if isinstance(template, str):
+        reasons.append(template)
+    if reasons or not isinstance(template, MessageTemplate):
+        reason = "; ".join(reasons)
+        if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
+            journal.append({"event": "blocked", "time": stamp(now), "reason": reason})
+        return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
+    recipients = _recipients(mailing, hasher)
+    run = MailingRun(mailing, policy, options, factory, hasher, journal, log, recipients, template)
+    return asyncio.run(run.run(progress))
+
+
+def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:
+    """The mailing's message, or why it cannot be built (the rules should have said so first)."""
+    try:
+        return build_template(mailing, policy)
+    except MessageError as exc:
+        return f"the message cannot be built: {exc}"
+
+
+def _blocking_reasons(mailing: Mailing, policy: Policy, options: SendOptions, hasher: Hasher, log: Replay) -> list[str]:
+    """Why *mailing* must not be sent now: the send-time rules' errors, a send log we cannot read."""
+    context = Context(submitted=options.now.date(), now=options.now, stage="send")
+    reasons = [_problem_text(p) for p in check_mailing(mailing, policy, context) if p.level == "error"]
+    scheme = log.scheme_problem(hasher)
+    if scheme:
+        reasons.append(scheme)
+    return reasons
+
+
+def _problem_text(problem: Problem) -> str:
+    return f"{problem.file}:{problem.line}:{problem.column}: [{problem.rule}] {problem.message}"
+
+
+def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
+    """Every unique valid address of every list, in list order (the rules reported the invalid ones)."""
+    return [
+        Recipient(entry.address.strip(), hasher(key))
+        for key, entry in unique_addresses(all_addresses(mailing)).items()
+        if address_problem(entry.address.strip()) is None
+    ]
+
+
+def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:
+    """Bulk: consecutive runs of batch_size recipients; individual: one each. Same recipients, same key."""
+    size = 1 if delivery_mode(mailing, policy) == "individual" else max(1, policy.sending.batch_size)
+    found = []
+    for start in range(0, len(recipients), size):
+        chunk = list(recipients[start : start + size])
+        key = hashlib.sha256("".join(r.hash for r in chunk).encode("ascii")).hexdigest()[:24]
+        found.append(Batch(key, chunk))
+    return found
+
+
+def _dry_run(
+    mailing: Mailing, policy: Policy, options: SendOptions, hasher: Hasher, log: Replay, decision: Decision
+) -> Outcome:
+    if decision.state is MailingState.MISSED:
+        return _outcome(mailing, decision.state, f"would be recorded as missed: {decision.reason}", log, ok=False)
+    reasons = _blocking_reasons(mailing, policy, options, hasher, log)
+    if reasons:
+        return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
+    done = log.accepted | set(log.failed)
+    pending = [r for r in _recipients(mailing, hasher) if r.hash not in done]
+    mode = delivery_mode(mailing, policy)
+    count = len(batches(mailing, policy, pending))
+    connections = min(policy.sending.connections, count) or 1
+    note = (
+        f"would send {count} message{'s' if count != 1 else ''} to {len(pending)} recipient"
+        f"{'s' if len(pending) != 1 else ''} ({mode}, {connections} connection{'s' if connections != 1 else ''})"
+    )
+    return _outcome(mailing, decision.state, note, log)
+
+
+def _outcome(
+    mailing: Mailing,
+    state: MailingState,
+    note: str,
+    log: Replay,
+    *,
+    ok: bool = True,
+    written: Path | None = None,
+) -> Outcome:
+    return Outcome(
+        mailing.id,
+        state,
+        note,
+        ok=ok,
+        acted=True,
+        total=log.recipients or 0,
+        accepted=len(log.accepted),
+        failed=len(log.failed),
+        log=written,
+    )
+
+
+class RateLimiter:
+    """At most *rate* messages per second over all connections (None: no limit)."""
+
+    def __init__(self, rate: float | None, clock: Callable[[], float]) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._clock = clock
+        self._next = 0.0
+
+    def reserve(self) -> float:
+        """Take the next slot; the seconds to wait for it."""
+        if not self._interval:
+            return 0.0
+        now = self._clock()
+        slot = max(now, self._next)
+        self._next = slot + self._interval
+        return slot - now
+
+    async def wait(self) -> None:
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class MailingRun:
+    """One mailing's delivery in this run: batches over N connections, every outcome journalled.
+
+    `log` starts as the replay of the send log and has each event applied once it is on disk, so
+    counts and the final state come from the same place as a later replay.
+    """
+
+    def __init__(
+        self,
+        mailing: Mailing,
+        policy: Policy,
+        options: SendOptions,
+        factory: TransportFactory,
+        hasher: Hasher,
+        journal: Journal,
+        log: Replay,
+        recipients: list[Recipient],
+        template: MessageTemplate,
+    ) -> None:
+        self.mailing = mailing
+        self.template = template
+        self.policy = policy
+        self.options = options
+        self.tuning = options.tuning
+        self.factory = factory
+        self.hasher = hasher
+        self.journal = journal
+        self.log = log
+        self.recipients = recipients
+        self.hashes = frozenset(r.hash for r in recipients)
+        self.accepted_before = bool(log.accepted & self.hashes)
+        self.mode = delivery_mode(mailing, policy)
+        self.limiter = RateLimiter(policy.sending.rate_limit, options.monotonic)
+        self.failures: Counter[int] = Counter()  # this run's permanent refusals by reply code
+        self.suspects: list[tuple[Recipient, Reply]] = []  # 5xx refusals before the relay accepted anyone
+        self.confirmed = False  # the relay accepted a recipient in this run
+        self.consecutive_failures = 0
+        self.sent_now = 0
+        self.messages_now = 0
+        self.stop_reason: str | None = None
+        self.progress: MailingProgress | None = None
+
+    def counts(self) -> tuple[int, int, int]:
+        """(accepted, failed, pending) over this mailing's current recipients."""
+        accepted = len(self.hashes & self.log.accepted)
+        failed = len(self.hashes & self.log.failed.keys())
+        return accepted, failed, len(self.hashes) - accepted - failed
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def _event(self, kind: str, **fields: object) -> Event:
+        return {"event": kind, "time": stamp(self.options.wallclock()), "run": self.options.run_id, **fields}
+
+    async def _record(self, *events: Event) -> None:
+        await self.journal.write(*events)
+        for event in events:
+            self.log.apply(event)
+
+    async def run(self, progress: Progress) -> Outcome:
+        done = self.log.accepted | self.log.failed.keys()
+        todo = deque(batches(self.mailing, self.policy, [r for r in self.recipients if r.hash not in done]))
+        connections = max(1, min(self.policy.sending.connections, len(todo)))
+        scheme: dict[str, object] = {"hash": self.hasher.scheme}
+        if self.hasher.key_check:
+            scheme["key_check"] = self.hasher.key_check
+        await self._record(
+            self._event(
+                "start",
+                recipients=len(self.recipients),
+                pending=sum(len(b.recipients) for b in todo),
+                mode=self.mode,
+                batch_size=self.policy.sending.batch_size,
+                connections=connections,
+                **scheme,
+            )
+        )
+        self.progress = progress.begin(self.mailing.id, len(self.recipients))
+        self._report_progress()
+        if todo:
+            await self._deliver_all(todo, connections)
+        await self._settle_suspects()
+        return await self._finish()
+
+    async def _deliver_all(self, todo: deque[Batch], connections: int) -> None:
+        transports = await self._open(connections)
+        try:
+            await asyncio.gather(*(self._worker(t, todo) for t in transports))
+        finally:
+            await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+
+    async def _open(self, connections: int) -> list[Transport]:
+        # One connection first: a wrong password or an unreachable relay costs one attempt, not N.
+        first = self.factory()
+        reply = await first.open()
+        if reply is not None:
+            await first.close()
+            self.stop(_connect_failure(reply))
+            return []
+        others = [self.factory() for _ in range(connections - 1)]
+        replies = await asyncio.gather(*(t.open() for t in others))
+        opened = [first]
+        for transport, failure in zip(others, replies, strict=True):
+            if failure is None:
+                opened.append(transport)
+            else:
+                await transport.close()  # the others carry on
+        return opened
+
+    async def _worker(self, transport: Transport, todo: deque[Batch]) -> None:
+        while todo and self.stop_reason is None:
+            await self._deliver(transport, todo.popleft())
+
+    async def _deliver(self, transport: Transport, batch: Batch) -> None:
+        """Send *batch* until every recipient has an outcome, or the retries run out (deferred)."""
+        pending = batch.recipients
+        attempt = 0
+        while pending and self.stop_reason is None:
+            if attempt:
+                await asyncio.sleep(self._backoff(attempt))
+                if self.stop_reason is not None:
+                    break
+            message = await self._message(batch)
+            if message is None:
+                return
+            await self.limiter.wait()
+            await self._record(self._event("attempt", batch=batch.key, rcpt=[r.hash for r in pending]))
+            result = await transport.send(self.template.envelope_from, [r.address for r in pending], message)
+            self.messages_now += 1
+            pending = await self._settle(batch, pending, result, final=attempt >= self.tuning.retries)
+            attempt += 1
+        if pending and attempt:
+            # Tried, then stopped before they had an outcome: say so, rather than leave them looking in flight.
+            reply = Reply(451, f"not tried again: {self.stop_reason or 'the run stopped'}")
+            await self._record(self._deferred_event(batch.key, pending, reply))
+
+    def _backoff(self, attempt: int) -> float:
+        delays = self.tuning.backoff
+        return delays[min(attempt, len(delays)) - 1] if delays else 0.0
+
+    async def _message(self, batch: Batch) -> bytes | None:
+        """The batch's message, rendered once (a retry sends the same bytes, the same Message-ID)."""
+        if batch.message:
+            return batch.message
+        to = batch.recipients[0].address if self.mode == "individual" else self.template.group_to
+        message_id = make_message_id(self.mailing.id, batch.key, self.template.domain)
+        try:
+            batch.message = render(self.template, to=to, message_id=message_id, date=self.options.now)
+        except MessageError as exc:
+            # Only a recipient's own address can fail here (individual mode): refused for good, locally.
+            refused = [
+                (r, Reply(553, f"the address cannot be written in a To: header: {exc}")) for r in batch.recipients
+            ]
+            await self._record(*self._failed_events(batch.key, refused))
+            return None
+        return batch.message
+
+    async def _settle(
+        self, batch: Batch, pending: list[Recipient], result: TransactionResult, *, final: bool
+    ) -> list[Recipient]:
+        """Journal the transaction's outcome; return the recipients to try again."""
+        accepted, permanent, temporary = _classify(pending, result)
+        whole = _transaction_error(pending, result)
+        events: list[Event] = []
+        if accepted:
+            self.confirmed = True
+            events.append(self._event("accepted", batch=batch.key, rcpt=[r.hash for r in accepted], code=250))
+            self.sent_now += len(accepted)
+            events.extend(self._failed_events(batch.key, self._take_suspects()))
+        events.extend(self._permanent(batch.key, permanent))
+        if whole is None or accepted or permanent:
+            self.consecutive_failures = 0  # the relay is answering, recipient by recipient
+        else:
+            self.consecutive_failures += 1
+        if whole is not None and whole.code // 100 == 5:
+            # MAIL FROM or DATA refused for good: every batch would be, so this mailing stops here.
+            self.stop(f"the relay refused the message: {whole.code} {scrub(whole.message)}")
+        elif whole is not None and self.consecutive_failures >= self.tuning.max_consecutive_failures:
+            self.stop(
+                f"the relay failed {self.consecutive_failures} transactions in a row (the last: {whole.code} "
+                f"{scrub(whole.message)}); the rest is left for the next run"
+            )
+        retry = temporary
+        if temporary and (final or self.stop_reason is not None):
+            events.append(self._deferred_event(batch.key, temporary, _pending_reply(result, temporary)))
+            retry = []
+        if events:
+            await self._record(*events)
+        self._report_progress()
+        return retry
+
+    def _permanent(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[Event]:
+        if not refused:
+            return []
+        if self.confirmed:
+            return self._failed_events(key, refused)
+        # Until the relay has accepted someone, a 5xx may be about us (relaying denied), not the recipient.
+        self.suspects.extend(refused)
+        if len(self.suspects) >= min(self.tuning.probe_recipients, len(self.recipients)):
+            reply = self.suspects[-1][1]
+            self.stop(
+                f"the relay refused every recipient so far ({len(self.suspects)}, none accepted; the last: "
+                f"{reply.code} {scrub(reply.message)}); it does not take this mail: check the relay and the "
+                "MAILINGS_SMTP_* settings. None of them was recorded as failed"
+            )
+        return []
+
+    def _take_suspects(self) -> list[tuple[Recipient, Reply]]:
+        taken, self.suspects = self.suspects, []
+        return taken
+
+    def _failed_events(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[Event]:
+        events = []
+        for recipient, reply in refused:
+            self.failures[reply.code] += 1
+            events.append(
+                self._event("failed", batch=key, rcpt=recipient.hash, code=reply.code, message=scrub(reply.message))
+            )
+        return events
+
+    def _deferred_event(self, key: str, recipients: Sequence[Recipient], reply: Reply) -> Event:
+        return self._event(
+            "deferred", batch=key, rcpt=[r.hash for r in recipients], code=reply.code, message=scrub(reply.message)
+        )
+
+    async def _settle_suspects(self) -> None:
+        """Refusals no acceptance confirmed: failures if the relay took this mailing before, else pending."""
+        suspects = self._take_suspects()
+        if not suspects:
+            return
+        if self.accepted_before and self.stop_reason is None:
+            await self._record(*self._failed_events("", suspects))
+        else:
+            await self._record(self._deferred_event("", [r for r, _ in suspects], suspects[-1][1]))
+
+    async def _finish(self) -> Outcome:
+        accepted, failed, pending = self.counts()
+        end = self._event("end", accepted=accepted, failed=failed, pending=pending, complete=pending == 0)
+        if self.stop_reason:
+            end["reason"] = self.stop_reason
+        await self._record(end)
+        self._report_progress()
+        if self.progress is not None:
+            self.progress.finish()
+        decision = decide(self.mailing, self.log, self.options.now, self.policy)
+        return Outcome(
+            self.mailing.id,
+            decision.state,
+            self._note(pending),
+            ok=self.stop_reason is None,
+            acted=True,
+            total=len(self.recipients),
+            accepted=accepted,
+            failed=failed,
+            pending=pending,
+            sent_now=self.sent_now,
+            messages_now=self.messages_now,
+            failures=self.failures,
+            log=self.journal.path,
+        )
+
+    def _note(self, pending: int) -> str:
+        if self.stop_reason:
+            return f"stopped: {self.stop_reason}"
+        if not pending:
+            return "complete"
+        return f"{pending} recipient(s) deferred by the relay; the next run tries them again"
+
+    def _report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.update(*self.counts())
+
+
+def _classify(
+    pending: list[Recipient], result: TransactionResult
+) -> tuple[list[Recipient], list[tuple[Recipient, Reply]], list[Recipient]]:
+    """Split *pending* into accepted, refused for good (5xx, with the reply) and to try again (4xx, lost)."""
+    accepted_addresses = set(result.accepted)
+    accepted: list[Recipient] = []
+    permanent: list[tuple[Recipient, Reply]] = []
+    temporary: list[Recipient] = []
+    for recipient in pending:
+        reply = result.refused.get(recipient.address)
+        if reply is None and result.error is None and recipient.address in accepted_addresses:
+            accepted.append(recipient)
+        elif reply is not None and reply.code // 100 == 5:
+            permanent.append((recipient, reply))
+        else:
+            temporary.append(recipient)  # 4xx, the transaction's error, or no word on it: try again
+    return accepted, permanent, temporary
+
+
+def _transaction_error(pending: list[Recipient], result: TransactionResult) -> Reply | None:
+    """The transaction's own error (MAIL FROM, DATA, a lost connection), not every recipient refused one by one."""
+    if result.error is None or all(r.address in result.refused for r in pending):
+        return None
+    return result.error
+
+
+def _pending_reply(result: TransactionResult, recipients: Sequence[Recipient]) -> Reply:
+    """The reply that explains why *recipients* are still pending."""
+    for recipient in recipients:
+        reply = result.refused.get(recipient.address)
+        if reply is not None:
+            return reply
+    return result.error or Reply(451, "no reply for these recipients")
+
+
+def _connect_failure(reply: Reply) -> str:
+    hint = ""
+    if reply.code in (530, 534, 535, 538):
+        hint = "; check MAILINGS_SMTP_USERNAME and MAILINGS_SMTP_PASSWORD"
+    elif reply.code // 100 == 4:
+        hint = "; the next run tries again"
+    return f"cannot open a session with the relay: {reply.code} {scrub(reply.message)}{hint}; nothing was sent"
