@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mailbox
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from sender.gitops import (
     mask_credentials,
     push_with_retry,
 )
+from tests.conftest import Repo, addresses
 
 TESTER = {
     "GIT_AUTHOR_NAME": "Tester",
@@ -217,3 +220,46 @@ def test_commit_message_names_what_was_sent() -> None:
         "Send log: a 600 accepted, 2 failed\n"
         "Send log: b 1000 accepted, 0 failed\n"
     )
+
+
+# --- end to end: `mailings send --commit --push` ---------------------------------------------------------------
+
+SEND_NOW = "2027-02-10T09:05:00+01:00"  # five minutes after the default request's send_at
+
+
+def mailings_send(clone_dir: Path, outbox: Path) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MAILINGS_")}  # no SMTP host: Maildir
+    command = [sys.executable, "-m", "checks.cli", "send", "--root", str(clone_dir), "--now", SEND_NOW]
+    command += ["--outbox", str(outbox), "--commit", "--push"]
+    return subprocess.run(command, cwd=clone_dir, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
+    Repo(seed).add("2027-02-10-travel", recipients=addresses(600))
+    git(seed, "add", ".")
+    git(seed, "commit", "--quiet", "-m", "Approve the travel mailing")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    approved = git(bare, "rev-parse", "main")
+    work, outbox = clone(bare, "job"), tmp_path / "outbox"
+
+    first = mailings_send(work, outbox)
+
+    assert first.returncode == 0, first.stderr
+    assert len(mailbox.Maildir(outbox, create=False)) == 6  # 600 recipients in batches of 100
+    assert git(bare, "rev-parse", "main~1") == approved
+    assert git(bare, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "main") == f"{BOT_AUTHOR}|{BOT_AUTHOR}"
+    message = git(bare, "log", "-1", "--format=%B", "main")
+    assert "2027-02-10-travel" in message and "600 accepted" in message, message
+    assert git(bare, "show", "--name-only", "--format=", "main") == "mailings/2027-02-10-travel/sendlog.jsonl"
+    assert git(work, "status", "--porcelain", "--", "mailings") == ""
+    pushed = git(bare, "rev-parse", "main")
+
+    second = mailings_send(work, outbox)
+
+    assert second.returncode == 0, second.stderr
+    assert len(mailbox.Maildir(outbox, create=False)) == 6
+    assert git(bare, "rev-parse", "main") == pushed
