@@ -145,7 +145,7 @@ def preview_text(mailing: Mailing, policy: Policy, now: datetime) -> str:
     lines = [f"{name}: {value}" for name, value in message.items()]
     if individual:
         lines = ["To: (each recipient's own address)" if line.startswith("To: ") else line for line in lines]
-    return "\n".join(lines) + "\n\n" + message.get_content()
+    return "\n".join(lines) + "\n\n" + message.get_content().replace("\r\n", "\n")
 
 
 def ascii_address(address: str) -> str:
