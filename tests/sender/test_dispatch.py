@@ -1,0 +1,297 @@
+"""The send run against a recording SMTP server: who receives what, when, and what the send log says."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from checks.loader import load_mailing
+from sender.dispatch import RateLimiter, Recipient, batches, send_all
+from sender.journal import Journal, make_hasher
+from sender.state import MailingState
+from tests.conftest import BODIES, Repo, addresses
+from tests.sender.sending import (
+    MAILING,
+    NOW,
+    events,
+    hashed,
+    log_of,
+    log_path,
+    options,
+    recipients,
+    send,
+    set_sending,
+    smtp,
+)
+from tests.sender.smtpserver import RunningServer
+
+MakeServer = Callable[..., RunningServer]
+
+
+def test_bulk_sends_each_recipient_exactly_once_in_batches(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    [outcome] = send(repo, smtp_server)
+    received = smtp_server.handler.received
+    assert smtp_server.handler.counts() == Counter({a: 1 for a in recipients(600)})
+    assert [len(r.recipients) for r in received] == [100] * 6
+    assert outcome.state is MailingState.SENT and outcome.ok
+    assert (outcome.accepted, outcome.failed, outcome.pending, outcome.sent_now) == (600, 0, 0, 600)
+    messages = [email.message_from_bytes(r.data, policy=email.policy.default) for r in received]
+    assert {m["To"] for m in messages} == {"All employees who book business travel:;"}
+    assert len({m["Message-ID"] for m in messages}) == 6
+    assert {m["X-Mailing-Id"] for m in messages} == {MAILING}
+    assert {r.mail_from for r in received} == {"noreply@kth.se"}
+
+
+def test_a_second_run_sends_nothing(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    send(repo, smtp_server)
+    [again] = send(repo, smtp_server)
+    assert len(smtp_server.handler.recipients()) == 600
+    assert again.state is MailingState.SENT and not again.acted and again.ok
+
+
+def test_the_send_log_records_the_run_with_hashes_only(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    send(repo, smtp_server)
+    log = log_of(repo)
+    assert log.accepted == hashed(*recipients(600))
+    assert (log.complete, log.runs, log.recipients, log.open_run) == (True, 1, 600, False)
+    [start] = events(repo, "start")
+    assert (start["mode"], start["recipients"], start["pending"], start["hash"]) == ("bulk", 600, 600, "sha256-128")
+    assert len(events(repo, "attempt")) == len(events(repo, "accepted")) == 6
+    [end] = events(repo, "end")
+    assert (end["accepted"], end["failed"], end["pending"], end["complete"]) == (600, 0, 0, True)
+    assert b"@kth.se" not in log_path(repo).read_bytes()
+
+
+def test_individual_mode_sends_one_message_per_recipient_to_that_recipient(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    [outcome] = send(repo, smtp_server)
+    received = smtp_server.handler.received
+    assert len(received) == 600 and all(len(r.recipients) == 1 for r in received)
+    assert smtp_server.handler.counts() == Counter({a: 1 for a in recipients(600)})
+    for entry in received[:20]:
+        message = email.message_from_bytes(entry.data, policy=email.policy.default)
+        assert message["To"] == entry.recipients[0]
+    assert outcome.state is MailingState.SENT and events(repo, "start")[0]["mode"] == "individual"
+
+
+def test_the_policy_sets_mode_batch_size_and_connections(repo: Repo, smtp_server: RunningServer) -> None:
+    set_sending(repo, batch_size=50, connections=2)
+    repo.add()
+    send(repo, smtp_server)
+    received = smtp_server.handler.received
+    assert [len(r.recipients) for r in received] == [50] * 12
+    assert {r.connection for r in received} <= {1, 2} and smtp_server.handler.connections == 2
+    set_sending(repo, delivery="individual")
+    repo.add("2027-02-10-second", recipients=addresses(500, prefix="other"))
+    send(repo, smtp_server, only="2027-02-10-second")
+    assert len(smtp_server.handler.received) == 12 + 500
+
+
+def test_a_mailing_overrides_the_policys_mode(repo: Repo, smtp_server: RunningServer) -> None:
+    set_sending(repo, delivery="individual")
+    repo.add(changes={"delivery": {"mode": "bulk"}})
+    send(repo, smtp_server)
+    assert len(smtp_server.handler.received) == 6
+
+
+def test_duplicates_across_lists_and_case_are_sent_once(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add(
+        changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"file": "more.txt"}]}},
+        files={"more.txt": "USER1@KTH.SE\nuser2@kth.se\nnew@kth.se\n"},
+    )
+    send(repo, smtp_server)
+    counts = smtp_server.handler.counts()
+    assert len(counts) == 601 and set(counts.values()) == {1}
+
+
+def test_nothing_is_sent_before_send_at(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    [outcome] = send(repo, smtp_server, now="2027-02-10T08:59:59+01:00")
+    assert smtp_server.handler.received == [] and smtp_server.handler.connections == 0
+    assert outcome.state is MailingState.SCHEDULED and outcome.ok
+    assert not log_path(repo).exists()
+    [outcome] = send(repo, smtp_server, now="2027-02-10T09:00:00+01:00")
+    assert len(smtp_server.handler.recipients()) == 600
+
+
+def test_nothing_is_sent_after_the_lateness_limit_and_the_miss_is_recorded_once(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    repo.add()
+    [outcome] = send(repo, smtp_server, now="2027-02-11T09:00:01+01:00")
+    assert smtp_server.handler.received == [] and smtp_server.handler.connections == 0
+    assert outcome.state is MailingState.MISSED and not outcome.ok
+    assert "new send_at" in outcome.note and len(events(repo, "missed")) == 1
+    [again] = send(repo, smtp_server, now="2027-02-12T09:00:00+01:00")
+    assert again.state is MailingState.MISSED and again.ok and len(events(repo, "missed")) == 1
+
+
+def test_at_the_lateness_limit_it_is_still_sent(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    send(repo, smtp_server, now="2027-02-11T09:00:00+01:00")
+    assert len(smtp_server.handler.recipients()) == 600
+
+
+def test_a_body_that_became_invalid_blocks_the_mailing_and_the_others_go_out(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    repo.add(bodies={**BODIES, "en": "Hello!\n\nRead <b>this</b> now.\n"})
+    repo.add("2027-02-10-other", recipients=addresses(500, prefix="other"))
+    outcomes = {o.mailing_id: o for o in send(repo, smtp_server)}
+    assert set(smtp_server.handler.counts()) == set(recipients(500, prefix="other"))
+    blocked = outcomes[MAILING]
+    assert blocked.state is MailingState.BLOCKED and not blocked.ok
+    assert "[plain-text]" in blocked.note and "body.en.txt" in blocked.note
+    assert outcomes["2027-02-10-other"].state is MailingState.SENT
+    [event] = events(repo, "blocked")
+    assert event["reason"] == blocked.note
+    assert log_of(repo).blocked == blocked.note
+
+
+def test_the_same_block_is_logged_once_and_a_fix_is_sent_by_the_next_run(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    directory = repo.add(bodies={**BODIES, "en": "Hello!\n\nRead <b>this</b> now.\n"})
+    send(repo, smtp_server)
+    send(repo, smtp_server, now="2027-02-10T09:20:00+01:00")
+    assert len(events(repo, "blocked")) == 1 and smtp_server.handler.received == []
+    (directory / "body.en.txt").write_text(BODIES["en"], encoding="utf-8")
+    [outcome] = send(repo, smtp_server, now="2027-02-10T09:35:00+01:00")
+    assert outcome.state is MailingState.SENT and len(smtp_server.handler.recipients()) == 600
+
+
+def test_lead_time_is_not_judged_at_send_time(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()  # submitted "today" (2027-02-10) it would fail lead-time; at send time that rule does not run
+    [outcome] = send(repo, smtp_server)
+    assert outcome.state is MailingState.SENT
+
+
+def test_an_unresolvable_special_list_blocks_the_mailing(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
+    [outcome] = send(repo, smtp_server)
+    assert smtp_server.handler.received == [] and smtp_server.handler.connections == 0
+    assert outcome.state is MailingState.BLOCKED and "MAILINGS_LIST_ALL_EMPLOYEES" in outcome.note
+
+
+def test_a_special_list_is_read_from_its_file(repo: Repo, smtp_server: RunningServer, tmp_path: Path) -> None:
+    staff = tmp_path / "all-employees.txt"
+    staff.write_text(addresses(300, prefix="staff") + "user0@kth.se\n", encoding="utf-8")
+    repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
+    [outcome] = send(repo, smtp_server, special={"all-employees": staff})
+    expected = Counter({a: 1 for a in recipients(600) + recipients(300, prefix="staff")})
+    assert smtp_server.handler.counts() == expected
+    assert outcome.state is MailingState.SENT and outcome.total == 900
+
+
+def test_only_restricts_the_run_to_one_mailing(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    repo.add("2027-02-10-other", recipients=addresses(500, prefix="other"))
+    outcomes = send(repo, smtp_server, only="2027-02-10-other")
+    assert [o.mailing_id for o in outcomes] == ["2027-02-10-other"]
+    assert set(smtp_server.handler.counts()) == set(recipients(500, prefix="other"))
+
+
+def test_a_dry_run_sends_and_writes_nothing(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    repo.add("2027-02-10-broken", bodies={**BODIES, "en": "Read <b>this</b>.\n"})
+    outcomes = {o.mailing_id: o for o in send(repo, smtp_server, dry_run=True)}
+    assert smtp_server.handler.connections == 0
+    assert not log_path(repo).exists() and not log_path(repo, "2027-02-10-broken").exists()
+    assert outcomes[MAILING].note == "would send 6 messages to 600 recipients (bulk, 4 connections)"
+    assert outcomes["2027-02-10-broken"].note.startswith("would be blocked: ")
+    assert not outcomes["2027-02-10-broken"].ok
+
+
+def test_a_locked_mailing_is_skipped_with_a_note(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    with Journal.open(log_path(repo)):  # another sender holds it
+        [outcome] = send(repo, smtp_server)
+    assert smtp_server.handler.connections == 0
+    assert outcome.ok and "another `mailings send` is sending it now" in outcome.note
+
+
+def test_a_changed_log_key_is_refused_instead_of_mailing_everybody_again(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    repo.add()
+    keyed = make_hasher("first-key")
+    with Journal.open(log_path(repo)) as journal:  # a run with the first key, killed after one batch
+        journal.append(
+            {"event": "start", "time": NOW, "recipients": 600, "hash": keyed.scheme, "key_check": keyed.key_check}
+        )
+        journal.append({"event": "accepted", "time": NOW, "rcpt": sorted(hashed(*recipients(100), key="first-key"))})
+    [outcome] = send(repo, smtp_server, log_key="second-key")
+    assert smtp_server.handler.connections == 0 and outcome.state is MailingState.BLOCKED
+    assert "another MAILINGS_LOG_KEY" in outcome.note
+    [resumed] = send(repo, smtp_server, log_key="first-key")
+    assert resumed.state is MailingState.SENT
+    assert set(smtp_server.handler.counts()) == set(recipients(600)[100:])
+
+
+def test_an_interrupted_run_is_resumed_without_the_accepted_recipients(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    plain = make_hasher(None)
+    done = recipients(600)[:250]
+    with Journal.open(log_path(repo)) as journal:
+        journal.append({"event": "start", "time": NOW, "recipients": 600, "hash": plain.scheme})
+        journal.append({"event": "attempt", "time": NOW, "batch": "b", "rcpt": sorted(hashed(*recipients(600)[:300]))})
+        journal.append({"event": "accepted", "time": NOW, "batch": "b", "rcpt": sorted(hashed(*done))})
+    [outcome] = send(repo, smtp_server)
+    assert set(smtp_server.handler.counts()) == set(recipients(600)[250:])
+    assert outcome.state is MailingState.SENT and outcome.sent_now == 350 and outcome.accepted == 600
+
+
+def test_the_maildir_outbox_receives_the_messages_when_no_relay_is_set(repo: Repo, tmp_path: Path) -> None:
+    from sender.config import MaildirSettings
+
+    repo.add()
+    outbox = tmp_path / "outbox"
+    [outcome] = send_all(repo.root, repo.policy, options(MaildirSettings(outbox)))
+    files = list((outbox / "new").iterdir())
+    assert outcome.state is MailingState.SENT and len(files) == 6
+    envelope = [line for f in files for line in f.read_bytes().splitlines() if line.startswith(b"X-Envelope-To:")]
+    assert len(envelope) == 600
+
+
+def test_batches_keep_their_key_for_the_same_recipients(repo: Repo) -> None:
+    directory = repo.add()
+    mailing = load_mailing(repo.root, directory, repo.policy)
+    hasher = make_hasher(None)
+    people = [Recipient(a, hasher(a)) for a in recipients(250)]
+    first = batches(mailing, repo.policy, people)
+    assert [len(b.recipients) for b in first] == [100, 100, 50]
+    again = batches(mailing, repo.policy, people[100:])
+    assert [b.key for b in again] == [b.key for b in first[1:]]  # resuming after the first batch: same Message-IDs
+
+
+def test_the_rate_limit_spaces_messages_over_all_connections() -> None:
+    now = [100.0]
+    limiter = RateLimiter(4.0, lambda: now[0])
+    assert [limiter.reserve() for _ in range(4)] == [0.0, 0.25, 0.5, 0.75]
+    now[0] = 102.0  # idle for a while: no burst beyond the rate afterwards either
+    assert [limiter.reserve() for _ in range(2)] == [0.0, 0.25]
+    assert RateLimiter(None, lambda: 0.0).reserve() == 0.0
+
+
+def test_sending_without_pipelining_works_the_same(repo: Repo, make_server: MakeServer) -> None:
+    server = make_server(pipelining=False)
+    repo.add()
+    [outcome] = send(repo, server)
+    assert outcome.state is MailingState.SENT
+    assert server.handler.counts() == Counter({a: 1 for a in recipients(600)})
+
+
+def test_the_events_carry_the_wallclock_time(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    moment = datetime.fromisoformat("2027-02-10T09:05:30+01:00")
+    send_all(repo.root, repo.policy, options(smtp(smtp_server), wallclock=lambda: moment))
+    assert {e["time"] for e in events(repo, "end")} == {"2027-02-10T09:05:30.000+01:00"}
