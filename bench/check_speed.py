@@ -143,7 +143,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=5, help="runs of the small case (best counts); default 5")
     parser.add_argument("--large-repeat", type=int, default=3, help="runs of the large case (median); default 3")
     parser.add_argument("--mailings", type=int, default=200, help="mailings in the large case; default 200")
-    parser.add_argument("--addresses", type=int, default=1000, help="addresses per large mailing; default 1000")
+    parser.add_argument(
+        "--addresses",
+        type=int,
+        default=1000,
+        help="addresses per large mailing (at least the policy minimum, 500); default 1000",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated repositories and print where")
     return parser.parse_args(argv)
 
