@@ -97,25 +97,25 @@ def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy,
     elif not lst.addresses:
         yield error(
             loc,
-            f"the list file '{lst.name}' holds no addresses; put one address per line in it "
+            f"the list file {shown(lst.name)} holds no addresses; put one address per line in it "
             "(in a .csv, under the email column), or remove the entry",
         )
 
 
 def _label(lst: RecipientList) -> str:
-    return f"special list {lst.name}" if lst.kind == "special" else f"list file '{lst.name}'"
+    return f"special list {lst.name}" if lst.kind == "special" else f"list file {shown(lst.name)}"
 
 
 def _entry_error(lst: RecipientList, policy: Policy) -> str:
     if lst.kind == "special":
         if lst.name not in policy.special_lists:
             known = ", ".join(sorted(policy.special_lists))
-            return f"'{lst.name}' {lst.error}; use one of: {known}, or a list file of your own"
+            return f"{shown(lst.name)} {lst.error}; use one of: {known}, or a list file of your own"
         variable = special_list_variable(lst.name)
         return f"the special list {lst.name} {lst.error}; check the file that {variable} names"
     error_text = lst.error or ""
     hint = next((h for start, h in _FILE_HINTS.items() if error_text.startswith(start)), "")
-    return f"the list file '{lst.name}' {error_text}{hint}"
+    return f"the list file {shown(lst.name)} {error_text}{hint}"
 
 
 def _special(loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:
@@ -200,7 +200,7 @@ def _file_addresses(mailing: Mailing, lst: RecipientList, first: dict[str, _Seen
         more = duplicates - MAX_DUPLICATES_SHOWN
         yield warning(
             rest_at,
-            f"{more} more duplicate address{'es' if more != 1 else ''} in '{lst.name}' from this line on "
+            f"{more} more duplicate address{'es' if more != 1 else ''} in {shown(lst.name)} from this line on "
             "(not reported one by one); remove them so that each address appears once",
         )
 
@@ -211,7 +211,7 @@ def _duplicate(mailing: Mailing, entry: Address, earlier: _Seen) -> str:
     elif earlier.address.file == entry.file:
         where = f"on line {earlier.address.line}"
     else:
-        where = f"in '{earlier.lst.name}' line {earlier.address.line}"
+        where = f"in {shown(earlier.lst.name)} line {earlier.address.line}"
     spelling = (
         ""
         if earlier.address.address == entry.address

@@ -212,6 +212,14 @@ def test_an_empty_list_file_is_an_error(repo: Repo) -> None:
     ]
 
 
+def test_a_list_name_with_a_line_break_stays_on_one_line(repo: Repo) -> None:
+    repo.add(changes=lists({"file": "recipients.txt"}, {"file": "staff.txt\nBcc: all@kth.se"}))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(1)}: error [recipients] the list file 'staff.txt\\nBcc: all@kth.se' does not exist; "
+        "add the file or fix the name"
+    ]
+
+
 def test_a_list_file_that_is_not_utf8_is_an_error(repo: Repo) -> None:
     latin1 = "r\xe4ksm\xf6rg\xe5s@kth.se\n".encode("latin-1")
     repo.add(changes=lists({"file": "latin1.txt"}), files={"latin1.txt": latin1})
