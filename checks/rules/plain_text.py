@@ -353,7 +353,7 @@ _EMPHASIS_MESSAGE = (
 )
 _CODE = "a Markdown code span (`...`); recipients see the backticks: remove them"
 _LINK = (
-    "a Markdown link [text](address); recipients see the brackets: write the address itself, e.g. "
-    "'Read more: https://www.kth.se/...'"
+    "a Markdown link [text](address); recipients see the brackets: write the text, then the address itself "
+    "(Read more: https://...)"
 )
 _IMAGE = "a Markdown image ![...](...); mass mailings have no images: remove it, or link to a web page that shows it"

@@ -12,8 +12,8 @@ EMPHASIS = (
 )
 HTML = "a mass mailing is plain text and recipients would see the markup as written: remove it and write the text alone"
 LINK = (
-    "a Markdown link [text](address); recipients see the brackets: write the address itself, e.g. "
-    "'Read more: https://www.kth.se/...'"
+    "a Markdown link [text](address); recipients see the brackets: write the text, then the address itself "
+    "(Read more: https://...)"
 )
 IMAGE = "a Markdown image ![...](...); mass mailings have no images: remove it, or link to a web page that shows it"
 CODE = "a Markdown code span (`...`); recipients see the backticks: remove them"
