@@ -42,21 +42,21 @@ def discover(root: Path) -> list[Path]:
 
 
 def resolve_targets(root: Path, paths: list[str], cwd: Path) -> list[Path]:
-    """Command-line paths (directories or their mailing.yaml) as request directories under the root."""
+    """Command-line paths as request directories under the root: a request directory itself, or any file or
+    directory inside one (pre-commit passes the changed files), mapped to its request."""
     base = (root / MAILINGS_DIR).resolve()
     found: list[Path] = []
     for text in paths:
-        path = Path(text)
-        path = path if path.is_absolute() else cwd / path
-        if path.name == MAILING_FILE or (path.is_file() and not path.is_dir()):
-            path = path.parent
-        resolved = path.resolve()
-        if resolved.parent != base:
-            raise UsageError(f"{text}: not a request directory; requests are directories directly under {base}")
-        if not resolved.is_dir():
+        # Resolve the parents only: the named entry may be a symlink that the attachments rule must see as one.
+        absolute = Path(os.path.abspath(cwd / text))
+        parts = (absolute.parent.resolve() / absolute.name).parts
+        if parts[: len(base.parts)] != base.parts or len(parts) == len(base.parts):
+            raise UsageError(f"{text}: not in a request directory; requests are directories directly under {base}")
+        directory = root / MAILINGS_DIR / parts[len(base.parts)]
+        if not directory.is_dir():
             raise UsageError(f"{text}: no such request directory")
-        if resolved not in found:
-            found.append(root / MAILINGS_DIR / resolved.name)
+        if directory not in found:
+            found.append(directory)
     return found
 
 
