@@ -80,12 +80,18 @@ def _with_base(context: Context, root: Path, ref: str | None) -> Context:
 
 
 def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:
-    """Request directories to check, and the ids of changed mailings whose directory is gone."""
-    if args.paths:
-        return resolve_targets(root, args.paths, Path.cwd()), []
-    if context.base is not None:
-        return split_present(root, changed_mailings(context.changes))
-    return discover(root), []
+    """Request directories to check, and the ids of changed mailings whose directory is gone.
+
+    With a base, only what changed since it; named paths narrow that further (a pre-commit hook names the
+    staged files, and `--changed-since HEAD` then checks what the commit changes, not every request ever sent).
+    """
+    named = resolve_targets(root, args.paths, Path.cwd()) if args.paths else None
+    if context.base is None:
+        return (named if named is not None else discover(root)), []
+    present, gone = split_present(root, changed_mailings(context.changes))
+    if named is None:
+        return present, gone
+    return [directory for directory in present if directory in named], []
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
@@ -174,7 +180,7 @@ def _add_changed_since(parser: argparse.ArgumentParser) -> None:
         "--changed-since",
         metavar="REF",
         help="only the requests changed since REF's merge base with HEAD (working tree and untracked files "
-        "included), and judge the changes against REF: [immutable]",
+        "included; PATHs narrow it), and judge the changes against REF: [immutable]",
     )
 
 
