@@ -457,8 +457,8 @@ class MailingRun:
         self, batch: Batch, pending: list[Recipient], result: TransactionResult, *, final: bool
     ) -> list[Recipient]:
         """Journal the transaction's outcome; return the recipients to try again."""
-        accepted, permanent, temporary = _classify(pending, result)
         whole = _transaction_error(pending, result)
+        accepted, permanent, temporary = _classify(pending, result, whole)
         events: list[Event] = []
         if accepted:
             self.confirmed = True
@@ -569,10 +569,26 @@ class MailingRun:
             self.progress.update(*self.counts())
 
 
+def _transaction_error(pending: list[Recipient], result: TransactionResult) -> Reply | None:
+    """The transaction's own error (MAIL FROM or DATA refused, the connection lost), or None when there is none
+    or it only sums up that every recipient was refused, each for its own reason."""
+    error = result.error
+    if error is None:
+        return None
+    refusals = [result.refused.get(r.address) for r in pending]
+    if any(reply is None for reply in refusals):
+        return error  # some recipients were accepted, or never answered: DATA failed, or the connection did
+    if error.code in {reply.code for reply in refusals if reply is not None}:
+        return None  # every recipient refused, one by one
+    return error  # MAIL FROM refused; the RCPT replies after it (503 bad sequence) only follow from that
+
+
 def _classify(
-    pending: list[Recipient], result: TransactionResult
+    pending: list[Recipient], result: TransactionResult, whole: Reply | None
 ) -> tuple[list[Recipient], list[tuple[Recipient, Reply]], list[Recipient]]:
     """Split *pending* into accepted, refused for good (5xx, with the reply) and to try again (4xx, lost)."""
+    if whole is not None and all(r.address in result.refused for r in pending):
+        return [], [], list(pending)  # refused as a whole: no recipient's own fault
     accepted_addresses = set(result.accepted)
     accepted: list[Recipient] = []
     permanent: list[tuple[Recipient, Reply]] = []
@@ -586,13 +602,6 @@ def _classify(
         else:
             temporary.append(recipient)  # 4xx, the transaction's error, or no word on it: try again
     return accepted, permanent, temporary
-
-
-def _transaction_error(pending: list[Recipient], result: TransactionResult) -> Reply | None:
-    """The transaction's own error (MAIL FROM, DATA, a lost connection), not every recipient refused one by one."""
-    if result.error is None or all(r.address in result.refused for r in pending):
-        return None
-    return result.error
 
 
 def _pending_reply(result: TransactionResult, recipients: Sequence[Recipient]) -> Reply:
