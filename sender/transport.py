@@ -47,6 +47,7 @@ CRLF = b"\r\n"
 MAX_REPLY = 64 * 1024
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")
+_UNSAFE_IN_LIST = re.compile(r"[\x00-\x09\x0b-\x20<>\x7f]")  # _UNSAFE but for the newline that joins a list
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,9 @@ class _ReplyReader(SMTPProtocol):
         super().__init__(loop=loop, connection_lost_callback=on_lost)
         self._incoming = bytearray()
         self._lines: list[bytes] = []  # the lines of a multi-line reply read so far
-        self._replies: deque[SMTPResponse] = deque()
+        self._replies: deque[Reply] = deque()
+        self._known: dict[bytes, Reply] = {}  # reply lines seen before ("250 2.1.5 Ok"): parsed once
+        self._wanted = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
 
@@ -136,7 +139,7 @@ class _ReplyReader(SMTPProtocol):
             if self.transport is not None:
                 self.transport.close()
             return
-        if self._replies:
+        if len(self._replies) >= self._wanted:
             self._wake()
 
     def eof_received(self) -> bool:
@@ -147,34 +150,57 @@ class _ReplyReader(SMTPProtocol):
         super().connection_lost(exc)
         self._fail(SMTPServerDisconnected(f"connection closed ({exc})" if exc else "connection closed"))
 
-    async def read_response(self, timeout: float | None = None) -> SMTPResponse:
-        while not self._replies:
-            if self._failure is not None:
-                raise self._failure
+    async def take(self, count: int, timeout: float) -> list[Reply]:
+        """The next *count* replies. Fewer when the connection ended after them (a 421 is then among them);
+        SMTPServerDisconnected or SMTPReadTimeoutError when there are none to give."""
+        while len(self._replies) < count and self._failure is None:
+            self._wanted = count
             self._wakeup = self._loop.create_future()
             try:
+                # Any arrival wakes this only once all replies are there; the timeout is the server's silence.
                 await asyncio.wait_for(self._wakeup, timeout)
             except TimeoutError:
                 raise SMTPReadTimeoutError(f"no reply within {timeout:g} s") from None
             finally:
-                self._wakeup = None
-        return self._replies.popleft()
+                self._wakeup, self._wanted = None, 0
+        if not self._replies and self._failure is not None:
+            raise self._failure
+        replies = self._replies
+        return [replies.popleft() for _ in range(min(count, len(replies)))]
+
+    async def read_response(self, timeout: float | None = None) -> SMTPResponse:
+        """aiosmtplib's way to read one reply (used by its quit())."""
+        [reply] = await self.take(1, timeout if timeout is not None else 60.0)
+        return SMTPResponse(reply.code, reply.message)
 
     def _parse(self) -> None:
-        start = 0
-        while (end := self._incoming.find(b"\n", start)) != -1:
-            line = bytes(self._incoming[start : end + 1]).rstrip(b"\r\n")
-            start = end + 1
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
-                raise SMTPResponseException(-1, f"malformed reply line {line[:80]!r}")
+        end = self._incoming.rfind(b"\n")
+        if end == -1:
+            if len(self._incoming) > MAX_REPLY:
+                raise SMTPResponseException(-1, "reply line too long")
+            return
+        chunk = bytes(self._incoming[: end + 1])
+        del self._incoming[: end + 1]
+        known, replies = self._known, self._replies
+        for line in chunk.split(b"\n")[:-1]:
+            reply = known.get(line)
+            if reply is not None and not self._lines:
+                replies.append(reply)  # the common case: the same "250 ..." as before
+                continue
+            self._parse_line(line.rstrip(b"\r"), line)
+
+    def _parse_line(self, line: bytes, raw: bytes) -> None:
+        if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+            raise SMTPResponseException(-1, f"malformed reply line {line[:80]!r}")
+        if line[3:4] == b"-":
             self._lines.append(line)
-            if line[3:4] != b"-":
-                text = b"\n".join(part[4:].strip() for part in self._lines)
-                self._replies.append(SMTPResponse(int(line[:3]), text.decode("utf-8", "replace")))
-                self._lines = []
-        del self._incoming[:start]
-        if len(self._incoming) > MAX_REPLY:
-            raise SMTPResponseException(-1, "reply line too long")
+            return
+        text = b"\n".join([part[4:].strip() for part in self._lines] + [line[4:].strip()])
+        reply = Reply(int(line[:3]), text.decode("utf-8", "replace"))
+        if not self._lines and len(self._known) < 64:
+            self._known[raw] = reply
+        self._lines = []
+        self._replies.append(reply)
 
     def _fail(self, exc: Exception) -> None:
         if self._failure is None:
@@ -263,15 +289,17 @@ class SmtpTransport:
         self, sender: bytes, recipients: list[tuple[str, bytes]], message: bytes, refused: dict[str, Reply]
     ) -> TransactionResult:
         mail = b"MAIL FROM:<" + sender + b">\r\n"
-        rcpts = [b"RCPT TO:<" + address + b">\r\n" for _, address in recipients]
+        addresses = [address for _, address in recipients]
         if self.pipelining:
-            mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, rcpts)
+            mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, addresses)
         else:
-            mail_reply, rcpt_replies, data_reply = await self._stepwise(mail, rcpts)
+            mail_reply, rcpt_replies, data_reply = await self._stepwise(mail, addresses)
+        accepted: list[str] = []
         for (recipient, _), reply in zip(recipients, rcpt_replies, strict=False):
-            if not reply.ok:
+            if 200 <= reply.code < 300:
+                accepted.append(recipient)
+            else:
                 refused[recipient] = reply
-        accepted = [r for (r, _), reply in zip(recipients, rcpt_replies, strict=False) if reply.ok]
         if not mail_reply.ok or not accepted or data_reply is None or data_reply.code != 354:
             if data_reply is not None and data_reply.code == 354:
                 await self._command(b".\r\n")  # a server that wants data for nobody gets none
@@ -283,38 +311,42 @@ class SmtpTransport:
             return TransactionResult(refused=refused, error=final)
         return TransactionResult(accepted=accepted, refused=refused)
 
-    async def _pipelined(self, mail: bytes, rcpts: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
-        self._write(b"".join((mail, *rcpts, b"DATA\r\n")))
-        mail_reply = await self._read()
-        rcpt_replies = [await self._read() for _ in rcpts]
-        return mail_reply, rcpt_replies, await self._read()
+    async def _pipelined(self, mail: bytes, addresses: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
+        rcpts = b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\n"
+        self._write(mail + rcpts + b"DATA\r\n")
+        replies = await self._replies(len(addresses) + 2)
+        return replies[0], replies[1:-1], replies[-1]
 
-    async def _stepwise(self, mail: bytes, rcpts: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
+    async def _stepwise(self, mail: bytes, addresses: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
         mail_reply = await self._command(mail)
         if not mail_reply.ok:
             return mail_reply, [], None
-        rcpt_replies = [await self._command(rcpt) for rcpt in rcpts]
+        rcpt_replies = [await self._command(b"RCPT TO:<" + address + b">\r\n") for address in addresses]
         if not any(reply.ok for reply in rcpt_replies):
             return mail_reply, rcpt_replies, None
         return mail_reply, rcpt_replies, await self._command(b"DATA\r\n")
 
     async def _command(self, data: bytes) -> Reply:
         self._write(data)
-        return await self._read()
+        [reply] = await self._replies(1)
+        return reply
 
     def _write(self, data: bytes) -> None:
         if self._reader is None:
             raise SMTPServerDisconnected("not connected")
         self._reader.write(data)
 
-    async def _read(self) -> Reply:
+    async def _replies(self, count: int) -> list[Reply]:
+        """The replies to the last *count* commands, in order; _ClosedByServer at a 421."""
         if self._reader is None:
             raise SMTPServerDisconnected("not connected")
-        response = await self._reader.read_response(timeout=self._settings.timeout)
-        reply = Reply(response.code, response.message)
-        if reply.code == 421:
-            raise _ClosedByServer(reply)
-        return reply
+        replies = await self._reader.take(count, self._settings.timeout)
+        closing = next((reply for reply in replies if reply.code == 421), None)
+        if closing is not None:
+            raise _ClosedByServer(closing)
+        if len(replies) < count:
+            raise SMTPServerDisconnected("the connection ended before every reply arrived")
+        return replies
 
     # the connection
 
@@ -395,6 +427,14 @@ def _all_refused(refused: dict[str, Reply]) -> Reply:
 
 def _recipients(recipients: Sequence[str]) -> tuple[list[tuple[str, bytes]], dict[str, Reply]]:
     """(recipient, envelope address) of each usable recipient, and a refusal for each other one."""
+    joined = "\n".join(recipients)
+    if (
+        joined.isascii()
+        and not _UNSAFE_IN_LIST.search(joined)
+        and joined.count("\n") == len(recipients) - 1
+        and "" not in recipients
+    ):
+        return list(zip(recipients, joined.encode("ascii").split(b"\n"), strict=True)), {}  # the common case
     sendable: list[tuple[str, bytes]] = []
     refused: dict[str, Reply] = {}
     for recipient in recipients:
@@ -408,7 +448,7 @@ def _recipients(recipients: Sequence[str]) -> tuple[list[tuple[str, bytes]], dic
 
 def _envelope_address(address: str) -> bytes | None:
     """The address as it goes into MAIL FROM or RCPT TO; None if it cannot go there without SMTPUTF8."""
-    if address.isascii() and not _UNSAFE.search(address):
+    if address.isascii() and address and not _UNSAFE.search(address):
         return address.encode("ascii")
     try:
         return ascii_address(address).encode("ascii")
