@@ -129,8 +129,9 @@ class FaultyHandler(Recorder):
         self.mails = 0
         self.datas = 0
         self.rcpts: Counter[str] = Counter()
-        self._temp = {k.lower(): v for k, v in self.faults.temp_fail.items()}
-        self._perm = {a.lower() for a in self.faults.perm_fail}
+        self._temp: Mapping[str, int | None] = {}
+        self._perm: set[str] = set()
+        self._sources: tuple[object, object] | None = None
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -158,6 +159,7 @@ class FaultyHandler(Recorder):
             seen = self.rcpts[key]
         if self.faults.refuse_rcpt:
             return self.faults.refuse_rcpt
+        self._follow_faults()
         if key in self._perm:
             return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
         if key in self._temp and (self._temp[key] is None or seen <= (self._temp[key] or 0)):
@@ -179,6 +181,14 @@ class FaultyHandler(Recorder):
         if k in self.faults.drop_after_data:
             await _drop(server)
         return "250 2.0.0 OK: queued"
+
+    def _follow_faults(self) -> None:
+        """Lower-cased copies of the address faults, made again when a test assigns new ones mid-run."""
+        sources = (self.faults.temp_fail, self.faults.perm_fail)
+        if self._sources is None or any(x is not y for x, y in zip(sources, self._sources, strict=True)):
+            self._temp = {k.lower(): v for k, v in self.faults.temp_fail.items()}
+            self._perm = {a.lower() for a in self.faults.perm_fail}
+            self._sources = sources
 
     async def _delay(self) -> None:
         if self.faults.delay:
