@@ -45,6 +45,7 @@ from sender.message import MessageError, ascii_address
 CRLF = b"\r\n"
 # A reply cannot be longer than this; a server that sends more without a line end is broken.
 MAX_REPLY = 64 * 1024
+MAX_REPLY_LINES = 1000
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")
 _UNSAFE_IN_LIST = re.compile(r"[\x00-\x09\x0b-\x20<>\x7f]")  # _UNSAFE but for the newline that joins a list
@@ -193,6 +194,8 @@ class _ReplyReader(SMTPProtocol):
         if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
             raise SMTPResponseException(-1, f"malformed reply line {line[:80]!r}")
         if line[3:4] == b"-":
+            if len(self._lines) >= MAX_REPLY_LINES:
+                raise SMTPResponseException(-1, "reply with too many lines")
             self._lines.append(line)
             return
         text = b"\n".join([part[4:].strip() for part in self._lines] + [line[4:].strip()])
@@ -225,11 +228,13 @@ class SmtpTransport:
 
     @property
     def connected(self) -> bool:
-        return self._smtp is not None and self._smtp.is_connected and self._reader is not None
+        """True for an open connection in step with the server (no reply waiting that nobody asked for)."""
+        smtp, reader = self._smtp, self._reader
+        return smtp is not None and smtp.is_connected and reader is not None and not reader.unread
 
     async def open(self) -> Reply | None:
         """Connect, secure, greet and log in; an error Reply (never raised) if that fails."""
-        if self.connected and self._reader is not None and not self._reader.unread:
+        if self.connected:
             return None
         self._drop()
         s = self._settings
@@ -257,8 +262,8 @@ class SmtpTransport:
     async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult:
         if not recipients:
             raise ValueError("a transaction needs at least one recipient")
-        if not self.connected or (self._reader is not None and self._reader.unread):
-            failure = await self.open()  # reconnects; also after a reply nobody asked for (out of step)
+        if not self.connected:
+            failure = await self.open()
             if failure is not None:
                 return TransactionResult(error=failure)
         sender = _envelope_address(envelope_from) if envelope_from else b""
@@ -275,6 +280,9 @@ class SmtpTransport:
         except (SMTPException, OSError) as exc:
             self._drop()
             return TransactionResult(refused=refused, error=Reply(421, f"4.4.2 connection lost: {_describe(exc)}"))
+        except asyncio.CancelledError:
+            self._drop()  # replies may still be on their way: this connection is out of step for good
+            raise
 
     async def close(self) -> None:
         """QUIT politely if connected, then close."""

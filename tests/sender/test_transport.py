@@ -242,6 +242,21 @@ def test_no_reply_within_the_timeout_is_421(make_server: MakeServer) -> None:
     assert "no reply within 0.1 s" in result.error.message
 
 
+def test_a_cancelled_transaction_leaves_no_stale_replies(make_server: MakeServer) -> None:
+    handler = FaultyHandler(Faults(delay=0.3))
+    transport = SmtpTransport(settings(make_server(handler)))
+
+    async def cancel_then_send() -> TransactionResult:
+        assert await transport.open() is None
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(transport.send(SENDER, ["a@kth.se"], MESSAGE), 0.05)
+        handler.faults.delay = 0.0
+        return (await session(transport, (["b@kth.se"], MESSAGE)))[0]
+
+    assert run(cancel_then_send()) == TransactionResult(accepted=["b@kth.se"])
+    assert transport.connections == 2 and handler.recipients() == ["b@kth.se"]
+
+
 def test_a_closed_port_is_421_cannot_connect() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
