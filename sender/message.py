@@ -68,7 +68,7 @@ def delivery_mode(mailing: Mailing, policy: Policy) -> Delivery:
 
 def build_template(mailing: Mailing, policy: Policy) -> MessageTemplate:
     """The message of *mailing*; MessageError when a part is missing or unsafe (the checks report why first)."""
-    if not ID_PATTERN.match(mailing.id):
+    if not ID_PATTERN.fullmatch(mailing.id):
         raise MessageError(f"mailing id {mailing.id!r} cannot go into a header")
     languages = mailing.languages
     if not languages:
@@ -121,7 +121,7 @@ def make_message_id(mailing_id: str, key: str, domain: str) -> str:
     """'<mailing-id.digest@domain>', the same for the same (mailing id, key): a retry keeps its Message-ID.
 
     The key (a batch number, a recipient's address) enters only as a digest, so no address shows in it."""
-    if not ID_PATTERN.match(mailing_id):
+    if not ID_PATTERN.fullmatch(mailing_id):
         raise MessageError(f"mailing id {mailing_id!r} cannot go into a Message-ID")
     digest = hashlib.sha256(f"{mailing_id}\x00{key}".encode()).hexdigest()[:32]
     return f"<{mailing_id}.{digest}@{_ascii_domain(domain)}>"

@@ -192,8 +192,9 @@ def test_message_id_is_stable_per_mailing_and_key() -> None:
     individual = make_message_id("2027-02-10-travel", "anna.andersson@kth.se", "kth.se")
     assert "anna" not in individual  # the key enters as a digest only
     assert make_message_id("2027-02-10-travel", "k", "Ångström.SE").endswith("@xn--ngstrm-hua5l.se>")
-    with pytest.raises(MessageError):
-        make_message_id("../x", "k", "kth.se")
+    for bad_id in ("../x", "x\n", "x\r\nBcc: all@kth.se"):
+        with pytest.raises(MessageError):
+            make_message_id(bad_id, "k", "kth.se")
 
 
 def test_undisclosed_to_quotes_and_encodes_the_group() -> None:
