@@ -220,3 +220,22 @@ def test_request_check_merge_dispatch_and_immutability(origin: Path, relay: Runn
         "send log, but only the dispatch job writes send logs, on the main branch: remove it"
     ) in out.splitlines()
     assert len(relay.handler.recipients()) == 600  # nothing else was ever sent
+
+
+def test_a_stopped_dispatch_run_is_recorded_by_the_next_step(
+    origin: Path, relay: RunningServer, tmp_path: Path
+) -> None:
+    """A send step killed before it could commit: dispatch.yml's record step commits and pushes its log."""
+    maintainer = clone(origin, "maintainer")
+    write_request(maintainer)
+    push_branch(maintainer, "main", "Approve a request")
+    dispatch = clone(origin, "dispatch", branch="main")
+    smtp = {"MAILINGS_SMTP_HOST": relay.host, "MAILINGS_SMTP_PORT": str(relay.port), "MAILINGS_SMTP_SECURITY": "none"}
+    assert mailings(dispatch, "send", "--now", NOW, env=smtp).returncode == 0  # sent, and stopped before --commit
+    assert len(relay.handler.recipients()) == 600
+    work = tmp_path / "runner"
+    work.mkdir()
+    code, out, _ = run_step("dispatch.yml", "dispatch", "Record what a stopped run sent", dispatch, {}, work)
+    assert code == 0, out
+    assert '"complete":true' in git(origin, "show", f"main:mailings/{MAILING}/sendlog.jsonl").replace(" ", "")
+    assert len(relay.handler.recipients()) == 600  # and nothing was sent again
