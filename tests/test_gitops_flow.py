@@ -202,9 +202,10 @@ def test_request_check_merge_dispatch_and_immutability(origin: Path, relay: Runn
     code, out = check_step(clone(origin, "ci-3", branch="fix-typo"), work)
     assert code == 1
     assert (
-        f"::error file=mailings/{MAILING}/body.en.txt,line=1,col=1,title=immutable::mailing {MAILING} was sent "
-        "(its sendlog.jsonl is on origin/main) and a sent mailing is history, but this change edits this file: "
-        "restore it as it is on origin/main, and make a new request instead (mailings new ID)"
+        f"::error file=mailings/{MAILING}/body.en.txt,line=1,col=1,title=immutable::mailing {MAILING} was sent, "
+        "or the dispatch job tried to send it (its sendlog.jsonl is on origin/main); a sent mailing is history, "
+        "but this change edits this file: restore it as it is on origin/main, and make a new request instead "
+        "(mailings new ID)"
     ) in out.splitlines()
 
     # And a branch that forges a send log, to keep a new request from being sent, fails too.

@@ -4,8 +4,9 @@ Runs with ``mailings check --changed-since REF`` alone (in a pull request, REF
 is its base); without a base it has nothing to compare and finds nothing.
 
 - Adding, changing, deleting or renaming any file of a mailing whose
-  ``sendlog.jsonl`` exists on REF is an error: the mailing went out as it
-  stands there. Make a new request instead.
+  ``sendlog.jsonl`` exists on REF is an error: the dispatch job has handled
+  it (sent it, or recorded why it could not: blocked, missed), and the log
+  describes the mailing as it stands there. Make a new request instead.
 - Adding, changing, deleting or renaming a ``sendlog.jsonl`` is an error in
   any mailing: the dispatch job writes send logs on the main branch, never a
   pull request, so a forged log cannot mark a mailing as sent (or unsent).
@@ -58,9 +59,9 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
             elif sent:
                 yield error(
                     Loc(path),
-                    f"mailing {mailing.id} was sent (its {SENDLOG_FILE} is on {context.base}) and a sent mailing is "
-                    f"history, but this change {_what(change, path, 'file')}: {_undo(change, context.base)}, and "
-                    "make a new request instead (mailings new ID)",
+                    f"mailing {mailing.id} was sent, or the dispatch job tried to send it (its {SENDLOG_FILE} is on "
+                    f"{context.base}); a sent mailing is history, but this change {_what(change, path, 'file')}: "
+                    f"{_undo(change, context.base)}, and make a new request instead (mailings new ID)",
                 )
 
 

@@ -16,8 +16,9 @@ LOG = '{"event": "start"}\n'
 
 def sent_message(path: str, action: str, undo: str, base: str = "main") -> str:
     return (
-        f"{path}:1:1: error [immutable] mailing {SENT} was sent (its sendlog.jsonl is on {base}) and a sent mailing "
-        f"is history, but this change {action}: {undo}, and make a new request instead (mailings new ID)"
+        f"{path}:1:1: error [immutable] mailing {SENT} was sent, or the dispatch job tried to send it (its "
+        f"sendlog.jsonl is on {base}); a sent mailing is history, but this change {action}: {undo}, and make a new "
+        "request instead (mailings new ID)"
     )
 
 
@@ -161,9 +162,9 @@ def test_sent_on_the_base_after_the_branch_was_made(branch: Repo, capsys: pytest
     assert code == 1
     # the log that main gained is not the branch's change: compared with the merge base, only the body differs
     assert lines == [
-        f"mailings/{OPEN}/body.en.txt:1:1: error [immutable] mailing {OPEN} was sent (its sendlog.jsonl is on main) "
-        "and a sent mailing is history, but this change edits this file: restore it as it is on main, "
-        "and make a new request instead (mailings new ID)"
+        f"mailings/{OPEN}/body.en.txt:1:1: error [immutable] mailing {OPEN} was sent, or the dispatch job tried to "
+        "send it (its sendlog.jsonl is on main); a sent mailing is history, but this change edits this file: "
+        "restore it as it is on main, and make a new request instead (mailings new ID)"
     ]
 
 
