@@ -22,11 +22,14 @@ from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
+from checks.bodies import body_text, sent_bodies
 from checks.changes import check_gone, mailing_of
+from checks.hosts import host_is_internal
 from checks.linter import check_mailing
 from checks.loader import load_mailing
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import Policy
+from checks.rules.links import EVENT_FIELDS, links_in, target
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
@@ -109,7 +112,7 @@ def mailing_section(
     """One mailing: facts, problems, the relevance checklist and the message."""
     out = ["", f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}", ""]
     out += _facts(mailing, policy, context)
-    out += ["", "#### Links", "", *_links(mailing)]
+    out += ["", "#### Links", "", *_links(mailing, policy)]
     if mailing.get("event") is not None:
         out += ["", "#### Event", "", *_event(mailing)]
     out += ["", "#### Problems", "", *_problems(problems)]
@@ -200,16 +203,32 @@ def _contact(mailing: Mailing) -> str:
     return ", ".join(parts)
 
 
-def _links(mailing: Mailing) -> Iterator[str]:
-    entries = [e for e in mailing.get("external_links", kind=list) or [] if isinstance(e, dict)]
-    if not entries:
-        yield "No external links declared."
-    for entry in entries:
-        url = entry.get("url")
-        stopover = entry.get("stopover")
+def _links(mailing: Mailing, policy: Policy) -> Iterator[str]:
+    """Every address in the message and the event text, where a browser takes it, and the declared stopovers."""
+    found = [link for body in sent_bodies(mailing) for link in links_in(body_text(body.raw), body.file)]
+    for field in EVENT_FIELDS:
+        value = mailing.get("event", field, kind=str)
+        found += links_in(value, f"{mailing.yaml_file} event.{field}") if value else []
+    if not found:
+        yield "No links in the message."
+    for link in found:
+        host = target(link.url).host
+        where = "internal" if host and host_is_internal(host, policy.internal_domains) else "external"
+        place = link.loc.file.removeprefix(f"{mailing.directory}/")
         yield (
-            f"- {code(url) if isinstance(url, str) else '(no url)'} through the stopover page "
-            f"{code(stopover) if isinstance(stopover, str) else '(none given)'}"
+            f"- {code(link.written)} leads to {code(host) if host else 'no checkable host'} ({where}); "
+            f"{code(place)} line {link.loc.line}"
+        )
+    entries = [e for e in mailing.get("external_links", kind=list) or [] if isinstance(e, dict)]
+    if entries:
+        yield ""
+        yield "External links declared, each with its stopover page:"
+        yield ""
+    for entry in entries:
+        url, stopover = entry.get("url"), entry.get("stopover")
+        yield (
+            f"- {code(url) if isinstance(url, str) else '(no url)'} through "
+            f"{code(stopover) if isinstance(stopover, str) else '(no stopover page)'}"
         )
 
 

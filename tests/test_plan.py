@@ -106,6 +106,33 @@ def test_the_message_as_recipients_see_it(branch: Repo, capsys: pytest.CaptureFi
     assert "From 1 March you book travel in the new system.\n" in block.content
 
 
+def test_links_show_where_they_lead(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    branch.add(
+        MAILING,
+        changes={
+            "event": EVENT,
+            "external_links": [{"url": "https://www.example.org/conf", "stopover": "https://www.kth.se/stopover/conf"}],
+        },
+        bodies={
+            "sv": "Hej\nLäs https://www.kth.se/resor och www.k\u0442h.se/x\n",
+            "en": "See https://www.kth.se/stopover/conf\nand https://www.kth.se@evil.com/\n",
+        },
+    )
+    section = plan(branch, capsys).split("#### Links\n\n")[1].split("\n\n#### ")[0]
+    assert section.splitlines() == [
+        "- ` https://www.kth.se/resor ` leads to ` www.kth.se ` (internal); ` body.sv.txt ` line 2",
+        "- ` www.k\u0442h.se/x ` leads to ` www.xn--kh-rmc.se ` (external); ` body.sv.txt ` line 2",
+        "- ` https://www.kth.se/stopover/conf ` leads to ` www.kth.se ` (internal); ` body.en.txt ` line 1",
+        "- ` https://www.kth.se@evil.com/ ` leads to ` evil.com ` (external); ` body.en.txt ` line 2",
+        "- ` https://www.kth.se/event/123 ` leads to ` www.kth.se ` (internal); ` mailing.yaml event.registration ` "
+        "line 1",
+        "",
+        "External links declared, each with its stopover page:",
+        "",
+        "- ` https://www.example.org/conf ` through ` https://www.kth.se/stopover/conf `",
+    ]
+
+
 def test_top_management_meets_the_criteria_by_standing(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     branch.add(MAILING, changes={"sender": {"unit": "management", "role": "university-director"}})
     out = plan(branch, capsys)
