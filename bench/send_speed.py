@@ -74,8 +74,16 @@ class Case:
 @dataclass(frozen=True)
 class Result:
     case: Case
-    ours: float  # seconds, median over the repeats
-    source: float
+    ours_runs: tuple[float, ...]  # seconds per run
+    source_runs: tuple[float, ...]
+
+    @property
+    def ours(self) -> float:
+        return statistics.median(self.ours_runs)
+
+    @property
+    def source(self) -> float:
+        return statistics.median(self.source_runs)
 
     @property
     def ours_rate(self) -> float:
@@ -359,7 +367,7 @@ def measure(all_cases: Sequence[Case], tools: dict[str, Path], work: Path, sink:
             ours[case.name].append(run_ours(case, root, sink))
             source[case.name].append(run_source(case, tools["smtp-source"], message, sink))
         shutil.rmtree(root)
-    return [Result(c, statistics.median(ours[c.name]), statistics.median(source[c.name])) for c in all_cases]
+    return [Result(c, tuple(ours[c.name]), tuple(source[c.name])) for c in all_cases]
 
 
 # --- report ---------------------------------------------------------------------------------------------------
@@ -377,7 +385,14 @@ def report(results: Sequence[Result], out: TextIO) -> None:
         )
     out.write("\n")
     for r in results:
-        out.write(f"{r.case.name}: mailings send {r.ours:.2f} s end to end, smtp-source {r.source:.2f} s (median)\n")
+        out.write(
+            f"{r.case.name}: mailings send {r.ours:.2f} s end to end ({_spread(r.ours_runs)}), "
+            f"smtp-source {r.source:.2f} s ({_spread(r.source_runs)}); medians of {len(r.ours_runs)}\n"
+        )
+
+
+def _spread(runs: Sequence[float]) -> str:
+    return f"{min(runs):.2f}-{max(runs):.2f}" if len(runs) > 1 else "one run"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
