@@ -24,7 +24,7 @@ from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR
 from checks.model import SENDLOG_FILE, ChangeStatus, Context, FileChange, Mailing, Problem
 from checks.policy import Policy
-from checks.rules import immutable
+from checks.rules import RULES, immutable
 
 _STATUS: Mapping[str, ChangeStatus] = {
     "A": "added",
@@ -159,5 +159,5 @@ def check_gone(root: Path, ids: Iterable[str], policy: Policy, context: Context)
     problems: list[Problem] = []
     for mailing_id in ids:
         gone = Mailing(id=mailing_id, root=root, directory=f"{MAILINGS_DIR}/{mailing_id}", doc=None, yaml_problem=None)
-        problems.extend(check_mailing(gone, policy, context, [immutable]))  # type: ignore[list-item]
+        problems.extend(check_mailing(gone, policy, context, [RULES[immutable.ID]]))
     return problems

@@ -103,7 +103,7 @@ def _header(count: int, policy: Policy, context: Context) -> Iterator[str]:
     )
     if count == 0:
         yield ""
-        yield "No mailing changed."
+        yield "No mailing changed." if context.base is not None else "No mailings."
 
 
 def mailing_section(
