@@ -17,6 +17,7 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -409,8 +410,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     args = parse_args(argv)
+    # A benchmark stopped by timeout or a closed terminal still stops its sink and removes its files.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     tools = find_tools()
     if tools is None:
         err.write(missing_tools_message())
