@@ -213,9 +213,9 @@ def _problem_text(problem: Problem) -> str:
 def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
     """Every unique valid address of every list, in list order (the rules reported the invalid ones)."""
     return [
-        Recipient(entry.address.strip(), hasher(key))
+        Recipient(entry.address.strip(), hasher.of_normalised(key))
         for key, entry in unique_addresses(all_addresses(mailing)).items()
-        if address_problem(entry.address.strip()) is None
+        if address_problem(entry.address) is None
     ]
 
 
@@ -280,6 +280,10 @@ class RateLimiter:
         self._clock = clock
         self._next = 0.0
 
+    @property
+    def active(self) -> bool:
+        return bool(self._interval)
+
     def reserve(self) -> float:
         """Take the next slot; the seconds to wait for it."""
         if not self._interval:
@@ -293,6 +297,40 @@ class RateLimiter:
         delay = self.reserve()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+class Lane:
+    """One connection's view of the send log's durability.
+
+    Before each transaction the attempt is written, and the connection waits for an fsync unless the
+    recipients whose events may not be on disk yet (earlier outcomes and this attempt) stay below one
+    batch (policy.sending.batch_size). In bulk mode, where a transaction is a batch, that is an fsync
+    before and after every transaction, shared by the connections; in individual mode one fsync covers
+    many one-recipient transactions. Either way a power cut costs at most connections x batch size
+    duplicates, and a killed process (which loses nothing written) only its transactions in flight.
+    """
+
+    def __init__(self, journal: Journal, window: int) -> None:
+        self.journal = journal
+        self.window = window
+        self.unsynced: deque[tuple[int, int]] = deque()  # (ticket, recipients) of outcomes maybe not on disk
+        self.count = 0  # recipients in self.unsynced
+
+    def add(self, ticket: int, recipients: int) -> None:
+        self.unsynced.append((ticket, recipients))
+        self.count += recipients
+
+    async def before(self, ticket: int, recipients: int) -> None:
+        """Wait, if need be, until the attempt with *ticket* and what this connection wrote before are on disk."""
+        synced = self.journal.synced
+        while self.unsynced and self.unsynced[0][0] <= synced:
+            self.count -= self.unsynced.popleft()[1]
+        if self.count + recipients >= self.window:
+            await self.journal.sync(ticket)
+            self.unsynced.clear()
+            self.count = 0
+        elif 2 * (self.count + recipients) >= self.window:
+            self.journal.kick()  # half way: an fsync in the background, so that we need not wait later
 
 
 class MailingRun:
@@ -326,6 +364,9 @@ class MailingRun:
         self.recipients = recipients
         self.hashes = frozenset(r.hash for r in recipients)
         self.accepted_before = bool(log.accepted & self.hashes)
+        # Kept as counters: recounting the sets after every transaction would cost O(recipients) each time.
+        self.accepted_count = len(self.hashes & log.accepted)
+        self.failed_count = len(self.hashes & log.failed.keys())
         self.mode = delivery_mode(mailing, policy)
         self.limiter = RateLimiter(policy.sending.rate_limit, options.monotonic)
         self.failures: Counter[int] = Counter()  # this run's permanent refusals by reply code
@@ -339,9 +380,7 @@ class MailingRun:
 
     def counts(self) -> tuple[int, int, int]:
         """(accepted, failed, pending) over this mailing's current recipients."""
-        accepted = len(self.hashes & self.log.accepted)
-        failed = len(self.hashes & self.log.failed.keys())
-        return accepted, failed, len(self.hashes) - accepted - failed
+        return self.accepted_count, self.failed_count, len(self.hashes) - self.accepted_count - self.failed_count
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -406,10 +445,11 @@ class MailingRun:
         return opened
 
     async def _worker(self, transport: Transport, todo: deque[Batch]) -> None:
+        lane = Lane(self.journal, max(1, self.policy.sending.batch_size))
         while todo and self.stop_reason is None:
-            await self._deliver(transport, todo.popleft())
+            await self._deliver(transport, todo.popleft(), lane)
 
-    async def _deliver(self, transport: Transport, batch: Batch) -> None:
+    async def _deliver(self, transport: Transport, batch: Batch, lane: Lane) -> None:
         """Send *batch* until every recipient has an outcome, or the retries run out (deferred)."""
         pending = batch.recipients
         attempt = 0
@@ -418,26 +458,40 @@ class MailingRun:
                 await asyncio.sleep(self._backoff(attempt))
                 if self.stop_reason is not None:
                     break
-            message = await self._message(batch)
-            if message is None:
+            message = self._message(batch)
+            if isinstance(message, list):
+                lane.add(self._write(*message), len(pending))
                 return
-            await self.limiter.wait()
-            await self._record(self._event("attempt", batch=batch.key, rcpt=[r.hash for r in pending]))
+            if self.limiter.active:
+                await self.limiter.wait()
+            ticket = self._write(self._event("attempt", batch=batch.key, rcpt=[r.hash for r in pending]))
+            await lane.before(ticket, len(pending))
             result = await transport.send(self.template.envelope_from, [r.address for r in pending], message)
             self.messages_now += 1
-            pending = await self._settle(batch, pending, result, final=attempt >= self.tuning.retries)
+            tried = len(pending)
+            pending, events = self._settle(batch, pending, result, final=attempt >= self.tuning.retries)
+            if events:
+                lane.add(self._write(*events), tried)
             attempt += 1
         if pending and attempt:
             # Tried, then stopped before they had an outcome: say so, rather than leave them looking in flight.
             reply = Reply(451, f"not tried again: {self.stop_reason or 'the run stopped'}")
-            await self._record(self._deferred_event(batch.key, pending, reply))
+            lane.add(self._write(self._deferred_event(batch.key, pending, reply)), len(pending))
+
+    def _write(self, *events: Event) -> int:
+        """Write *events* at once (a killed process keeps them); the ticket for their fsync."""
+        ticket = self.journal.write_nowait(*events)
+        for event in events:
+            self.log.apply(event)
+        return ticket
 
     def _backoff(self, attempt: int) -> float:
         delays = self.tuning.backoff
         return delays[min(attempt, len(delays)) - 1] if delays else 0.0
 
-    async def _message(self, batch: Batch) -> bytes | None:
-        """The batch's message, rendered once (a retry sends the same bytes, the same Message-ID)."""
+    def _message(self, batch: Batch) -> bytes | list[Event]:
+        """The batch's message, rendered once (a retry sends the same bytes, the same Message-ID); or, when it
+        cannot be rendered, the events that record its recipients as refused."""
         if batch.message:
             return batch.message
         to = batch.recipients[0].address if self.mode == "individual" else self.template.group_to
@@ -449,14 +503,13 @@ class MailingRun:
             refused = [
                 (r, Reply(553, f"the address cannot be written in a To: header: {exc}")) for r in batch.recipients
             ]
-            await self._record(*self._failed_events(batch.key, refused))
-            return None
+            return self._failed_events(batch.key, refused)
         return batch.message
 
-    async def _settle(
+    def _settle(
         self, batch: Batch, pending: list[Recipient], result: TransactionResult, *, final: bool
-    ) -> list[Recipient]:
-        """Journal the transaction's outcome; return the recipients to try again."""
+    ) -> tuple[list[Recipient], list[Event]]:
+        """The recipients to try again, and the events that record the transaction's outcome."""
         whole = _transaction_error(pending, result)
         accepted, permanent, temporary = _classify(pending, result, whole)
         events: list[Event] = []
@@ -464,6 +517,7 @@ class MailingRun:
             self.confirmed = True
             events.append(self._event("accepted", batch=batch.key, rcpt=[r.hash for r in accepted], code=250))
             self.sent_now += len(accepted)
+            self.accepted_count += len(accepted)
             events.extend(self._failed_events(batch.key, self._take_suspects()))
         events.extend(self._permanent(batch.key, permanent))
         if whole is None or accepted or permanent:
@@ -482,10 +536,8 @@ class MailingRun:
         if temporary and (final or self.stop_reason is not None):
             events.append(self._deferred_event(batch.key, temporary, _pending_reply(result, temporary)))
             retry = []
-        if events:
-            await self._record(*events)
         self._report_progress()
-        return retry
+        return retry, events
 
     def _permanent(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[Event]:
         if not refused:
@@ -511,6 +563,7 @@ class MailingRun:
         events = []
         for recipient, reply in refused:
             self.failures[reply.code] += 1
+            self.failed_count += 1
             events.append(
                 self._event("failed", batch=key, rcpt=recipient.hash, code=reply.code, message=scrub(reply.message))
             )

@@ -1,14 +1,16 @@
 """The send log: an append-only JSON Lines journal per mailing, ``mailings/<id>/sendlog.jsonl``.
 
-Every event is one line, written and fsync'd before the dispatcher goes on:
-an ``attempt`` before each SMTP transaction and its outcome (``accepted``,
-``failed``, ``deferred``) after it. A run killed at any moment and started
-again therefore resends at most the transactions that were in flight.
-Concurrent transactions share one fsync (group commit).
+Every event is one line, written (os.write) the moment it happens: an ``attempt``
+before each SMTP transaction and its outcome (``accepted``, ``failed``,
+``deferred``) right after it, so a killed process loses nothing it wrote and a
+run started again resends at most the transactions that were in flight. fsyncs,
+which a power cut needs, are shared by concurrent transactions (group commit);
+the dispatcher decides how far the disk may lag (sender.dispatch.Lane).
 
 Recipients appear only as hashes of the normalised address: SHA-256, or
-HMAC-SHA-256 with a key (MAILINGS_LOG_KEY, passed in by the caller). The scheme and a key check value are recorded, so
-a run with another key is refused instead of taking everybody for new.
+HMAC-SHA-256 with a key (MAILINGS_LOG_KEY, passed in by the caller). The scheme
+and a key check value are recorded, so a run with another key is refused
+instead of taking everybody for new.
 
 Events (all carry ``event`` and ``time``)::
 
@@ -65,7 +67,11 @@ class Hasher:
     key: bytes | None = field(default=None, repr=False)
 
     def __call__(self, address: str) -> str:
-        data = normalise(address).encode("utf-8")
+        return self.of_normalised(normalise(address))
+
+    def of_normalised(self, key: str) -> str:
+        """The hash of an address already normalised (checks.addresses.normalise)."""
+        data = key.encode("utf-8")
         if self.key is None:
             return hashlib.sha256(data).hexdigest()[:HASH_HEX_DIGITS]
         return hmac.new(self.key, data, hashlib.sha256).hexdigest()[:HASH_HEX_DIGITS]
@@ -254,14 +260,19 @@ def is_locked(path: Path) -> bool:
 class Journal:
     """A send log open for appending under an exclusive lock (flock on the log itself, so no other file is needed).
 
-    `append` writes and fsyncs at once; `write` is the same for concurrent coroutines, which share fsyncs.
+    Every event is written with os.write as soon as it happens, so a killed process loses none of them;
+    fsyncs (what a power cut needs) are shared: `sync` waits for one that covers a given write, and one
+    fsync covers every write made before it began (group commit).
     """
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path = path
         self._fd = fd
-        self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._flushing = False
+        self._written = 0  # writes made (a ticket is this number after the write)
+        self._synced = 0  # writes up to this ticket are on disk
+        self._flusher: asyncio.Task[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._failure: OSError | None = None
         self.writes = 0  # events written
         self.syncs = 0  # fsyncs done
 
@@ -292,55 +303,79 @@ class Journal:
         with open(self.path, "rb") as handle:
             handle.seek(size - 1)
             if handle.read(1) != b"\n":
-                self._write_sync(b"\n")
+                self._write_all(b"\n")
+                os.fsync(self._fd)
+
+    @property
+    def synced(self) -> int:
+        """The ticket up to which every write is on disk."""
+        return self._synced
 
     def read(self) -> Replay:
         return replay(self.path)
 
     def append(self, *events: Event) -> None:
         """Write *events* and fsync before returning (for use outside concurrent sending)."""
+        ticket = self.write_nowait(*events)
+        os.fsync(self._fd)
+        self.syncs += 1
+        self._synced = max(self._synced, ticket)
+
+    def write_nowait(self, *events: Event) -> int:
+        """Write *events* now (they survive a killed process); the ticket to `sync` on for a power cut too."""
+        if self._failure is not None:
+            raise self._failure
+        self._write_all(b"".join(encode(e) for e in events))
         self.writes += len(events)
-        self._write_sync(b"".join(encode(e) for e in events))
+        self._written += 1
+        return self._written
 
     async def write(self, *events: Event) -> None:
-        """Write *events*; returns once they are on disk. Writers that arrive during an fsync share the next one."""
-        self.writes += len(events)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((b"".join(encode(e) for e in events), future))
-        if not self._flushing:
-            self._flushing = True
-            try:
-                await self._flush_pending()
-            finally:
-                self._flushing = False
-        await future
+        """Write *events*; returns once they are on disk."""
+        await self.sync(self.write_nowait(*events))
 
-    async def _flush_pending(self) -> None:
-        while self._pending:
-            group, self._pending = self._pending, []
-            try:
-                # In a thread, so that other transactions go on (and queue their events) during the fsync.
-                await asyncio.to_thread(self._write_sync, b"".join(data for data, _ in group))
-            except BaseException as exc:
-                # Every waiter, the leader included, gets the error from its own future (or is cancelled with it).
-                for _, future in group + self._pending:
-                    if not future.done():
-                        future.set_exception(exc) if isinstance(exc, Exception) else future.cancel()
-                self._pending = []
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for _, future in group:
-                if not future.done():
-                    future.set_result(None)
+    async def sync(self, ticket: int | None = None) -> None:
+        """Return once the write with *ticket* (default: every write so far) is on disk."""
+        target = self._written if ticket is None else ticket
+        while self._synced < target:
+            if self._failure is not None:
+                raise self._failure
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            self.kick()
+            await waiter
 
-    def _write_sync(self, data: bytes) -> None:
+    def kick(self) -> None:
+        """Start an fsync in the background if writes are waiting for one (it runs while we send)."""
+        if self._flusher is None and self._synced < self._written and self._failure is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        """One fsync, covering every write made before it began; whoever needs more starts the next."""
+        covered = self._written
+        try:
+            # In a thread, so that transactions go on (and write their events) during the fsync.
+            await asyncio.to_thread(os.fsync, self._fd)
+        except OSError as exc:
+            self._failure = exc  # the disk failed: every waiter hears of it
+        else:
+            self.syncs += 1
+            self._synced = max(self._synced, covered)
+        finally:
+            self._flusher = None
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
             view = view[written:]
-        os.fsync(self._fd)
-        self.syncs += 1
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 from collections import Counter
@@ -10,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from checks.loader import load_mailing
-from sender.dispatch import RateLimiter, Recipient, batches, send_all
+from sender.dispatch import Lane, RateLimiter, Recipient, batches, send_all
 from sender.journal import Journal, make_hasher
 from sender.state import MailingState
 from tests.conftest import BODIES, Repo, addresses
@@ -295,3 +296,29 @@ def test_the_events_carry_the_wallclock_time(repo: Repo, smtp_server: RunningSer
     moment = datetime.fromisoformat("2027-02-10T09:05:30+01:00")
     send_all(repo.root, repo.policy, options(smtp(smtp_server), wallclock=lambda: moment))
     assert {e["time"] for e in events(repo, "end")} == {"2027-02-10T09:05:30.000+01:00"}
+
+
+def test_a_lane_waits_for_an_fsync_before_each_batch_but_shares_one_over_single_recipients(tmp_path: Path) -> None:
+    async def bulk(journal: Journal) -> list[bool]:
+        lane, durable = Lane(journal, window=100), []
+        for n in range(3):  # attempt, transaction, outcome: three batches of 100
+            ticket = journal.write_nowait({"event": "attempt", "batch": str(n)})
+            await lane.before(ticket, 100)
+            durable.append(journal.synced >= ticket)
+            lane.add(journal.write_nowait({"event": "accepted", "batch": str(n)}), 100)
+        return durable
+
+    async def individual(journal: Journal) -> int:
+        lane = Lane(journal, window=100)
+        for n in range(300):
+            ticket = journal.write_nowait({"event": "attempt", "batch": str(n)})
+            await lane.before(ticket, 1)
+            lane.add(journal.write_nowait({"event": "accepted", "batch": str(n)}), 1)
+            assert lane.count < 100  # never a batch's worth of recipients waiting for the disk
+        await journal.sync()
+        return journal.syncs
+
+    with Journal.open(tmp_path / "bulk.jsonl") as journal:
+        assert asyncio.run(bulk(journal)) == [True, True, True]
+    with Journal.open(tmp_path / "individual.jsonl") as journal:
+        assert 3 <= asyncio.run(individual(journal)) <= 20

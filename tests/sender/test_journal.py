@@ -187,3 +187,20 @@ def test_blocked_and_missed_are_remembered_until_something_else_happens(tmp_path
         assert replay(path).blocked is None
         journal.append({"event": "missed", "time": T, "reason": "too late"})
     assert replay(path).missed == "too late"
+
+
+def test_a_write_is_in_the_file_at_once_and_sync_waits_for_an_fsync_that_covers_it(tmp_path: Path) -> None:
+    path = tmp_path / "sendlog.jsonl"
+
+    async def main(journal: Journal) -> tuple[bool, int, int]:
+        first = journal.write_nowait({"event": "attempt", "batch": "a"})
+        second = journal.write_nowait({"event": "attempt", "batch": "b"})
+        readable = b'"batch":"b"' in path.read_bytes()  # what a killed process leaves: already there
+        before = journal.synced
+        await journal.sync(first)
+        return readable, before, second
+
+    with Journal.open(path) as journal:
+        readable, before, second = asyncio.run(main(journal))
+        assert readable and before == 0
+        assert journal.synced >= second and journal.syncs == 1  # the one fsync covered both writes
