@@ -134,6 +134,10 @@ def _handle(
 ) -> Outcome:
     mailing = load_mailing(root, directory, policy, special=options.special)
     log_path = directory / SENDLOG_FILE
+    if mailing.is_symlink or log_path.is_symlink():
+        # Writing the log through a link would write somewhere else; the attachments rule explains why.
+        note = f"{mailing.directory}: a symbolic link in the request; it is not sent, and nothing is written"
+        return Outcome(mailing.id, MailingState.BLOCKED, note, ok=False, acted=True)
     before = replay(log_path)
     decision = decide(mailing, before, options.now, policy)
     if decision.state is MailingState.MISSED and before.missed is not None:

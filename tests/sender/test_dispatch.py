@@ -322,3 +322,15 @@ def test_a_lane_waits_for_an_fsync_before_each_batch_but_shares_one_over_single_
         assert asyncio.run(bulk(journal)) == [True, True, True]
     with Journal.open(tmp_path / "individual.jsonl") as journal:
         assert 3 <= asyncio.run(individual(journal)) <= 20
+
+
+def test_a_symlinked_request_or_log_is_not_sent_and_nothing_is_written_through_it(
+    repo: Repo, smtp_server: RunningServer, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    repo.add()
+    log_path(repo).symlink_to(elsewhere / "target.jsonl")
+    [outcome] = send(repo, smtp_server)
+    assert outcome.state is MailingState.BLOCKED and not outcome.ok and "symbolic link" in outcome.note
+    assert smtp_server.handler.connections == 0 and not (elsewhere / "target.jsonl").exists()
