@@ -102,15 +102,24 @@ class Batch:
     message: bytes = b""
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What every mailing of one run shares."""
+
+    root: Path
+    policy: Policy
+    options: SendOptions
+    factory: TransportFactory
+    hasher: Hasher
+    progress: Progress
+
+
 def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progress | None = None) -> list[Outcome]:
     """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
     directories = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
-    hasher = make_hasher(options.log_key)
-    return [
-        _handle(root, directory, policy, options, factory, hasher, progress or NullProgress())
-        for directory in directories
-    ]
+    run = RunContext(root, policy, options, factory, make_hasher(options.log_key), progress or NullProgress())
+    return [_handle(run, directory) for directory in directories]
 
 
 def _targets(root: Path, only: str | None) -> list[Path]:
@@ -123,29 +132,21 @@ def _targets(root: Path, only: str | None) -> list[Path]:
     return chosen
 
 
-def _handle(
-    root: Path,
-    directory: Path,
-    policy: Policy,
-    options: SendOptions,
-    factory: TransportFactory,
-    hasher: Hasher,
-    progress: Progress,
-) -> Outcome:
-    mailing = load_mailing(root, directory, policy, special=options.special)
+def _handle(run: RunContext, directory: Path) -> Outcome:
+    mailing = load_mailing(run.root, directory, run.policy, special=run.options.special)
     log_path = directory / SENDLOG_FILE
     if mailing.is_symlink or log_path.is_symlink():
         # Writing the log through a link would write somewhere else; the attachments rule explains why.
         note = f"{mailing.directory}: a symbolic link in the request; it is not sent, and nothing is written"
         return Outcome(mailing.id, MailingState.BLOCKED, note, ok=False, acted=True)
     before = replay(log_path)
-    decision = decide(mailing, before, options.now, policy)
+    decision = decide(mailing, before, run.options.now, run.policy)
     if decision.state is MailingState.MISSED and before.missed is not None:
         return Outcome(mailing.id, decision.state, decision.reason)  # recorded by an earlier run
     if not decision.actionable and decision.state is not MailingState.MISSED:
         return Outcome(mailing.id, decision.state, decision.reason)
-    if options.dry_run:
-        return _dry_run(mailing, policy, options, hasher, before, decision)
+    if run.options.dry_run:
+        return _dry_run(run, mailing, before, decision)
     try:
         journal = Journal.open(log_path)
     except LockedError:
@@ -155,41 +156,29 @@ def _handle(
     with journal:
         # Decide again under the lock: the log may have grown while we waited for it.
         log = journal.read()
-        decision = decide(mailing, log, options.now, policy)
-        return _handle_locked(mailing, policy, options, factory, hasher, journal, log, decision, progress)
+        return _handle_locked(run, mailing, journal, log, decide(mailing, log, run.options.now, run.policy))
 
 
-def _handle_locked(
-    mailing: Mailing,
-    policy: Policy,
-    options: SendOptions,
-    factory: TransportFactory,
-    hasher: Hasher,
-    journal: Journal,
-    log: Replay,
-    decision: Decision,
-    progress: Progress,
-) -> Outcome:
-    now = options.wallclock()
+def _handle_locked(run: RunContext, mailing: Mailing, journal: Journal, log: Replay, decision: Decision) -> Outcome:
+    written_at = stamp(run.options.wallclock())
     if decision.state is MailingState.MISSED:
         if log.missed is None:
-            journal.append({"event": "missed", "time": stamp(now), "reason": decision.reason})
+            journal.append({"event": "missed", "time": written_at, "reason": decision.reason})
             return _outcome(mailing, decision.state, decision.reason, log, ok=False, written=journal.path)
         return Outcome(mailing.id, decision.state, decision.reason)
     if not decision.actionable:
         return Outcome(mailing.id, decision.state, decision.reason)
-    reasons = _blocking_reasons(mailing, policy, options, hasher, log)
-    template = _template(mailing, policy) if not reasons else None
+    reasons = _blocking_reasons(run, mailing, log)
+    template = _template(mailing, run.policy) if not reasons else None
     if isinstance(template, str):
         reasons.append(template)
     if reasons or not isinstance(template, MessageTemplate):
         reason = "; ".join(reasons)
         if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
-            journal.append({"event": "blocked", "time": stamp(now), "reason": reason})
+            journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
-    recipients = _recipients(mailing, hasher)
-    run = MailingRun(mailing, policy, options, factory, hasher, journal, log, recipients, template)
-    return asyncio.run(run.run(progress))
+    sending = MailingRun(run, mailing, journal, log, _recipients(mailing, run.hasher), template)
+    return asyncio.run(sending.run())
 
 
 def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:
@@ -200,11 +189,13 @@ def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:
         return f"the message cannot be built: {exc}"
 
 
-def _blocking_reasons(mailing: Mailing, policy: Policy, options: SendOptions, hasher: Hasher, log: Replay) -> list[str]:
+def _blocking_reasons(run: RunContext, mailing: Mailing, log: Replay) -> list[str]:
     """Why *mailing* must not be sent now: the send-time rules' errors, a send log we cannot read."""
-    context = Context(submitted=options.now.date(), now=options.now, stage="send")
-    reasons = [_problem_text(p) for p in check_mailing(mailing, policy, context) if p.level == "error"]
-    scheme = log.scheme_problem(hasher)
+    now = run.options.now
+    # The submission date only matters to the rules that judge it at submission (lead-time is not run).
+    context = Context(submitted=now.date(), now=now, stage="send")
+    reasons = [_problem_text(p) for p in check_mailing(mailing, run.policy, context) if p.level == "error"]
+    scheme = log.scheme_problem(run.hasher)
     if scheme:
         reasons.append(scheme)
     return reasons
@@ -234,16 +225,15 @@ def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -
     return found
 
 
-def _dry_run(
-    mailing: Mailing, policy: Policy, options: SendOptions, hasher: Hasher, log: Replay, decision: Decision
-) -> Outcome:
+def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision) -> Outcome:
+    policy = run.policy
     if decision.state is MailingState.MISSED:
         return _outcome(mailing, decision.state, f"would be recorded as missed: {decision.reason}", log, ok=False)
-    reasons = _blocking_reasons(mailing, policy, options, hasher, log)
+    reasons = _blocking_reasons(run, mailing, log)
     if reasons:
         return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
     done = log.accepted | set(log.failed)
-    pending = [r for r in _recipients(mailing, hasher) if r.hash not in done]
+    pending = [r for r in _recipients(mailing, run.hasher) if r.hash not in done]
     mode = delivery_mode(mailing, policy)
     count = len(batches(mailing, policy, pending))
     connections = min(policy.sending.connections, count) or 1
@@ -340,17 +330,14 @@ class Lane:
 class MailingRun:
     """One mailing's delivery in this run: batches over N connections, every outcome journalled.
 
-    `log` starts as the replay of the send log and has each event applied once it is on disk, so
+    `log` starts as the replay of the send log and has each event applied as it is written, so
     counts and the final state come from the same place as a later replay.
     """
 
     def __init__(
         self,
+        run: RunContext,
         mailing: Mailing,
-        policy: Policy,
-        options: SendOptions,
-        factory: TransportFactory,
-        hasher: Hasher,
         journal: Journal,
         log: Replay,
         recipients: list[Recipient],
@@ -358,11 +345,12 @@ class MailingRun:
     ) -> None:
         self.mailing = mailing
         self.template = template
-        self.policy = policy
-        self.options = options
-        self.tuning = options.tuning
-        self.factory = factory
-        self.hasher = hasher
+        self.policy = run.policy
+        self.options = run.options
+        self.tuning = run.options.tuning
+        self.factory = run.factory
+        self.hasher = run.hasher
+        self.progress_source = run.progress
         self.journal = journal
         self.log = log
         self.recipients = recipients
@@ -371,8 +359,8 @@ class MailingRun:
         # Kept as counters: recounting the sets after every transaction would cost O(recipients) each time.
         self.accepted_count = len(self.hashes & log.accepted)
         self.failed_count = len(self.hashes & log.failed.keys())
-        self.mode = delivery_mode(mailing, policy)
-        self.limiter = RateLimiter(policy.sending.rate_limit, options.monotonic)
+        self.mode = delivery_mode(mailing, run.policy)
+        self.limiter = RateLimiter(run.policy.sending.rate_limit, run.options.monotonic)
         self.failures: Counter[int] = Counter()  # this run's permanent refusals by reply code
         self.suspects: list[tuple[Recipient, Reply]] = []  # 5xx refusals before the relay accepted anyone
         self.confirmed = False  # the relay accepted a recipient in this run
@@ -398,7 +386,7 @@ class MailingRun:
         for event in events:
             self.log.apply(event)
 
-    async def run(self, progress: Progress) -> Outcome:
+    async def run(self) -> Outcome:
         done = self.log.accepted | self.log.failed.keys()
         todo = deque(batches(self.mailing, self.policy, [r for r in self.recipients if r.hash not in done]))
         connections = max(1, min(self.policy.sending.connections, len(todo)))
@@ -416,7 +404,7 @@ class MailingRun:
                 **scheme,
             )
         )
-        self.progress = progress.begin(self.mailing.id, len(self.recipients))
+        self.progress = self.progress_source.begin(self.mailing.id, len(self.recipients))
         self._report_progress()
         if todo:
             await self._deliver_all(todo, connections)
