@@ -65,3 +65,9 @@ def test_crisis_is_exempt(repo: Repo) -> None:
 def test_also_judged_at_send_time(repo: Repo) -> None:
     repo.add(changes={"send_at": "2027-07-05 09:00"})
     assert repo.messages(submitted="2027-03-01", stage="send", rule="blackout")
+
+
+def test_exception_is_honoured_at_send_time(repo: Repo) -> None:
+    # The sender has no submission date: the exception's timing was judged when the request was checked.
+    repo.add(changes={"send_at": "2027-07-05 09:00", "blackout_exception": EXCEPTION})
+    assert repo.messages(submitted="2027-07-05", stage="send", rule="blackout") == []
