@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     send.add_argument("--push", action="store_true", help="commit, then push (rebasing and retrying when behind)")
     send.set_defaults(func=cmd_send)
 
+    record = sub.add_parser(
+        "record", help="commit (and push) the send logs a stopped run left uncommitted; sends nothing"
+    )
+    _add_common(record, submitted=False)
+    record.add_argument("--push", action="store_true", help="push too (rebasing and retrying when behind)")
+    record.set_defaults(func=cmd_record)
+
     status = sub.add_parser("status", help="show every mailing's state, recipients and times")
     _add_common(status, submitted=False)
     _add_now(status)
@@ -102,6 +109,11 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         if (args.commit or args.push) and not args.dry_run:
             git_ok = _record_in_git(root, outcomes, push=args.push, out=out)
     return 0 if git_ok and all(o.ok for o in outcomes) else 1
+
+
+def cmd_record(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    """What `send --commit` does after sending, alone: for a send step stopped from outside."""
+    return 0 if _record_in_git(_root(args), None, push=args.push, out=out) else 1
 
 
 def _outbox(args: argparse.Namespace, root: Path) -> Path:
