@@ -14,6 +14,7 @@ in the Context.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -121,10 +122,51 @@ def _split(out: bytes) -> list[str]:
 
 
 def _sent(root: Path, commit: str) -> frozenset[str]:
+    """Mailings whose send log on *commit* shows that a run started sending them.
+
+    A log that records only why a mailing was not sent (blocked, missed) leaves
+    it open to a fix or a new date: that is what those events ask a person for.
+    """
     out = git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", MAILINGS_DIR)
-    return frozenset(
-        parts[1] for parts in (path.split("/") for path in _split(out)) if len(parts) == 3 and parts[2] == SENDLOG_FILE
+    logs = [path for path in _split(out) if path.count("/") == 2 and path.endswith(f"/{SENDLOG_FILE}")]
+    if not logs:
+        return frozenset()
+    request = "".join(f"{commit}:{path}\n" for path in logs).encode("utf-8", "surrogateescape")
+    done = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
     )
+    if done.returncode != 0:
+        raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    return frozenset(
+        path.split("/")[1] for path, blob in zip(logs, _blobs(done.stdout), strict=True) if dispatched(blob)
+    )
+
+
+def _blobs(out: bytes) -> Iterable[bytes]:
+    """The contents in `git cat-file --batch` output, in order."""
+    at = 0
+    while at < len(out):
+        header_end = out.index(b"\n", at)
+        size = int(out[at:header_end].split()[2])
+        yield out[header_end + 1 : header_end + 1 + size]
+        at = header_end + 1 + size + 1
+
+
+NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})
+
+
+def dispatched(log: bytes) -> bool:
+    """True when a send log holds any event but blocked or missed (an unreadable line counts as sending)."""
+    for line in log.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line).get("event")
+        except (ValueError, AttributeError):
+            return True
+        if event not in NOT_SENDING_EVENTS:
+            return True
+    return False
 
 
 def mailing_of(path: str) -> str | None:

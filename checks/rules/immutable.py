@@ -4,9 +4,10 @@ Runs with ``mailings check --changed-since REF`` alone (in a pull request, REF
 is its base); without a base it has nothing to compare and finds nothing.
 
 - Adding, changing, deleting or renaming any file of a mailing whose
-  ``sendlog.jsonl`` exists on REF is an error: the dispatch job has handled
-  it (sent it, or recorded why it could not: blocked, missed), and the log
-  describes the mailing as it stands there. Make a new request instead.
+  ``sendlog.jsonl`` on REF shows that a run started sending it is an error:
+  the log describes the mailing as it stands there. Make a new request
+  instead. A log that records only why the mailing was not sent (blocked,
+  missed) leaves the request open to a fix or a new date.
 - Adding, changing, deleting or renaming a ``sendlog.jsonl`` is an error in
   any mailing: the dispatch job writes send logs on the main branch, never a
   pull request, so a forged log cannot mark a mailing as sent (or unsent).

@@ -194,3 +194,37 @@ def test_base_may_not_look_like_an_option(branch: Repo, capsys: pytest.CaptureFi
     assert main(["check", "--root", str(branch.root), "--changed-since=--output=x"]) == 2
     assert "a ref cannot start with '-'" in capsys.readouterr().err
     assert not (branch.root / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        '{"event": "missed", "time": "2027-02-11T10:07:00+01:00", "reason": "too late"}\n',
+        '{"event": "blocked", "time": "2027-02-10T09:07:00+01:00", "reason": "a rule failed"}\n',
+        "",
+    ],
+)
+def test_a_mailing_never_sent_can_be_fixed_or_re_dated(
+    repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str], log: str
+) -> None:
+    repo.add(SENT, files={"sendlog.jsonl": log})
+    commit(repo, "A mailing the dispatch job could not send", branch="main")
+    git(repo.root, "switch", "--quiet", "--create", "re-date")
+    path = repo.root / "mailings" / SENT / "mailing.yaml"
+    path.write_text(path.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
+    commit(repo, "New date")
+    assert check(repo, capsys, "--changed-since", "main") == (0, [])
+
+
+def test_a_log_with_a_run_in_it_makes_the_mailing_history(
+    repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = '{"event": "blocked", "reason": "x"}\n{"event": "start", "run": "r1"}\n{"event": "attempt"\n'
+    repo.add(SENT, files={"sendlog.jsonl": log})
+    commit(repo, "Sent part-way", branch="main")
+    git(repo.root, "switch", "--quiet", "--create", "re-date")
+    path = repo.root / "mailings" / SENT / "mailing.yaml"
+    path.write_text(path.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
+    commit(repo, "New date")
+    code, lines = check(repo, capsys, "--changed-since", "main")
+    assert code == 1 and len(lines) == 1 and "mailing.yaml:1:1: error [immutable]" in lines[0]
