@@ -41,8 +41,14 @@ if "$MAILINGS" status --help >/dev/null 2>&1; then
     step "The scheduled job sends what is due (into the Maildir build/demo/outbox)"
     "$MAILINGS" send --root build/demo/main --now "$NOW" --outbox build/demo/outbox
 
-    step "Status after sending (a second run would send nothing)"
+    step "Status after sending"
     "$MAILINGS" status --root build/demo/main --now "$NOW"
+
+    step "The next scheduled run finds nothing left to send"
+    "$MAILINGS" send --root build/demo/main --now 2027-02-10T10:20 --outbox build/demo/outbox
+
+    step "The first lines of the message as a recipient gets it"
+    "$MAILINGS" preview --root build/demo/main --now "$NOW" 2027-02-10-travel-booking | head -n 24
 
     step "What landed in the outbox"
     for box in new cur; do
