@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from checks.errors import UsageError
+from checks.loader import special_list_variable
 from checks.policy import Policy
 
 Security = Literal["starttls", "tls", "none"]
@@ -29,7 +30,6 @@ USERNAME = "MAILINGS_SMTP_USERNAME"
 PASSWORD = "MAILINGS_SMTP_PASSWORD"
 TIMEOUT = "MAILINGS_SMTP_TIMEOUT"
 CA_FILE = "MAILINGS_SMTP_CA_FILE"
-LIST_PREFIX = "MAILINGS_LIST_"
 
 
 @dataclass(frozen=True)
@@ -105,11 +105,6 @@ def special_lists_from_env(env: Mapping[str, str], policy: Policy) -> dict[str, 
         if value:
             found[list_id] = Path(value)
     return found
-
-
-def special_list_variable(list_id: str) -> str:
-    """'all-employees' -> 'MAILINGS_LIST_ALL_EMPLOYEES'."""
-    return LIST_PREFIX + list_id.upper().replace("-", "_")
 
 
 def _security(text: str) -> Security:
