@@ -22,14 +22,13 @@ from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
-from checks.bodies import body_text, sent_bodies
 from checks.changes import check_gone, mailing_of
 from checks.hosts import host_is_internal
 from checks.linter import check_mailing
 from checks.loader import load_mailing
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import Policy
-from checks.rules.links import EVENT_FIELDS, links_in, target
+from checks.rules.links import mailing_links, target
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
@@ -205,10 +204,7 @@ def _contact(mailing: Mailing) -> str:
 
 def _links(mailing: Mailing, policy: Policy) -> Iterator[str]:
     """Every address in the message and the event text, where a browser takes it, and the declared stopovers."""
-    found = [link for body in sent_bodies(mailing) for link in links_in(body_text(body.raw), body.file)]
-    for field in EVENT_FIELDS:
-        value = mailing.get("event", field, kind=str)
-        found += links_in(value, f"{mailing.yaml_file} event.{field}") if value else []
+    found = list(mailing_links(mailing))
     if not found:
         yield "No links in the message."
     for link in found:

@@ -124,8 +124,7 @@ def test_links_show_where_they_lead(branch: Repo, capsys: pytest.CaptureFixture[
         "- ` www.k\u0442h.se/x ` leads to ` www.xn--kh-rmc.se ` (external); ` body.sv.txt ` line 2",
         "- ` https://www.kth.se/stopover/conf ` leads to ` www.kth.se ` (internal); ` body.en.txt ` line 1",
         "- ` https://www.kth.se@evil.com/ ` leads to ` evil.com ` (external); ` body.en.txt ` line 2",
-        "- ` https://www.kth.se/event/123 ` leads to ` www.kth.se ` (internal); ` mailing.yaml event.registration ` "
-        "line 1",
+        "- ` https://www.kth.se/event/123 ` leads to ` www.kth.se ` (internal); ` mailing.yaml ` line 24",
         "",
         "External links declared, each with its stopover page:",
         "",

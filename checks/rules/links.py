@@ -86,19 +86,23 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     entries = _entries(mailing)
     stopovers = {target(url).key: stopover for _, url, stopover in entries if url and stopover}
     used: set[tuple[str, ...]] = set()
-    for body in sent_bodies(mailing):
-        for link in links_in(body_text(body.raw), body.file):
+    for link in mailing_links(mailing):
+        if link.loc.file != mailing.yaml_file:  # a stopover counts as used when the message links to it
             used.add(target(link.url).key)
-            yield from _link(link, policy, stopovers)
+        yield from _link(link, policy, stopovers)
+    for index, url, stopover in entries:
+        yield from _entry(mailing, index, url, stopover, policy, used)
+
+
+def mailing_links(mailing: Mailing) -> Iterator[Link]:
+    """Every web address in the bodies (at their line and column) and in the event text (at its field)."""
+    for body in sent_bodies(mailing):
+        yield from links_in(body_text(body.raw), body.file)
     for field in EVENT_FIELDS:
         text = mailing.get("event", field, kind=str)
         if text is not None:
             for link in links_in(text, mailing.yaml_file):
-                yield from _link(
-                    Link(link.written, link.url, link.schema, mailing.at("event", field)), policy, stopovers
-                )
-    for index, url, stopover in entries:
-        yield from _entry(mailing, index, url, stopover, policy, used)
+                yield Link(link.written, link.url, link.schema, mailing.at("event", field))
 
 
 def links_in(text: str, file: str) -> Iterator[Link]:
