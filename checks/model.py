@@ -6,11 +6,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from checks.yamlsafe import Document
+
+if TYPE_CHECKING:
+    from checks.addresses import Recipients
 
 Level = Literal["error", "warning"]
 Stage = Literal["submit", "send"]
@@ -70,9 +74,12 @@ class Body:
     raw: bytes
 
 
-@dataclass(frozen=True)
-class Address:
-    """One address as written in a list file."""
+class Address(NamedTuple):
+    """One address as written in a list file.
+
+    A named tuple rather than a dataclass: a list holds up to hundreds of thousands of them, and a
+    tuple of strings and a number is quicker to make and is dropped from the garbage collector's scans.
+    """
 
     address: str
     file: str
@@ -133,6 +140,13 @@ class Mailing:
         if isinstance(value, bool) and bool not in kinds and object not in kinds:
             return None  # YAML true is not a number here
         return value if isinstance(value, kinds) else None
+
+    @cached_property
+    def recipients(self) -> Recipients:
+        """Who the lists reach, every address judged once (by checks.addresses, on first use)."""
+        from checks.addresses import judge
+
+        return judge(self)
 
     @property
     def languages(self) -> list[str]:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from checks.addresses import address_problem, all_addresses, unique_addresses
 from checks.errors import UsageError
 from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR, discover, load_mailing
@@ -206,12 +205,9 @@ def _problem_text(problem: Problem) -> str:
 
 
 def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
-    """Every unique valid address of every list, in list order (the rules reported the invalid ones)."""
-    return [
-        Recipient(entry.address.strip(), hasher.of_normalised(key))
-        for key, entry in unique_addresses(all_addresses(mailing)).items()
-        if address_problem(entry.address) is None
-    ]
+    """Every unique valid address of every list, in list order, as the rules judged them (checks.addresses)."""
+    hash_of = hasher.of_normalised
+    return [Recipient(entry.address, hash_of(key)) for key, entry in mailing.recipients.unique.items()]
 
 
 def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:

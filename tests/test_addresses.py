@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
+import email_validator
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
+from checks import addresses
 from checks.addresses import address_problem, normalise, shown
+from checks.model import Address, Mailing, RecipientList
 
 ATOM = "abcxyzABZ0189_+-'="
 LABEL = "abkthseKTH019-"
@@ -95,3 +99,41 @@ def test_shown_escapes_control_and_invisible_characters() -> None:
     assert shown("a@kth.se\r\nBcc: x@evil.com") == r"'a@kth.se\r\nBcc: x@evil.com'"
     assert shown("x\u202ey") == r"'x\u202ey'"
     assert shown("a" * 100) == "'" + "a" * 80 + "...'"
+
+
+def test_the_fast_path_leaves_every_special_use_domain_to_the_validator() -> None:
+    # The fast path names them itself so that a list of common addresses never imports email-validator.
+    assert set(addresses._SPECIAL_USE) == set(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _mailing(*lists: RecipientList) -> Mailing:
+    return Mailing(id="m", root=Path("."), directory="mailings/m", doc=None, yaml_problem=None, lists=lists)
+
+
+def _list(index: int, kind: str, name: str, *lines: str) -> RecipientList:
+    entries = tuple(Address(a, f"{name}.txt", n) for n, a in enumerate(lines, start=1))
+    return RecipientList(index, kind, name, addresses=entries, resolved=True)  # type: ignore[arg-type]
+
+
+def test_each_address_is_judged_once_and_the_first_valid_spelling_is_the_recipient() -> None:
+    # KELVIN SIGN lower-cases to an ASCII k: the invalid line must not hide the valid one after it.
+    mailing = _mailing(
+        _list(0, "special", "all-employees", "\u212aalle@kth.se", "Kalle@KTH.se", "anna@kth.se"),
+        _list(1, "file", "extra", "kalle@kth.se", "bad@", "Anna@kth.se", "bo@kth.se"),
+        _list(2, "file", "extra", "bo@kth.se"),
+    )
+    judged = mailing.recipients
+    assert judged is mailing.recipients  # kept on the model: the rule, the count and the sender share it
+    assert {key: entry.address for key, entry in judged.unique.items()} == {
+        "kalle@kth.se": "Kalle@KTH.se",
+        "anna@kth.se": "anna@kth.se",
+        "bo@kth.se": "bo@kth.se",
+    }
+    assert judged.repeated == frozenset({2})
+    assert [bad.entry.line for bad in judged.lists[0].invalid] == [1]
+    assert judged.lists[0].duplicates == ()  # IT's list is not reported line by line
+    assert [bad.entry.address for bad in judged.lists[1].invalid] == ["bad@"]
+    assert [(d.entry.line, d.first.address, d.first_list.name) for d in judged.lists[1].duplicates] == [
+        (1, "Kalle@KTH.se", "all-employees"),
+        (3, "anna@kth.se", "all-employees"),
+    ]

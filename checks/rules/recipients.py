@@ -31,11 +31,10 @@ Fails::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
-from checks.addresses import address_problem, normalise, recipient_count, shown
+from checks.addresses import Duplicate, ListVerdict, recipient_count, shown
 from checks.loader import special_list_variable
-from checks.model import Address, Context, Finding, Loc, Mailing, RecipientList, Stage, error, warning
+from checks.model import Context, Finding, Loc, Mailing, RecipientList, Stage, error, warning
 from checks.policy import Policy
 
 ID = "recipients"
@@ -56,10 +55,13 @@ _FILE_HINTS = {
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
     if mailing.doc is None:
         return
-    repeated = _repeated_entries(mailing)
+    judged = mailing.recipients
     for lst in mailing.lists:
-        yield from _entry(mailing, lst, lst.index in repeated, policy, context)
-    yield from _addresses(mailing, repeated)
+        yield from _entry(mailing, lst, lst.index in judged.repeated, policy, context)
+    for lst in mailing.lists:
+        # IT's special lists are summed up at their entry; a repeated entry was not judged again.
+        if lst.kind == "file" and lst.index in judged.lists:
+            yield from _file_addresses(lst, judged.lists[lst.index])
     yield from _count(mailing, policy)
 
 
@@ -68,18 +70,6 @@ def _reported_elsewhere(lst: RecipientList) -> bool:
     return lst.error is not None and (
         lst.error.startswith("leaves the request directory") or "symbolic link" in lst.error
     )
-
-
-def _repeated_entries(mailing: Mailing) -> set[int]:
-    """Indexes of list entries that name a list already named above them."""
-    seen: set[tuple[str, str]] = set()
-    repeated: set[int] = set()
-    for lst in mailing.lists:
-        key = (lst.kind, lst.name)
-        if key in seen:
-            repeated.add(lst.index)
-        seen.add(key)
-    return repeated
 
 
 def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy, context: Context) -> Iterator[Finding]:
@@ -93,7 +83,7 @@ def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy,
         yield warning(loc, f"the {_label(lst)} is named twice in recipients.lists; remove this entry")
         return
     if lst.kind == "special":
-        yield from _special(loc, lst, policy, context)
+        yield from _special(mailing, loc, lst, policy, context)
     elif not lst.addresses:
         yield error(
             loc,
@@ -118,7 +108,7 @@ def _entry_error(lst: RecipientList, policy: Policy) -> str:
     return f"the list file {shown(lst.name)} {error_text}{hint}"
 
 
-def _special(loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:
+def _special(mailing: Mailing, loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:
     name, size = policy.special_lists[lst.name]
     yield warning(
         loc,
@@ -138,14 +128,14 @@ def _special(loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> 
     elif not lst.addresses:
         yield error(loc, f"the special list {lst.name} holds no addresses; check the file that {variable} names")
     else:
-        yield from _special_invalid(loc, lst)
+        yield from _special_invalid(loc, lst, mailing.recipients.lists[lst.index])
 
 
-def _special_invalid(loc: Loc, lst: RecipientList) -> Iterator[Finding]:
+def _special_invalid(loc: Loc, lst: RecipientList, verdict: ListVerdict) -> Iterator[Finding]:
     # Nobody in the request can correct IT's list, so its bad lines are summed up, not listed.
-    invalid = [a for a in lst.addresses if address_problem(a.address) is not None]
+    invalid = verdict.invalid
     if invalid:
-        first = invalid[0]
+        first = invalid[0].entry
         yield warning(
             loc,
             f"the special list {lst.name} has {len(invalid)} invalid address{'es' if len(invalid) != 1 else ''}, "
@@ -154,68 +144,36 @@ def _special_invalid(loc: Loc, lst: RecipientList) -> Iterator[Finding]:
         )
 
 
-@dataclass(frozen=True)
-class _Seen:
-    address: Address
-    lst: RecipientList
-
-
-def _addresses(mailing: Mailing, repeated: set[int]) -> Iterator[Finding]:
+def _file_addresses(lst: RecipientList, verdict: ListVerdict) -> Iterator[Finding]:
     """Invalid addresses (errors) and duplicates (warnings), each at its own line."""
-    first: dict[str, _Seen] = {}
-    for lst in mailing.lists:
-        if lst.index in repeated:
-            continue
-        if lst.kind == "special":
-            # IT's list only takes part as the place an address first appeared.
-            for entry in lst.addresses:
-                if address_problem(entry.address) is None:
-                    first.setdefault(normalise(entry.address), _Seen(entry, lst))
-            continue
-        yield from _file_addresses(mailing, lst, first)
-
-
-def _file_addresses(mailing: Mailing, lst: RecipientList, first: dict[str, _Seen]) -> Iterator[Finding]:
-    duplicates = 0
-    rest_at: Loc | None = None
-    for entry in lst.addresses:
-        problem = address_problem(entry.address)
-        if problem is not None:
-            yield error(
-                Loc(entry.file, entry.line),
-                f"{shown(entry.address)} is not a valid e-mail address: {problem} Correct or remove it",
-            )
-            continue
-        key = normalise(entry.address)
-        earlier = first.get(key)
-        if earlier is None:
-            first[key] = _Seen(entry, lst)
-            continue
-        duplicates += 1
-        if duplicates <= MAX_DUPLICATES_SHOWN:
-            yield warning(Loc(entry.file, entry.line), _duplicate(mailing, entry, earlier))
-        elif duplicates == MAX_DUPLICATES_SHOWN + 1:
-            rest_at = Loc(entry.file, entry.line)
-    if rest_at is not None:
-        more = duplicates - MAX_DUPLICATES_SHOWN
+    for bad in verdict.invalid:
+        yield error(
+            Loc(bad.entry.file, bad.entry.line),
+            f"{shown(bad.entry.address)} is not a valid e-mail address: {bad.problem} Correct or remove it",
+        )
+    duplicates = verdict.duplicates
+    for duplicate in duplicates[:MAX_DUPLICATES_SHOWN]:
+        yield warning(Loc(duplicate.entry.file, duplicate.entry.line), _duplicate(duplicate))
+    if len(duplicates) > MAX_DUPLICATES_SHOWN:
+        rest_at = duplicates[MAX_DUPLICATES_SHOWN].entry
+        more = len(duplicates) - MAX_DUPLICATES_SHOWN
         yield warning(
-            rest_at,
+            Loc(rest_at.file, rest_at.line),
             f"{more} more duplicate address{'es' if more != 1 else ''} in {shown(lst.name)} from this line on "
             "(not reported one by one); remove them so that each address appears once",
         )
 
 
-def _duplicate(mailing: Mailing, entry: Address, earlier: _Seen) -> str:
-    if earlier.lst.kind == "special":
-        where = f"in the special list {earlier.lst.name}"
-    elif earlier.address.file == entry.file:
-        where = f"on line {earlier.address.line}"
+def _duplicate(duplicate: Duplicate) -> str:
+    entry, earlier, earlier_list = duplicate.entry, duplicate.first, duplicate.first_list
+    if earlier_list.kind == "special":
+        where = f"in the special list {earlier_list.name}"
+    elif earlier.file == entry.file:
+        where = f"on line {earlier.line}"
     else:
-        where = f"in {shown(earlier.lst.name)} line {earlier.address.line}"
+        where = f"in {shown(earlier_list.name)} line {earlier.line}"
     spelling = (
-        ""
-        if earlier.address.address == entry.address
-        else f" as {shown(earlier.address.address)} (case does not matter in addresses)"
+        "" if earlier.address == entry.address else f" as {shown(earlier.address)} (case does not matter in addresses)"
     )
     return f"{shown(entry.address)} is listed already {where}{spelling}; remove this duplicate line"
 
