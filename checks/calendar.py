@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cached_property
-
-import holidays
 
 from checks.policy import BlackoutPeriod, Policy
 
@@ -32,19 +29,11 @@ class WorkCalendar:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
 
-    @cached_property
-    def _holidays(self) -> holidays.HolidayBase:
-        # Weekends are judged before holidays, so a country that lists every
-        # Sunday as a holiday (Sweden does) changes nothing here.
-        return holidays.country_holidays(
-            self.policy.holiday_country,
-            subdiv=self.policy.holiday_subdivision,
-            categories=self.policy.holiday_categories,
-        )
-
     def holiday(self, day: date) -> str | None:
         """The holiday's name, or None (weekends themselves are not holidays here)."""
-        names = [n for n in str(self._holidays.get(day) or "").split("; ") if n and n != "Sunday"]
+        # Weekends are judged before holidays, so a country that lists every
+        # Sunday as a holiday (Sweden does) changes nothing here.
+        names = [n for n in str(self.policy.holidays.get(day) or "").split("; ") if n and n != "Sunday"]
         return "; ".join(names) or None
 
     def blackout(self, day: date) -> BlackoutSpan | None:

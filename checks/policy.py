@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import time
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +15,8 @@ from checks.schemas import resource, schema_errors
 from checks.yamlsafe import YamlError, loads
 
 if TYPE_CHECKING:
+    from holidays import HolidayBase
+
     from checks.calendar import WorkCalendar
 
 POLICY_FILE = "policy.yaml"
@@ -60,6 +62,8 @@ class Policy:
     units: MappingProxyType[str, str]  # id -> name
     special_lists: MappingProxyType[str, tuple[str, int]]  # id -> (name, approximate size)
     sending: Sending
+    # The country's holidays, as checked when the policy was read; its years are filled in as they are asked for.
+    holidays: HolidayBase = field(compare=False, repr=False)
 
     @cached_property
     def calendar(self) -> WorkCalendar:
@@ -107,7 +111,7 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"{shown}: unknown time zone {data['timezone']!r}") from None
     holidays_cfg = data["holidays"]
-    _check_holidays(holidays_cfg, shown)
+    holidays = _holidays(holidays_cfg, shown)
     sending = data["sending"]
     return Policy(
         path=path,
@@ -134,17 +138,20 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
             {k: (v["name"], v["approximate_size"]) for k, v in data["special_lists"].items()}
         ),
         sending=Sending(**sending),
+        holidays=holidays,
     )
 
 
-def _check_holidays(cfg: dict[str, Any], shown: Path) -> None:
+def _holidays(cfg: dict[str, Any], shown: Path) -> HolidayBase:
+    """The configured country's holidays; UsageError for an unknown country, subdivision or category."""
     import holidays
 
     try:
-        holidays.country_holidays(
+        # No years yet: the country, subdivision and categories are checked as it is made, and
+        # the calendar's look-ups compute only the years they need.
+        return holidays.country_holidays(
             cfg["country"],
             subdiv=cfg.get("subdivision"),
-            years=2000,
             categories=tuple(cfg.get("categories", ["public"])),
         )
     except (NotImplementedError, ValueError, KeyError) as exc:
