@@ -19,16 +19,15 @@ from checks.policy import Policy
 # SPECIAL_USE_DOMAIN_NAMES): the fast path leaves them to the validator, which refuses them.
 _SPECIAL_USE = ("arpa", "invalid", "local", "localhost", "onion", "test")
 
-# A strict subset of what email-validator accepts, checked without it in one match: an
-# ASCII dot-atom local part of at most 64 characters, LDH labels of at most 63 without
-# "--" (IDNA's reserved xn-- form: only the validator can judge it), and an alphabetic
-# top-level domain that is not special-use. With the length limit of 254 checked apart.
+# A strict subset of what email-validator accepts, checked without it in one match (for fullmatch): at
+# most 254 characters; an ASCII dot-atom local part of at most 64; LDH labels of at most 63, with no
+# "--" in the domain (IDNA's reserved xn-- form: only the validator can judge it); an alphabetic
+# top-level domain that is not special-use. Possessive repeats: the pattern never backtracks.
 _COMMON = re.compile(
-    r"(?=[^@]{1,64}@)[A-Za-z0-9_+-]{1,64}(?:\.[A-Za-z0-9_+-]{1,64})*"
-    r"@(?!.*--)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-    rf"(?!(?i:{'|'.join(_SPECIAL_USE)})\Z)[A-Za-z]{{2,63}}"
+    r"(?=.{1,254}\Z)(?=[^@]{1,64}@)[A-Za-z0-9_+-]++(?:\.[A-Za-z0-9_+-]++)*+"
+    r"@(?!.*--)(?:(?=[A-Za-z0-9-]{1,63}\.)[A-Za-z0-9]++(?:-[A-Za-z0-9]++)*+\.)++"
+    rf"(?!(?i:{'|'.join(_SPECIAL_USE)})\Z)[A-Za-z]{{2,63}}+"
 )
-_MAX_LENGTH = 254
 # Far over the 254-octet limit: refused without handing megabytes to the validator.
 _HOPELESS_LENGTH = 1000
 
@@ -39,7 +38,7 @@ def address_problem(address: str) -> str | None:
         return _non_ascii(address)
     if len(address) > _HOPELESS_LENGTH:
         return f"The email address is too long ({len(address)} characters; at most 254)."
-    if len(address) <= _MAX_LENGTH and _COMMON.fullmatch(address):
+    if _COMMON.fullmatch(address):
         return None
     # Imported here: most lists never need it, and importing it compiles its patterns.
     from email_validator import EmailNotValidError, validate_email
@@ -133,36 +132,65 @@ def repeated_entries(lists: tuple[RecipientList, ...]) -> frozenset[int]:
 def judge(mailing: Mailing) -> Recipients:
     """Every address of every list judged once; use `mailing.recipients`, which keeps the result."""
     repeated = repeated_entries(mailing.lists)
-    first: dict[str, Address] = {}
-    owner: dict[str, RecipientList] = {}  # the list of each entry of `first`, for the duplicate warnings
+    unique: dict[str, Address] = {}
+    added_by: list[tuple[RecipientList, dict[str, Address]]] = []  # each judged list, with what it added
     verdicts: dict[int, ListVerdict] = {}
-    # Bound once: this loop runs for every address of the mailing (hundreds of thousands at times).
-    common, max_length = _COMMON.fullmatch, _MAX_LENGTH
     for lst in mailing.lists:
         if lst.index in repeated:
             continue
-        invalid: list[Invalid] = []
-        duplicates: list[Duplicate] = []
-        report = lst.kind == "file"
-        for entry in lst.addresses:
-            address = entry.address
-            if len(address) <= max_length and common(address) is not None:
-                # No white space, ASCII only: lower() alone is its normalised form.
-                key = address.lower()
-            else:
-                problem = address_problem(address)
-                if problem is not None:
-                    invalid.append(Invalid(entry, problem))
-                    continue
-                key = normalise(address)
-            earlier = first.get(key)
-            if earlier is None:
-                first[key] = entry
-                owner[key] = lst
-            elif report:
-                duplicates.append(Duplicate(entry, earlier, owner[key]))
-        verdicts[lst.index] = ListVerdict(tuple(invalid), tuple(duplicates))
-    return Recipients(first, verdicts, repeated)
+        added = _all_common_and_new(lst.addresses, unique)
+        if added is not None:
+            verdict = ListVerdict()
+        else:
+            added, verdict = _one_by_one(lst, unique, added_by)
+        unique.update(added)
+        added_by.append((lst, added))
+        verdicts[lst.index] = verdict
+    return Recipients(unique, verdicts, repeated)
+
+
+def _all_common_and_new(entries: tuple[Address, ...], unique: Mapping[str, Address]) -> dict[str, Address] | None:
+    """The usual list, judged in a few passes that run in C: every address of the common form and new
+    to the mailing (the normalised form to each entry). None for any other list."""
+    addresses = [entry.address for entry in entries]
+    if not all(map(_COMMON.fullmatch, addresses)):
+        return None
+    # Of the common form: no white space, ASCII only, so lower() alone is the normalised form.
+    added = dict(zip(map(str.lower, addresses), entries, strict=True))
+    if len(added) != len(entries) or not unique.keys().isdisjoint(added):
+        return None
+    return added
+
+
+def _one_by_one(
+    lst: RecipientList, unique: Mapping[str, Address], added_by: list[tuple[RecipientList, dict[str, Address]]]
+) -> tuple[dict[str, Address], ListVerdict]:
+    """What *lst* adds to *unique*, its invalid addresses with the reason, and its duplicates with the place
+    they appeared first (IT's special lists are not reported line by line: nobody in the request can correct them)."""
+    added: dict[str, Address] = {}
+    invalid: list[Invalid] = []
+    duplicates: list[Duplicate] = []
+    report = lst.kind == "file"
+    for entry in lst.addresses:
+        address = entry.address
+        if _COMMON.fullmatch(address) is not None:
+            key = address.lower()
+        else:
+            problem = address_problem(address)
+            if problem is not None:
+                invalid.append(Invalid(entry, problem))
+                continue
+            key = normalise(address)
+        if key in added:
+            if report:
+                duplicates.append(Duplicate(entry, added[key], lst))
+        elif key in unique:
+            if report:
+                first_list = next(earlier for earlier, theirs in added_by if key in theirs)
+                duplicates.append(Duplicate(entry, unique[key], first_list))
+        else:
+            added[key] = entry
+    return added, ListVerdict(tuple(invalid), tuple(duplicates))
 
 
 def recipient_count(mailing: Mailing, policy: Policy) -> int:
