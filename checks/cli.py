@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import sys
@@ -230,6 +231,12 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `mailings` command; with *argv* None it is the program (arguments from sys.argv, exit after it)."""
+    program = argv is None
+    if program:
+        # The modules loaded so far live until exit: the cyclic garbage collector need not
+        # look at them again on each of its full passes while a command reads big lists.
+        gc.freeze()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -240,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mailings: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if program:
+            # The process ends next: a last collection over every object it made (the mailings,
+            # their lists) would only free memory that exiting frees anyway.
+            gc.freeze()
 
 
 if __name__ == "__main__":
