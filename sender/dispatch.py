@@ -28,14 +28,25 @@ from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import SENDLOG_FILE, Context, Mailing, Problem
 from checks.policy import Policy
 from sender.config import MaildirSettings, SmtpSettings
-from sender.journal import Event, Hasher, Journal, LockedError, Replay, make_hasher, replay, scrub, stamp
+from sender.journal import (
+    Event,
+    EventLines,
+    Hasher,
+    Journal,
+    LockedError,
+    Replay,
+    encode,
+    make_hasher,
+    replay,
+    scrub,
+    stamp,
+)
 from sender.message import (
     MessageError,
     MessageTemplate,
+    Renderer,
     build_template,
     delivery_mode,
-    make_message_id,
-    render,
 )
 from sender.progress import MailingProgress, NullProgress, Progress
 from sender.state import Decision, MailingState, decide
@@ -99,6 +110,10 @@ class Batch:
     key: str  # stable for the same recipients: the Message-ID is derived from it
     recipients: list[Recipient]
     message: bytes = b""
+
+    @property
+    def addresses(self) -> list[str]:
+        return [r.address for r in self.recipients]
 
 
 @dataclass(frozen=True)
@@ -323,6 +338,48 @@ class Lane:
             self.journal.kick()  # half way: an fsync in the background, so that we need not wait later
 
 
+class FirstTries:
+    """One connection's TransactionStream: the first try of each batch, back to back, until one needs a retry.
+
+    The attempt is written before the transport writes any of the transaction; before its content goes out
+    the connection waits for the disk as the Lane says; the outcome is written as soon as it is known, before
+    the transport writes anything else (the stream contract), so a kill duplicates only transactions in flight.
+    """
+
+    def __init__(self, run: MailingRun, todo: deque[Batch], lane: Lane) -> None:
+        self.run = run
+        self.todo = todo
+        self.lane = lane
+        self.retry: list[tuple[Batch, list[Recipient]]] = []  # what a 4xx or a lost connection left pending
+
+    async def next(self) -> Batch | None:
+        run, todo = self.run, self.todo
+        # A batch to retry ends the stream: the connection backs off, as a retry wants, before it goes on.
+        while todo and run.stop_reason is None and not self.retry:
+            batch = todo.popleft()
+            message = run.message(batch)
+            if isinstance(message, list):
+                self.lane.add(run.write(message), len(batch.recipients))
+                continue
+            if run.limiter.active:
+                await run.limiter.wait()
+            run.attempt(batch, batch.recipients)
+            return batch
+        return None
+
+    async def before_data(self, batch: Batch) -> None:
+        await self.lane.before(self.run.journal.written, len(batch.recipients))
+
+    def done(self, batch: Batch, result: TransactionResult) -> None:
+        run = self.run
+        run.messages_now += 1
+        pending, lines = run.settle(batch, batch.recipients, result, final=run.tuning.retries <= 0)
+        if lines:
+            self.lane.add(run.write(lines), len(batch.recipients))
+        if pending:
+            self.retry.append((batch, pending))
+
+
 class MailingRun:
     """One mailing's delivery in this run: batches over N connections, every outcome journalled.
 
@@ -365,6 +422,10 @@ class MailingRun:
         self.messages_now = 0
         self.stop_reason: str | None = None
         self.progress: MailingProgress | None = None
+        self.renderer = Renderer(template, run.options.now)
+        self.lines = EventLines(run.options.run_id)
+        self._stamped_at = float("-inf")
+        self._stamp = ""
 
     def counts(self) -> tuple[int, int, int]:
         """(accepted, failed, pending) over this mailing's current recipients."""
@@ -374,8 +435,23 @@ class MailingRun:
         if self.stop_reason is None:
             self.stop_reason = reason
 
+    def _now(self) -> str:
+        """The send log's time stamp. Stamps have milliseconds: one reading of the wall clock serves every event
+        within a millisecond of it (a one-recipient message has two events, and reading and formatting the
+        clock in the policy's time zone cost more than writing them)."""
+        tick = self.options.monotonic()
+        if tick - self._stamped_at >= 0.001:
+            self._stamped_at = tick
+            self._stamp = stamp(self.options.wallclock())
+        return self._stamp
+
     def _event(self, kind: str, **fields: object) -> Event:
-        return {"event": kind, "time": stamp(self.options.wallclock()), "run": self.options.run_id, **fields}
+        return {"event": kind, "time": self._now(), "run": self.options.run_id, **fields}
+
+    def _logged(self, event: Event) -> bytes:
+        """*event* applied to self.log, and its line for the journal."""
+        self.log.apply(event)
+        return encode(event)
 
     async def _record(self, *events: Event) -> None:
         await self.journal.write(*events)
@@ -435,78 +511,87 @@ class MailingRun:
     async def _worker(self, transport: Transport, todo: deque[Batch]) -> None:
         lane = Lane(self.journal, max(1, self.policy.sending.batch_size))
         while todo and self.stop_reason is None:
-            await self._deliver(transport, todo.popleft(), lane)
+            tries = FirstTries(self, todo, lane)
+            await transport.send_stream(self.template.envelope_from, tries)
+            await self._retry(transport, tries.retry, lane)
 
-    async def _deliver(self, transport: Transport, batch: Batch, lane: Lane) -> None:
-        """Send *batch* until every recipient has an outcome, or the retries run out (deferred)."""
-        pending = batch.recipients
-        attempt = 0
-        while pending and self.stop_reason is None:
-            if attempt:
-                await asyncio.sleep(self._backoff(attempt))
+    async def _retry(self, transport: Transport, waiting: list[tuple[Batch, list[Recipient]]], lane: Lane) -> None:
+        """Send each batch's *waiting* recipients again after a backoff, until each has an outcome or the retries
+        run out (deferred)."""
+        attempt = 1
+        while waiting and self.stop_reason is None:
+            await asyncio.sleep(self._backoff(attempt))
+            again: list[tuple[Batch, list[Recipient]]] = []
+            for batch, pending in waiting:
                 if self.stop_reason is not None:
-                    break
-            message = self._message(batch)
-            if isinstance(message, list):
-                lane.add(self._write(*message), len(pending))
-                return
-            if self.limiter.active:
-                await self.limiter.wait()
-            ticket = self._write(self._event("attempt", batch=batch.key, rcpt=[r.hash for r in pending]))
-            await lane.before(ticket, len(pending))
-            result = await transport.send(self.template.envelope_from, [r.address for r in pending], message)
-            self.messages_now += 1
-            tried = len(pending)
-            pending, events = self._settle(batch, pending, result, final=attempt >= self.tuning.retries)
-            if events:
-                lane.add(self._write(*events), tried)
+                    again.append((batch, pending))
+                    continue
+                if self.limiter.active:
+                    await self.limiter.wait()
+                await lane.before(self.attempt(batch, pending), len(pending))
+                result = await transport.send(self.template.envelope_from, [r.address for r in pending], batch.message)
+                self.messages_now += 1
+                left, lines = self.settle(batch, pending, result, final=attempt >= self.tuning.retries)
+                if lines:
+                    lane.add(self.write(lines), len(pending))
+                if left:
+                    again.append((batch, left))
+            waiting = again
             attempt += 1
-        if pending and attempt:
+        for batch, pending in waiting:
             # Tried, then stopped before they had an outcome: say so, rather than leave them looking in flight.
             reply = Reply(451, f"not tried again: {self.stop_reason or 'the run stopped'}")
-            lane.add(self._write(self._deferred_event(batch.key, pending, reply)), len(pending))
+            lane.add(self.write([self._deferred_line(batch.key, pending, reply)]), len(pending))
 
-    def _write(self, *events: Event) -> int:
-        """Write *events* at once (a killed process keeps them); the ticket for their fsync."""
-        ticket = self.journal.write_nowait(*events)
-        for event in events:
-            self.log.apply(event)
+    def attempt(self, batch: Batch, pending: list[Recipient]) -> int:
+        """Write the attempt to send *pending* of *batch*; the ticket for its fsync."""
+        hashes = [r.hash for r in pending]
+        now = self._now()
+        ticket = self.journal.write_lines(self.lines.attempt(now, batch.key, hashes), 1)
+        self.log.note_attempt(now, hashes)
         return ticket
+
+    def write(self, lines: list[bytes]) -> int:
+        """Write *lines* (their events already applied to self.log) at once, so a killed process keeps them;
+        the ticket for their fsync."""
+        return self.journal.write_lines(b"".join(lines), len(lines))
 
     def _backoff(self, attempt: int) -> float:
         delays = self.tuning.backoff
         return delays[min(attempt, len(delays)) - 1] if delays else 0.0
 
-    def _message(self, batch: Batch) -> bytes | list[Event]:
+    def message(self, batch: Batch) -> bytes | list[bytes]:
         """The batch's message, rendered once (a retry sends the same bytes, the same Message-ID); or, when it
-        cannot be rendered, the events that record its recipients as refused."""
+        cannot be rendered, the lines that record its recipients as refused."""
         if batch.message:
             return batch.message
         to = batch.recipients[0].address if self.mode == "individual" else self.template.group_to
-        message_id = make_message_id(self.mailing.id, batch.key, self.template.domain)
         try:
-            batch.message = render(self.template, to=to, message_id=message_id, date=self.options.now)
+            batch.message = self.renderer.render(to=to, key=batch.key)
         except MessageError as exc:
             # Only a recipient's own address can fail here (individual mode): refused for good, locally.
             refused = [
                 (r, Reply(553, f"the address cannot be written in a To: header: {exc}")) for r in batch.recipients
             ]
-            return self._failed_events(batch.key, refused)
+            return self._failed_lines(batch.key, refused)
         return batch.message
 
-    def _settle(
+    def settle(
         self, batch: Batch, pending: list[Recipient], result: TransactionResult, *, final: bool
-    ) -> tuple[list[Recipient], list[Event]]:
-        """The recipients to try again, and the events that record the transaction's outcome."""
+    ) -> tuple[list[Recipient], list[bytes]]:
+        """The recipients to try again, and the lines that record the transaction's outcome (applied to the log)."""
         whole = _transaction_error(pending, result)
         accepted, permanent, temporary = _classify(pending, result, whole)
-        events: list[Event] = []
+        events: list[bytes] = []
         if accepted:
             self.confirmed = True
-            events.append(self._event("accepted", batch=batch.key, rcpt=[r.hash for r in accepted], code=250))
+            hashes = [r.hash for r in accepted]
+            now = self._now()
+            events.append(self.lines.accepted(now, batch.key, hashes, 250))
+            self.log.note_accepted(now, hashes)
             self.sent_now += len(accepted)
             self.accepted_count += len(accepted)
-            events.extend(self._failed_events(batch.key, self._take_suspects()))
+            events.extend(self._failed_lines(batch.key, self._take_suspects()))
         events.extend(self._permanent(batch.key, permanent))
         if whole is None or accepted or permanent:
             self.consecutive_failures = 0  # the relay is answering, recipient by recipient
@@ -522,16 +607,16 @@ class MailingRun:
             )
         retry = temporary
         if temporary and (final or self.stop_reason is not None):
-            events.append(self._deferred_event(batch.key, temporary, _pending_reply(result, temporary)))
+            events.append(self._deferred_line(batch.key, temporary, _pending_reply(result, temporary)))
             retry = []
         self._report_progress()
         return retry, events
 
-    def _permanent(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[Event]:
+    def _permanent(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[bytes]:
         if not refused:
             return []
         if self.confirmed:
-            return self._failed_events(key, refused)
+            return self._failed_lines(key, refused)
         # Until the relay has accepted someone, a 5xx may be about us (relaying denied), not the recipient.
         self.suspects.extend(refused)
         if len(self.suspects) >= min(self.tuning.probe_recipients, len(self.recipients)):
@@ -547,19 +632,20 @@ class MailingRun:
         taken, self.suspects = self.suspects, []
         return taken
 
-    def _failed_events(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[Event]:
-        events = []
+    def _failed_lines(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[bytes]:
+        lines = []
         for recipient, reply in refused:
             self.failures[reply.code] += 1
             self.failed_count += 1
-            events.append(
-                self._event("failed", batch=key, rcpt=recipient.hash, code=reply.code, message=scrub(reply.message))
-            )
-        return events
+            event = self._event("failed", batch=key, rcpt=recipient.hash, code=reply.code, message=scrub(reply.message))
+            lines.append(self._logged(event))
+        return lines
 
-    def _deferred_event(self, key: str, recipients: Sequence[Recipient], reply: Reply) -> Event:
-        return self._event(
-            "deferred", batch=key, rcpt=[r.hash for r in recipients], code=reply.code, message=scrub(reply.message)
+    def _deferred_line(self, key: str, recipients: Sequence[Recipient], reply: Reply) -> bytes:
+        return self._logged(
+            self._event(
+                "deferred", batch=key, rcpt=[r.hash for r in recipients], code=reply.code, message=scrub(reply.message)
+            )
         )
 
     async def _settle_suspects(self) -> None:
@@ -568,9 +654,10 @@ class MailingRun:
         if not suspects:
             return
         if self.accepted_before and self.stop_reason is None:
-            await self._record(*self._failed_events("", suspects))
+            lines = self._failed_lines("", suspects)
         else:
-            await self._record(self._deferred_event("", [r for r, _ in suspects], suspects[-1][1]))
+            lines = [self._deferred_line("", [r for r, _ in suspects], suspects[-1][1])]
+        await self.journal.sync(self.write(lines))
 
     async def _finish(self) -> Outcome:
         accepted, failed, pending = self.counts()
@@ -628,6 +715,8 @@ def _classify(
     pending: list[Recipient], result: TransactionResult, whole: Reply | None
 ) -> tuple[list[Recipient], list[tuple[Recipient, Reply]], list[Recipient]]:
     """Split *pending* into accepted, refused for good (5xx, with the reply) and to try again (4xx, lost)."""
+    if result.error is None and not result.refused and len(result.accepted) == len(pending):
+        return list(pending), [], []  # the common case: the transport accepted every address it was given
     if whole is not None and all(r.address in result.refused for r in pending):
         return [], [], list(pending)  # refused as a whole: no recipient's own fault
     accepted_addresses = set(result.accepted)

@@ -100,6 +100,41 @@ def stamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
+def _json_string(text: str) -> str:
+    # Batch keys are hex digits: nothing to escape, so no json.dumps for them.
+    return f'"{text}"' if text.isascii() and text.encode("ascii").isalnum() else json.dumps(text, ensure_ascii=True)
+
+
+class EventLines:
+    """The encoded lines of a run's frequent events (attempt, accepted), built from pre-encoded pieces.
+
+    The same bytes as `encode` writes for the same event, at a fraction of the cost of a dict and json.dumps
+    per event: a one-recipient message writes two of them."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run = ',"run":' + json.dumps(run_id, ensure_ascii=True)
+        self._time = ""
+        self._time_json = '""'  # the last time stamp, encoded: events of one moment share it
+
+    def attempt(self, time: str, batch: str, hashes: list[str]) -> bytes:
+        return self._line("attempt", time, batch, hashes, "}\n")
+
+    def accepted(self, time: str, batch: str, hashes: list[str], code: int) -> bytes:
+        return self._line("accepted", time, batch, hashes, f',"code":{int(code)}}}\n')
+
+    def _line(self, kind: str, time: str, batch: str, hashes: list[str], end: str) -> bytes:
+        joined = "".join(hashes)
+        # bytes.isalnum, because str.isalnum is slow: 16 us for a batch of 100 hashes, against under 1.
+        if hashes and joined.isascii() and joined.encode("ascii").isalnum():
+            rcpt = '["' + '","'.join(hashes) + '"]'
+        else:
+            rcpt = json.dumps(hashes, separators=(",", ":"), ensure_ascii=True)  # not hex digits: escaped
+        if time != self._time:
+            self._time, self._time_json = time, json.dumps(time, ensure_ascii=True)
+        head = f'{{"event":"{kind}","time":{self._time_json}{self._run}'
+        return f'{head},"batch":{_json_string(batch)},"rcpt":{rcpt}{end}'.encode("ascii")
+
+
 @dataclass(frozen=True)
 class Failure:
     code: int
@@ -145,6 +180,20 @@ class Replay:
             f"now {hasher.key_check}); set the key used before, or every recipient would be mailed again"
         )
 
+    def note_attempt(self, time: str, hashes: list[str]) -> None:
+        """apply() of an attempt event, without building it (EventLines wrote it)."""
+        self._note("attempt", time)
+        self.in_flight.update(hashes)
+
+    def note_accepted(self, time: str, hashes: list[str]) -> None:
+        """apply() of an accepted event, without building it (EventLines wrote it)."""
+        self._note("accepted", time)
+        _accept(self, hashes)
+
+    def _note(self, kind: str, time: str) -> None:
+        self.last_event, self.last_time = kind, time
+        self.blocked = self.missed = None
+
     def apply(self, event: Event) -> None:
         kind = event.get("event")
         self.last_event = kind
@@ -171,11 +220,16 @@ def _on_attempt(replay: Replay, event: Event) -> None:
 
 
 def _on_accepted(replay: Replay, event: Event) -> None:
-    hashes = _hashes(event)
+    _accept(replay, _hashes(event))
+
+
+def _accept(replay: Replay, hashes: list[str]) -> None:
     replay.accepted.update(hashes)
     replay.in_flight.difference_update(hashes)
-    for h in hashes:
-        replay.failed.pop(h, None)
+    failed = replay.failed
+    if failed:
+        for h in hashes:
+            failed.pop(h, None)
 
 
 def _on_failed(replay: Replay, event: Event) -> None:
@@ -322,12 +376,21 @@ class Journal:
         self.syncs += 1
         self._synced = max(self._synced, ticket)
 
+    @property
+    def written(self) -> int:
+        """The ticket of the last write."""
+        return self._written
+
     def write_nowait(self, *events: Event) -> int:
         """Write *events* now (they survive a killed process); the ticket to `sync` on for a power cut too."""
+        return self.write_lines(b"".join(encode(e) for e in events), len(events))
+
+    def write_lines(self, data: bytes, count: int) -> int:
+        """Write *count* encoded events (lines of `encode` or EventLines) at once; their ticket as write_nowait."""
         if self._failure is not None:
             raise self._failure
-        self._write_all(b"".join(encode(e) for e in events))
-        self.writes += len(events)
+        self._write_all(data)
+        self.writes += count
         self._written += 1
         return self._written
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -78,12 +78,52 @@ class TransactionResult:
     error: Reply | None = None
 
 
+class Outgoing(Protocol):
+    """A transaction that a TransactionStream hands out."""
+
+    @property
+    def addresses(self) -> Sequence[str]: ...
+
+    @property
+    def message(self) -> bytes: ...
+
+
+T = TypeVar("T", bound=Outgoing)
+
+
+class TransactionStream(Protocol[T]):
+    """The transactions of one connection, handed to `send_stream` one after another, and their outcomes.
+
+    For each transaction: `next` gives it before any of it is written to the server; `before_data` is awaited
+    before its message content can be written; `done` gets its outcome, once, whatever happens. Between a
+    `done` and the transport's next write to the server the stream is always asked `next` or `before_data`
+    first, so it can record the outcome before anything else goes out."""
+
+    async def next(self) -> T | None: ...
+
+    async def before_data(self, item: T) -> None: ...
+
+    def done(self, item: T, result: TransactionResult) -> None: ...
+
+
 class Transport(Protocol):
     async def open(self) -> Reply | None: ...
 
     async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult: ...
 
+    async def send_stream(self, envelope_from: str, stream: TransactionStream[T]) -> None:
+        """Send what *stream* hands out until it says None; returns early, after `done` for every transaction
+        it started, when the connection is lost (the next send or send_stream connects again)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+async def send_each(transport: Transport, envelope_from: str, stream: TransactionStream[T]) -> None:
+    """send_stream one transaction at a time, each waiting for the last (no pipelining, or no SMTP at all)."""
+    while (item := await stream.next()) is not None:
+        await stream.before_data(item)
+        stream.done(item, await transport.send(envelope_from, item.addresses, item.message))
 
 
 def transport_factory(settings: SmtpSettings | MaildirSettings) -> Callable[[], Transport]:
@@ -125,6 +165,16 @@ class _ReplyReader(SMTPProtocol):
         self._wanted = 0
         self._wakeup: asyncio.Future[None] | None = None
         self._failure: Exception | None = None
+        # One timer per connection, moved lazily: a wait only sets the deadline, which is far cheaper than a
+        # timer (or asyncio.wait_for) per wait when replies come back within microseconds.
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_out = False
+        self.writes = 0  # writes to the server since the transactions began (each a send() system call or less)
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)
 
     @property
     def unread(self) -> bool:
@@ -150,24 +200,64 @@ class _ReplyReader(SMTPProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         self._fail(SMTPServerDisconnected(f"connection closed ({exc})" if exc else "connection closed"))
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     async def take(self, count: int, timeout: float) -> list[Reply]:
         """The next *count* replies. Fewer when the connection ended after them (a 421 is then among them);
         SMTPServerDisconnected or SMTPReadTimeoutError when there are none to give."""
-        while len(self._replies) < count and self._failure is None:
+        failure = await self.wait(count, timeout)
+        if failure is not None and not self._replies:
+            raise failure
+        return self.pop(count)
+
+    async def wait(self, count: int, timeout: float) -> Exception | None:
+        """Wait until *count* replies are queued; None once they are, else why they are not (the connection
+        ended, or the server was silent for *timeout* seconds: SMTPReadTimeoutError)."""
+        if len(self._replies) >= count:
+            return None
+        if self._failure is None:
+            loop = self._loop
+            self._deadline = deadline = loop.time() + timeout
+            timer = self._timer
+            if timer is not None and timer.when() > deadline:  # a shorter timeout than the last wait's
+                timer.cancel()
+                timer = None
+            if timer is None:
+                self._timer = loop.call_at(deadline, self._on_timer)
             self._wanted = count
-            self._wakeup = self._loop.create_future()
+            self._wakeup = loop.create_future()
             try:
                 # Any arrival wakes this only once all replies are there; the timeout is the server's silence.
-                await asyncio.wait_for(self._wakeup, timeout)
-            except TimeoutError:
-                raise SMTPReadTimeoutError(f"no reply within {timeout:g} s") from None
+                await self._wakeup
             finally:
                 self._wakeup, self._wanted = None, 0
-        if not self._replies and self._failure is not None:
-            raise self._failure
+            if len(self._replies) >= count:
+                return None
+            if self._timed_out:
+                self._timed_out = False
+                return SMTPReadTimeoutError(f"no reply within {timeout:g} s")
+        return self._failure
+
+    def pop(self, count: int) -> list[Reply]:
+        """Up to *count* of the replies queued, oldest first."""
         replies = self._replies
-        return [replies.popleft() for _ in range(min(count, len(replies)))]
+        if count >= len(replies):  # the common case: a wait for exactly what arrived
+            taken = list(replies)
+            replies.clear()
+            return taken
+        return [replies.popleft() for _ in range(count)]
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._wakeup is None or self._wakeup.done():
+            return  # no wait in progress: the next one arms the timer again
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)  # a later wait moved the deadline
+            return
+        self._timed_out = True
+        self._wakeup.set_result(None)
 
     async def read_response(self, timeout: float | None = None) -> SMTPResponse:
         """aiosmtplib's way to read one reply (used by its quit())."""
@@ -183,7 +273,15 @@ class _ReplyReader(SMTPProtocol):
         chunk = bytes(self._incoming[: end + 1])
         del self._incoming[: end + 1]
         known, replies = self._known, self._replies
-        for line in chunk.split(b"\n")[:-1]:
+        lines = chunk.split(b"\n")
+        lines.pop()  # the empty piece after the last line end
+        if not self._lines:
+            # The common case, a hundred "250 2.1.5 Ok" at a time: each line a reply seen before, looked up in C.
+            seen = list(map(known.get, lines))
+            if all(seen):
+                replies.extend(seen)  # type: ignore[arg-type]  # all() proved there is no None
+                return
+        for line in lines:
             reply = known.get(line)
             if reply is not None and not self._lines:
                 replies.append(reply)  # the common case: the same "250 ..." as before
@@ -225,6 +323,12 @@ class SmtpTransport:
         self._reader: _ReplyReader | None = None
         self.pipelining = False  # whether the open connection pipelines
         self.connections = 0  # how many connections this transport opened
+        self._writes = 0  # writes of the connections dropped so far
+
+    @property
+    def writes(self) -> int:
+        """Writes to the server since each connection's session began, over every connection."""
+        return self._writes + (self._reader.writes if self._reader is not None else 0)
 
     @property
     def connected(self) -> bool:
@@ -284,6 +388,29 @@ class SmtpTransport:
             self._drop()  # replies may still be on their way: this connection is out of step for good
             raise
 
+    async def send_stream(self, envelope_from: str, stream: TransactionStream[T]) -> None:
+        """Transactions back to back. Where the server pipelines, one write per transaction carries the previous
+        message's content and final dot and this transaction's MAIL FROM, RCPT TO and DATA (RFC 2920 allows
+        the content to open a group), and one wait reads all their replies: the final reply of one message
+        and the envelope replies of the next. A message's content goes out only after the stream's
+        `before_data` and its own 354, so no more than one message per connection is ever in the server's
+        hands without a final reply."""
+        failure = None if self.connected else await self.open()
+        if failure is not None:
+            item = await stream.next()
+            if item is not None:
+                stream.done(item, TransactionResult(error=failure))
+            return
+        sender = _envelope_address(envelope_from) if envelope_from else b""
+        if not self.pipelining or sender is None:
+            await send_each(self, envelope_from, stream)
+            return
+        try:
+            await self._stream(b"MAIL FROM:<" + sender + b">\r\n", stream)
+        except asyncio.CancelledError:
+            self._drop()  # replies may still be on their way: this connection is out of step for good
+            raise
+
     async def close(self) -> None:
         """QUIT politely if connected, then close."""
         if self.connected and self._smtp is not None:
@@ -302,12 +429,7 @@ class SmtpTransport:
             mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, addresses)
         else:
             mail_reply, rcpt_replies, data_reply = await self._stepwise(mail, addresses)
-        accepted: list[str] = []
-        for (recipient, _), reply in zip(recipients, rcpt_replies, strict=False):
-            if 200 <= reply.code < 300:
-                accepted.append(recipient)
-            else:
-                refused[recipient] = reply
+        accepted = _sort_recipients(recipients, rcpt_replies, refused)
         if not mail_reply.ok or not accepted or data_reply is None or data_reply.code != 354:
             if data_reply is not None and data_reply.code == 354:
                 await self._command(b".\r\n")  # a server that wants data for nobody gets none
@@ -324,6 +446,77 @@ class SmtpTransport:
         self._write(mail + rcpts + b"DATA\r\n")
         replies = await self._replies(len(addresses) + 2)
         return replies[0], replies[1:-1], replies[-1]
+
+    async def _stream(self, mail: bytes, stream: TransactionStream[T]) -> None:
+        reader = self._reader
+        if reader is None:
+            raise SMTPServerDisconnected("not connected")
+        timeout = self._settings.timeout
+        ready: _Envelope[T] | None = None  # 354 received: its content goes out with the next write
+        cleanup = b""  # ends a refused envelope (RSET, after a "." if the server said 354 anyway)
+        ending = False
+        while True:
+            out: list[bytes] = []
+            sending = ready
+            if ready is not None:
+                await stream.before_data(ready.item)
+                out.append(_payload(ready.item.message))
+                ready = None
+            cleanups = cleanup.count(b"\n")
+            if cleanup:
+                out.append(cleanup)
+                cleanup = b""
+            started: _Envelope[T] | None = None
+            while not ending and started is None:
+                item = await stream.next()
+                if item is None:
+                    ending = True
+                    break
+                sendable, refused = _recipients(item.addresses)
+                if not sendable:
+                    stream.done(item, TransactionResult(refused=refused, error=_all_refused(refused)))
+                    continue
+                started = _Envelope(item, sendable, refused)
+                addresses = [address for _, address in sendable]
+                out.append(mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n")
+            if not out:
+                return
+            reader.write(b"".join(out) if len(out) > 1 else out[0])
+            expected = (sending is not None) + cleanups + (len(started.sendable) + 2 if started else 0)
+            failure = await reader.wait(expected, timeout)
+            replies = reader.pop(expected)
+            closing = next((reply for reply in replies if reply.code == 421), None)
+            if closing is None and failure is not None:
+                closing = Reply(421, f"4.4.2 connection lost: {_describe(failure)}")
+            position = 0
+            if sending is not None:
+                final = replies[0] if replies else closing
+                position = 1
+                assert final is not None  # fewer replies than expected means a failure
+                if final.ok:
+                    stream.done(sending.item, TransactionResult(accepted=sending.accepted, refused=sending.refused))
+                else:
+                    stream.done(sending.item, TransactionResult(refused=sending.refused, error=final))
+            position += cleanups
+            if started is not None:
+                envelope = replies[position:]
+                if closing is not None:
+                    # The envelope is answered in full without a 421 only if the failure came after it; the
+                    # connection is no use either way.
+                    stream.done(started.item, TransactionResult(refused=started.refused, error=closing))
+                else:
+                    mail_reply, data_reply = envelope[0], envelope[-1]
+                    started.accepted = _sort_recipients(started.sendable, envelope[1:-1], started.refused)
+                    if mail_reply.ok and started.accepted and data_reply.code == 354:
+                        ready = started
+                    else:
+                        # A server that wants data for nobody gets none; RSET puts both sides back in step.
+                        cleanup = b".\r\nRSET\r\n" if data_reply.code == 354 else b"RSET\r\n"
+                        error = _transaction_error(mail_reply, started.accepted, started.refused, data_reply)
+                        stream.done(started.item, TransactionResult(refused=started.refused, error=error))
+            if closing is not None:
+                self._drop()
+                return
 
     async def _stepwise(self, mail: bytes, addresses: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
         mail_reply = await self._command(mail)
@@ -370,6 +563,7 @@ class SmtpTransport:
         self.pipelining = smtp.supports_extension("pipelining")
 
     def _drop(self) -> None:
+        self._writes = self.writes
         if self._smtp is not None:
             self._smtp.close()
         self._smtp = self._reader = None
@@ -415,6 +609,33 @@ def _describe(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     cause = exc.__cause__
     return f"{text} ({cause})" if cause is not None and str(cause) not in text else text
+
+
+@dataclass
+class _Envelope(Generic[T]):
+    """A streamed transaction whose envelope is on its way (or answered, with 354, and its content next)."""
+
+    item: T
+    sendable: list[tuple[str, bytes]]
+    refused: dict[str, Reply]
+    accepted: list[str] = field(default_factory=list)
+
+
+def _sort_recipients(
+    recipients: list[tuple[str, bytes]], replies: Sequence[Reply], refused: dict[str, Reply]
+) -> list[str]:
+    """The recipients whose RCPT TO was accepted; each other one goes into *refused* with its reply."""
+    first = replies[0] if replies else None
+    # The common case: every reply the same accepting one (the reader hands out one object per repeated line).
+    if first is not None and first.ok and len(replies) == len(recipients) and replies.count(first) == len(replies):
+        return [recipient for recipient, _ in recipients]
+    accepted: list[str] = []
+    for (recipient, _), reply in zip(recipients, replies, strict=False):
+        if 200 <= reply.code < 300:
+            accepted.append(recipient)
+        else:
+            refused[recipient] = reply
+    return accepted
 
 
 def _transaction_error(mail: Reply, accepted: list[str], refused: dict[str, Reply], data: Reply | None) -> Reply:
@@ -466,7 +687,8 @@ def _envelope_address(address: str) -> bytes | None:
 
 def _payload(message: bytes) -> bytes:
     """The DATA content: CRLF line endings, leading dots doubled, the final '.' line."""
-    if message.count(b"\n") != message.count(CRLF) or b"\r" in message.replace(CRLF, b""):
+    lines = message.count(CRLF)  # counting allocates nothing: the common message needs no copy before the dot
+    if message.count(b"\n") != lines or message.count(b"\r") != lines:
         message = message.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)
     if message.startswith(b".") or b"\n." in message:
         message = _LEADING_DOT.sub(b"..", message)
@@ -506,6 +728,9 @@ class MaildirTransport:
         except OSError as exc:
             return TransactionResult(error=Reply(451, f"4.3.0 cannot write to the outbox {self._path}: {exc}"))
         return TransactionResult(accepted=[r for r, _ in sendable], refused=refused)
+
+    async def send_stream(self, envelope_from: str, stream: TransactionStream[T]) -> None:
+        await send_each(self, envelope_from, stream)
 
     async def close(self) -> None:
         self._box = None

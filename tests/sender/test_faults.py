@@ -5,12 +5,16 @@ from __future__ import annotations
 import socket
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sender.config import SmtpSettings
 from sender.dispatch import Tuning, send_all
+from sender.journal import replay
 from sender.state import MailingState
 from tests.conftest import Repo
-from tests.sender.sending import events, hashed, log_of, options, recipients, send, set_sending, smtp
+from tests.sender.sending import events, hashed, log_of, log_path, options, recipients, send, set_sending, smtp
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer, credentials
 
 MakeServer = Callable[..., RunningServer]
@@ -163,3 +167,54 @@ def test_4xx_on_every_transaction_stops_after_a_bounded_number(repo: Repo, make_
     assert handler.mails <= 10 + 4
     assert not outcome.ok and "failed 10 transactions in a row" in outcome.note
     assert outcome.pending == 600 and log_of(repo).failed == {}  # the next scheduled run tries again
+
+
+class LogWatcher(FaultyHandler):
+    """Reads the send log each time a message's content arrives: the message's recipients must be recorded as
+    attempted, with no outcome yet, and every message delivered before on the same connection as accepted.
+    That is what makes a kill at any moment duplicate at most the messages in flight, one per connection."""
+
+    def __init__(self, log: Path, faults: Faults) -> None:
+        super().__init__(faults)
+        self.log = log
+        self.delivered: dict[int, set[str]] = {}
+        self.problems: list[str] = []
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        now = replay(self.log)
+        arriving = hashed(*envelope.rcpt_tos)
+        earlier = self.delivered.setdefault(getattr(server, "number", 0), set())
+        if not arriving <= now.in_flight or arriving & now.accepted:
+            self.problems.append(f"{envelope.rcpt_tos} arrived without an attempt in the log, or after its outcome")
+        if not earlier <= now.accepted:
+            self.problems.append(f"{envelope.rcpt_tos} arrived before the outcome of the message before it")
+        reply = await super().handle_DATA(server, session, envelope)
+        if reply.startswith("250"):
+            earlier.update(arriving)
+        return reply
+
+
+def test_faults_amid_pipelined_single_messages_deliver_everyone_once_and_the_log_keeps_step(
+    repo: Repo, make_server: MakeServer
+) -> None:
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    unknown = ["user10@kth.se", "user300@kth.se"]
+    handler = LogWatcher(
+        log_path(repo),
+        Faults(
+            temp_fail={"user20@kth.se": 1, "user21@kth.se": 2},
+            perm_fail=unknown,
+            mail_replies={50: "421 4.7.0 Too many messages, closing"},
+            drop_at_mail=[120],
+            drop_at_data=[200],
+            data_replies={250: "451 4.3.0 Try again later", 260: "452 4.3.1 Insufficient system storage"},
+        ),
+    )
+    server = make_server(handler)
+    [outcome] = send(repo, server)
+    assert handler.problems == []
+    assert _once_each(handler, [a for a in EVERYONE if a not in unknown])
+    assert handler.connections > 4  # it reconnected
+    assert outcome.state is MailingState.SENT_WITH_FAILURES and outcome.failed == 2
+    log = log_of(repo)
+    assert log.complete and len(log.accepted) == 598 and set(log.failed) == hashed(*unknown)

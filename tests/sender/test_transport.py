@@ -357,3 +357,157 @@ def test_transport_factory_picks_by_settings(tmp_path: Path, smtp_server: Runnin
     assert isinstance(transport_factory(settings(smtp_server))(), SmtpTransport)
     assert isinstance(transport_factory(MaildirSettings(tmp_path))(), MaildirTransport)
     assert isinstance(smtp_server.handler, Recorder)
+
+
+# Streams: transactions back to back, each message's content in one write with the next envelope
+
+
+class Item:
+    """One transaction of a RecordingStream."""
+
+    def __init__(self, number: int, addresses: list[str]) -> None:
+        self.number = number
+        self.addresses = addresses
+        self.message = b"Subject: item %d\r\n\r\nHello!\r\n" % number
+
+
+class RecordingStream:
+    """Hands out one transaction per address list and records every call; checks, at each message's content,
+    that every earlier transaction has its outcome (no more than one message without a final reply) and that
+    the server does not have this one yet."""
+
+    def __init__(self, handler: Recorder, batches: list[list[str]]) -> None:
+        self.handler = handler
+        self.todo = [Item(n, addresses) for n, addresses in enumerate(batches)]
+        self.calls: list[tuple[str, int]] = []
+        self.results: dict[int, TransactionResult] = {}
+        self.problems: list[str] = []
+
+    async def next(self) -> Item | None:
+        item = self.todo.pop(0) if self.todo else None
+        self.calls.append(("next", item.number if item else -1))
+        return item
+
+    async def before_data(self, item: Item) -> None:
+        self.calls.append(("data", item.number))
+        unfinished = [n for _, n in self.calls if n < item.number and n not in self.results and n >= 0]
+        if unfinished:
+            self.problems.append(f"content of {item.number} before the outcome of {unfinished}")
+        if any(r.data == item.message for r in self.handler.received):
+            self.problems.append(f"the server had {item.number} before its content was sent")
+
+    def done(self, item: Item, result: TransactionResult) -> None:
+        self.calls.append(("done", item.number))
+        if item.number in self.results:
+            self.problems.append(f"two outcomes for {item.number}")
+        self.results[item.number] = result
+
+
+def stream(
+    server: RunningServer, batches: list[list[str]], **changes: Any
+) -> tuple[SmtpTransport, RecordingStream, int]:
+    """Stream one transaction per address list; the transport, the record, and the writes it took."""
+    transport = SmtpTransport(settings(server, **changes))
+    recording = RecordingStream(server.handler, batches)
+
+    async def go() -> int:
+        assert await transport.open() is None
+        await transport.send_stream(SENDER, recording)
+        writes = transport.writes  # before close() adds its QUIT
+        await transport.close()
+        return writes
+
+    return transport, recording, run(go())
+
+
+def test_a_stream_takes_one_write_per_transaction(smtp_server: RunningServer) -> None:
+    _, recording, writes = stream(smtp_server, [[a] for a in people(30)])
+    assert recording.problems == []
+    assert all(recording.results[n] == TransactionResult(accepted=[f"user{n}@kth.se"]) for n in range(30))
+    assert smtp_server.handler.counts() == {a: 1 for a in people(30)}
+    assert [r.data for r in smtp_server.handler.received] == [Item(n, []).message for n in range(30)]
+    # The first envelope, then each content with the next envelope, then the last content.
+    assert writes == 31
+
+
+def test_a_stream_without_pipelining_sends_one_transaction_at_a_time(make_server: MakeServer) -> None:
+    server = make_server(pipelining=False)
+    _, recording, writes = stream(server, [[a] for a in people(5)] + [people(3, "many")])
+    assert recording.problems == []
+    assert [recording.calls[i][0] for i in range(3)] == ["next", "data", "done"]
+    assert server.handler.counts() == {a: 1 for a in people(5) + people(3, "many")}
+    assert writes == 5 * 4 + 6  # MAIL, each RCPT, DATA, content
+
+
+def test_a_stream_carries_on_after_refused_transactions(make_server: MakeServer) -> None:
+    faults = Faults(
+        perm_fail=["user3@kth.se"],
+        temp_fail={"user5@kth.se": None},
+        data_replies={7: "554 5.6.0 Message content rejected", 9: "451 4.3.0 Try again later"},
+    )
+    handler = FaultyHandler(faults)
+    batches = [[a] for a in people(12)] + [["user3@kth.se", "other@kth.se"]]
+    transport, recording, _ = stream(make_server(handler), batches)
+    assert recording.problems == []
+    codes = {n: (r.error.code if r.error else 250) for n, r in recording.results.items()}
+    # The server counts only the DATA it took content for: transactions 3 and 5 never got that far.
+    assert codes == {**{n: 250 for n in range(13)}, 3: 550, 5: 451, 8: 554, 10: 451}
+    assert recording.results[12] == TransactionResult(
+        accepted=["other@kth.se"], refused={"user3@kth.se": recording.results[12].refused["user3@kth.se"]}
+    )
+    delivered = {a for n, a in enumerate(people(12)) if codes[n] == 250} | {"other@kth.se"}
+    assert handler.counts() == {a: 1 for a in delivered}
+    assert transport.connections == 1  # RSET kept both sides in step
+
+
+@pytest.mark.parametrize(
+    ("faults", "lost"),
+    [
+        (Faults(drop_at_mail=[4]), 3),
+        (Faults(mail_replies={4: "421 4.7.0 Too many messages, closing"}), 3),
+        (Faults(drop_at_data=[4]), 3),
+        (Faults(data_replies={4: "421 4.3.2 Service shutting down"}), 3),
+        (Faults(drop_after_data=[4]), 3),
+    ],
+    ids=["dropped-at-mail", "421-at-mail", "dropped-at-data", "421-at-data", "dropped-after-data"],
+)
+def test_a_lost_connection_ends_the_stream_and_every_recipient_arrives_once(
+    make_server: MakeServer, faults: Faults, lost: int
+) -> None:
+    handler = FaultyHandler(faults)
+    server = make_server(handler)
+    batches = [[a] for a in people(10)]
+    transport, recording, _ = stream(server, batches)
+    assert recording.problems == []
+    failed = sorted(n for n, r in recording.results.items() if r.error is not None)
+    assert all(recording.results[n].error.code == 421 for n in failed)  # type: ignore[union-attr]
+    assert failed[0] == lost and max(recording.results) <= lost + 1  # no transaction started after the loss
+    assert all(recording.results[n].accepted == [f"user{n}@kth.se"] for n in range(lost))
+    # What was not accepted goes again, on a new connection, as the dispatcher would.
+    again = [a for n, a in enumerate(people(10)) if n not in recording.results or recording.results[n].error]
+    [result] = run(session(transport, (again, MESSAGE)))
+    assert result.accepted == again and transport.connections == 2
+    counts = handler.counts()
+    assert set(counts) == set(people(10))
+    # Only a message the server took before the connection dropped unanswered can arrive twice.
+    assert {a for a, c in counts.items() if c > 1} <= ({"user3@kth.se"} if faults.drop_after_data else set())
+
+
+def test_a_stream_that_times_out_reports_421_for_what_is_in_flight(make_server: MakeServer) -> None:
+    handler = FaultyHandler(Faults(delay=0.3))
+    _, recording, _ = stream(make_server(handler), [[a] for a in people(3)], timeout=0.1)
+    assert recording.problems == []
+    [(n, result)] = recording.results.items()
+    assert n == 0 and result.error is not None and result.error.code == 421
+    assert "no reply within 0.1 s" in result.error.message
+
+
+def test_a_stream_with_a_relay_that_cannot_be_reached_fails_one_transaction() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    transport = SmtpTransport(SmtpSettings("127.0.0.1", port, "none", timeout=2.0))
+    recording = RecordingStream(Recorder(), [[a] for a in people(3)])
+    run(transport.send_stream(SENDER, recording))
+    [(n, result)] = recording.results.items()
+    assert n == 0 and result.error is not None and result.error.code == 421
