@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import time
@@ -21,11 +20,12 @@ from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
 from checks.policy import Policy, load_policy
 from sender.config import MaildirSettings, SmtpSettings, settings_from_env, special_lists_from_env
-from sender.journal import is_locked, replay
-from sender.state import MailingState, decide
 
 if TYPE_CHECKING:
     from sender.dispatch import Outcome
+
+# The send log, the states and asyncio are imported in the commands that use them: every `mailings`
+# command loads this module to register its subcommands, and `mailings check` needs none of them.
 
 LOG_KEY = "MAILINGS_LOG_KEY"
 OUTBOX_DIR = "outbox"
@@ -195,6 +195,9 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
 
 
 def _status_row(root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path]) -> StatusRow:
+    from sender.journal import is_locked, replay
+    from sender.state import MailingState, decide
+
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
     decision = decide(mailing, log, now, policy)
@@ -251,6 +254,8 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
 
 
 def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    import asyncio
+
     from sender.message import MessageError, build_template, make_message_id, preview_text, render
 
     root = _root(args)
