@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import time
 from functools import cached_property
 from pathlib import Path
@@ -62,8 +62,15 @@ class Policy:
     units: MappingProxyType[str, str]  # id -> name
     special_lists: MappingProxyType[str, tuple[str, int]]  # id -> (name, approximate size)
     sending: Sending
-    # The country's holidays, as checked when the policy was read; its years are filled in as they are asked for.
-    holidays: HolidayBase = field(compare=False, repr=False)
+
+    @cached_property
+    def holidays(self) -> HolidayBase:
+        """The country's holidays, made on first use; its years are computed as they are asked for.
+
+        Making it imports every country the holidays package knows (tens of milliseconds), so
+        commands that never look at a holiday (the sender) do not pay for it.
+        """
+        return _holidays(self.holiday_country, self.holiday_subdivision, self.holiday_categories, self.path)
 
     @cached_property
     def calendar(self) -> WorkCalendar:
@@ -83,8 +90,13 @@ def _monthday(text: str) -> tuple[int, int]:
     return int(month), int(day)
 
 
-def load_policy(root: Path) -> Policy:
-    """Read and validate the policy of the repository at *root*; UsageError on any fault."""
+def load_policy(root: Path, *, check_holidays: bool = True) -> Policy:
+    """Read and validate the policy of the repository at *root*; UsageError on any fault.
+
+    *check_holidays* False leaves the holiday settings unchecked until a holiday is looked up:
+    for the sender, which never looks one up (the pull request that changed policy.yaml was
+    checked with them).
+    """
     path = resource(root, POLICY_FILE)
     shown = path if not path.is_relative_to(root) else path.relative_to(root)
     try:
@@ -102,7 +114,10 @@ def load_policy(root: Path) -> Policy:
     errors = [f"{shown}:{m.line}:{m.column}: {msg}" for m, msg in schema_errors(resource(root, POLICY_SCHEMA), doc)]
     if errors:
         raise UsageError("the policy file is invalid:\n" + "\n".join(errors))
-    return _build(path, doc.data, shown)
+    policy = _build(path, doc.data, shown)
+    if check_holidays:
+        policy.holidays  # noqa: B018 - made now, so that a bad setting is an error here
+    return policy
 
 
 def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
@@ -111,7 +126,6 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
     except (ZoneInfoNotFoundError, ValueError):
         raise UsageError(f"{shown}: unknown time zone {data['timezone']!r}") from None
     holidays_cfg = data["holidays"]
-    holidays = _holidays(holidays_cfg, shown)
     sending = data["sending"]
     return Policy(
         path=path,
@@ -138,21 +152,16 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
             {k: (v["name"], v["approximate_size"]) for k, v in data["special_lists"].items()}
         ),
         sending=Sending(**sending),
-        holidays=holidays,
     )
 
 
-def _holidays(cfg: dict[str, Any], shown: Path) -> HolidayBase:
+def _holidays(country: str, subdivision: str | None, categories: tuple[str, ...], path: Path) -> HolidayBase:
     """The configured country's holidays; UsageError for an unknown country, subdivision or category."""
     import holidays
 
     try:
         # No years yet: the country, subdivision and categories are checked as it is made, and
         # the calendar's look-ups compute only the years they need.
-        return holidays.country_holidays(
-            cfg["country"],
-            subdiv=cfg.get("subdivision"),
-            categories=tuple(cfg.get("categories", ["public"])),
-        )
+        return holidays.country_holidays(country, subdiv=subdivision, categories=categories)
     except (NotImplementedError, ValueError, KeyError) as exc:
-        raise UsageError(f"{shown}: holidays: {exc}") from None
+        raise UsageError(f"{path.name}: holidays: {exc}") from None

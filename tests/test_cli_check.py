@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,16 @@ def test_main_in_process_returns_codes(repo: Repo, capsys: pytest.CaptureFixture
     assert main(["check", "--root", str(repo.root), "--submitted", "2027-01-11", "--format", "text"]) == 0
     assert main(["check", "--root", str(repo.root / "nope")]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_holiday_settings_are_checked_on_load_unless_the_caller_never_needs_them(repo: Repo) -> None:
+    from checks.errors import UsageError
+    from checks.policy import load_policy
+
+    path = repo.root / "policy.yaml"
+    path.write_text(path.read_text().replace("country: SE", "country: XX"))
+    with pytest.raises(UsageError, match="holidays"):
+        load_policy(repo.root)
+    policy = load_policy(repo.root, check_holidays=False)
+    with pytest.raises(UsageError, match="holidays"):
+        policy.calendar.holiday(datetime(2027, 1, 1).date())

@@ -3,6 +3,9 @@
 ``send_at`` on a weekend or a holiday, or outside the policy's send window
 (08:00-17:00 local time), is a warning.
 
+Judged at submission only: its findings are warnings, which never stop a
+send, so the sender does not judge them again.
+
 Passes: ``send_at: "2027-02-10 09:00"`` (a Wednesday morning).
 
 Fails (warning): ``send_at: "2027-02-13 09:00"`` (Saturday), ``"2027-02-10 18:30"``.
@@ -16,7 +19,7 @@ from checks.model import Context, Finding, Mailing, Stage, warning
 from checks.policy import Policy
 
 ID = "send-time"
-STAGES: tuple[Stage, ...] = ("submit", "send")
+STAGES: tuple[Stage, ...] = ("submit",)
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:

@@ -35,3 +35,9 @@ def test_warnings(repo: Repo, send_at: str, expected: str | None) -> None:
 def test_date_alone_uses_default_time(repo: Repo) -> None:
     repo.add(changes={"send_at": "2027-02-10"})
     assert repo.messages(submitted="2027-01-04", rule="send-time") == []
+
+
+def test_not_judged_at_send_time(repo: Repo) -> None:
+    # Warnings never stop a send; the sender judges only what can.
+    repo.add(changes={"send_at": "2027-02-13 18:30"})
+    assert repo.messages(submitted="2027-01-04", stage="send", rule="send-time") == []
