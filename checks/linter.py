@@ -24,7 +24,3 @@ def check_mailing(
             loc = finding.loc
             problems.append(Problem(loc.file, loc.line, loc.column, finding.level, rule.ID, finding.message))
     return sorted(set(problems))
-
-
-def has_errors(problems: Iterable[Problem]) -> bool:
-    return any(p.level == "error" for p in problems)

@@ -60,13 +60,6 @@ def resolve_targets(root: Path, paths: list[str], cwd: Path) -> list[Path]:
     return found
 
 
-def load_all(
-    root: Path, directories: list[Path], policy: Policy, special: Mapping[str, Path] | None = None
-) -> Iterator[Mailing]:
-    for directory in directories:
-        yield load_mailing(root, directory, policy, special)
-
-
 def load_mailing(root: Path, directory: Path, policy: Policy, special: Mapping[str, Path] | None = None) -> Mailing:
     """Load one request. *special* maps special-list ids to files of addresses (send time only)."""
     rel = f"{MAILINGS_DIR}/{directory.name}"
