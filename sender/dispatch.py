@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from checks.errors import UsageError
 from checks.linter import check_mailing
@@ -99,17 +100,25 @@ class Outcome:
     log: Path | None = None  # the send log, when this run wrote to it
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
+    # A tuple, not a dataclass: a mailing makes tens of thousands of them, and a tuple is made several times faster.
     address: str
     hash: str
 
 
-@dataclass
+def batch_key(hashes: Sequence[str]) -> str:
+    """Stable for the same recipients: the Message-ID is derived from it."""
+    return hashlib.sha256("".join(hashes).encode("ascii")).hexdigest()[:24]
+
+
+@dataclass(slots=True)
 class Batch:
-    key: str  # stable for the same recipients: the Message-ID is derived from it
+    key: str  # stable for the same recipients: the Message-ID is derived from it (batch_key)
     recipients: list[Recipient]
     message: bytes = b""
+
+    def __len__(self) -> int:
+        return len(self.recipients)
 
     @property
     def addresses(self) -> list[str]:
@@ -191,7 +200,7 @@ def _handle_locked(run: RunContext, mailing: Mailing, journal: Journal, log: Rep
         if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
             journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
-    sending = MailingRun(run, mailing, journal, log, _recipients(mailing, run.hasher), template)
+    sending = MailingRun(run, mailing, journal, log, plan(mailing, run.policy, run.hasher, log), template)
     return asyncio.run(sending.run())
 
 
@@ -221,8 +230,9 @@ def _problem_text(problem: Problem) -> str:
 
 def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
     """Every unique valid address of every list, in list order, as the rules judged them (checks.addresses)."""
-    hash_of = hasher.of_normalised
-    return [Recipient(entry.address, hash_of(key)) for key, entry in mailing.recipients.unique.items()]
+    unique = mailing.recipients.unique
+    addresses = [entry.address for entry in unique.values()]
+    return list(map(Recipient._make, zip(addresses, hasher.of_all_normalised(unique), strict=True)))
 
 
 def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:
@@ -231,9 +241,30 @@ def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -
     found = []
     for start in range(0, len(recipients), size):
         chunk = list(recipients[start : start + size])
-        key = hashlib.sha256("".join(r.hash for r in chunk).encode("ascii")).hexdigest()[:24]
-        found.append(Batch(key, chunk))
+        found.append(Batch(batch_key([r.hash for r in chunk]), chunk))
     return found
+
+
+@dataclass(frozen=True)
+class Work:
+    """A mailing's recipients for one run: how many there are, how many the log settled, and what is left."""
+
+    total: int
+    accepted: int  # by an earlier run
+    failed: int  # for good, by an earlier run
+    todo: list[Batch]
+
+
+def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay) -> Work:
+    """The batches still to send: those of `batches` over the recipients the log has no outcome for."""
+    recipients = _recipients(mailing, hasher)
+    done = log.accepted | log.failed.keys()
+    if not done:
+        # The usual first run: no set of every hash to build and intersect with nothing.
+        return Work(len(recipients), 0, 0, batches(mailing, policy, recipients))
+    hashes = frozenset(r.hash for r in recipients)
+    todo = batches(mailing, policy, [r for r in recipients if r.hash not in done])
+    return Work(len(hashes), len(hashes & log.accepted), len(hashes & log.failed.keys()), todo)
 
 
 def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision) -> Outcome:
@@ -243,14 +274,14 @@ def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision)
     reasons = _blocking_reasons(run, mailing, log)
     if reasons:
         return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
-    done = log.accepted | set(log.failed)
-    pending = [r for r in _recipients(mailing, run.hasher) if r.hash not in done]
+    work = plan(mailing, policy, run.hasher, log)
+    pending = sum(map(len, work.todo))
     mode = delivery_mode(mailing, policy)
-    count = len(batches(mailing, policy, pending))
+    count = len(work.todo)
     connections = min(policy.sending.connections, count) or 1
     note = (
-        f"would send {count} message{'s' if count != 1 else ''} to {len(pending)} recipient"
-        f"{'s' if len(pending) != 1 else ''} ({mode}, {connections} connection{'s' if connections != 1 else ''})"
+        f"would send {count} message{'s' if count != 1 else ''} to {pending} recipient"
+        f"{'s' if pending != 1 else ''} ({mode}, {connections} connection{'s' if connections != 1 else ''})"
     )
     return _outcome(mailing, decision.state, note, log)
 
@@ -359,7 +390,7 @@ class FirstTries:
             batch = todo.popleft()
             message = run.message(batch)
             if isinstance(message, list):
-                self.lane.add(run.write(message), len(batch.recipients))
+                self.lane.add(run.write(message), len(batch))
                 continue
             if run.limiter.active:
                 await run.limiter.wait()
@@ -368,14 +399,14 @@ class FirstTries:
         return None
 
     async def before_data(self, batch: Batch) -> None:
-        await self.lane.before(self.run.journal.written, len(batch.recipients))
+        await self.lane.before(self.run.journal.written, len(batch))
 
     def done(self, batch: Batch, result: TransactionResult) -> None:
         run = self.run
         run.messages_now += 1
         pending, lines = run.settle(batch, batch.recipients, result, final=run.tuning.retries <= 0)
         if lines:
-            self.lane.add(run.write(lines), len(batch.recipients))
+            self.lane.add(run.write(lines), len(batch))
         if pending:
             self.retry.append((batch, pending))
 
@@ -393,7 +424,7 @@ class MailingRun:
         mailing: Mailing,
         journal: Journal,
         log: Replay,
-        recipients: list[Recipient],
+        work: Work,
         template: MessageTemplate,
     ) -> None:
         self.mailing = mailing
@@ -406,12 +437,12 @@ class MailingRun:
         self.progress_source = run.progress
         self.journal = journal
         self.log = log
-        self.recipients = recipients
-        self.hashes = frozenset(r.hash for r in recipients)
-        self.accepted_before = bool(log.accepted & self.hashes)
+        self.total = work.total
+        self.todo = work.todo
+        self.accepted_before = work.accepted > 0
         # Kept as counters: recounting the sets after every transaction would cost O(recipients) each time.
-        self.accepted_count = len(self.hashes & log.accepted)
-        self.failed_count = len(self.hashes & log.failed.keys())
+        self.accepted_count = work.accepted
+        self.failed_count = work.failed
         self.mode = delivery_mode(mailing, run.policy)
         self.limiter = RateLimiter(run.policy.sending.rate_limit, run.options.monotonic)
         self.failures: Counter[int] = Counter()  # this run's permanent refusals by reply code
@@ -429,7 +460,7 @@ class MailingRun:
 
     def counts(self) -> tuple[int, int, int]:
         """(accepted, failed, pending) over this mailing's current recipients."""
-        return self.accepted_count, self.failed_count, len(self.hashes) - self.accepted_count - self.failed_count
+        return self.accepted_count, self.failed_count, self.total - self.accepted_count - self.failed_count
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -459,8 +490,7 @@ class MailingRun:
             self.log.apply(event)
 
     async def run(self) -> Outcome:
-        done = self.log.accepted | self.log.failed.keys()
-        todo = deque(batches(self.mailing, self.policy, [r for r in self.recipients if r.hash not in done]))
+        todo = deque(self.todo)
         connections = max(1, min(self.policy.sending.connections, len(todo)))
         scheme: dict[str, object] = {"hash": self.hasher.scheme}
         if self.hasher.key_check:
@@ -468,15 +498,15 @@ class MailingRun:
         await self._record(
             self._event(
                 "start",
-                recipients=len(self.recipients),
-                pending=sum(len(b.recipients) for b in todo),
+                recipients=self.total,
+                pending=sum(map(len, todo)),
                 mode=self.mode,
                 batch_size=self.policy.sending.batch_size,
                 connections=connections,
                 **scheme,
             )
         )
-        self.progress = self.progress_source.begin(self.mailing.id, len(self.recipients))
+        self.progress = self.progress_source.begin(self.mailing.id, self.total)
         self._report_progress()
         if todo:
             await self._deliver_all(todo, connections)
@@ -619,7 +649,7 @@ class MailingRun:
             return self._failed_lines(key, refused)
         # Until the relay has accepted someone, a 5xx may be about us (relaying denied), not the recipient.
         self.suspects.extend(refused)
-        if len(self.suspects) >= min(self.tuning.probe_recipients, len(self.recipients)):
+        if len(self.suspects) >= min(self.tuning.probe_recipients, self.total):
             reply = self.suspects[-1][1]
             self.stop(
                 f"the relay refused every recipient so far ({len(self.suspects)}, none accepted; the last: "
@@ -675,7 +705,7 @@ class MailingRun:
             self._note(pending),
             ok=self.stop_reason is None,
             acted=True,
-            total=len(self.recipients),
+            total=self.total,
             accepted=accepted,
             failed=failed,
             pending=pending,
