@@ -27,6 +27,7 @@ Events (all carry ``event`` and ``time``)::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -35,6 +36,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -333,7 +335,8 @@ class Journal:
         self._fd = fd
         self._written = 0  # writes made (a ticket is this number after the write)
         self._synced = 0  # writes up to this ticket are on disk
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushing = False  # an fsync is under way in the syncer thread
+        self._syncer: ThreadPoolExecutor | None = None  # made on the first fsync in the background
         self._waiters: list[asyncio.Future[None]] = []
         self._failure: OSError | None = None
         self.writes = 0  # events written
@@ -420,23 +423,35 @@ class Journal:
 
     def kick(self) -> None:
         """Start an fsync in the background if writes are waiting for one (it runs while we send)."""
-        if self._flusher is None and self._synced < self._written and self._failure is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+        if self._flushing or self._synced >= self._written or self._failure is not None:
+            return
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog-fsync")
+        self._flushing = True
+        # Handed to the thread at once, not through a task and asyncio.to_thread: each of those waits for a
+        # turn of the busy event loop, and in bulk mode every connection waits for this fsync before each
+        # message (measured: about 10 ms of a 50,000-recipient run).
+        self._syncer.submit(self._flush, asyncio.get_running_loop(), self._written)
 
-    async def _flush(self) -> None:
-        """One fsync, covering every write made before it began; whoever needs more starts the next."""
-        covered = self._written
+    def _flush(self, loop: asyncio.AbstractEventLoop, covered: int) -> None:
+        """In the syncer thread: one fsync, covering every write up to ticket *covered* (made before it began);
+        then the event loop hears of it. Whoever needs more starts the next."""
+        failure: OSError | None = None
         try:
-            # In a thread, so that transactions go on (and write their events) during the fsync.
-            await asyncio.to_thread(os.fsync, self._fd)
+            os.fsync(self._fd)
         except OSError as exc:
-            self._failure = exc  # the disk failed: every waiter hears of it
+            failure = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile (the run was interrupted): nobody waits
+            loop.call_soon_threadsafe(self._flushed, covered, failure)
+
+    def _flushed(self, covered: int, failure: OSError | None) -> None:
+        self._flushing = False
+        if failure is not None:
+            self._failure = failure  # the disk failed: every waiter hears of it
         else:
             self.syncs += 1
             self._synced = max(self._synced, covered)
-        finally:
-            self._flusher = None
-            self._wake()
+        self._wake()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -451,6 +466,9 @@ class Journal:
             view = view[written:]
 
     def close(self) -> None:
+        if self._syncer is not None:
+            self._syncer.shutdown(wait=True)  # an fsync under way finishes on the descriptor before it is closed
+            self._syncer = None
         if self._fd >= 0:
             os.close(self._fd)  # releases the lock
             self._fd = -1
