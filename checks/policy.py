@@ -53,6 +53,7 @@ class Policy:
     holiday_country: str
     holiday_subdivision: str | None
     holiday_categories: tuple[str, ...]
+    holiday_language: str | None
     blackout_periods: tuple[BlackoutPeriod, ...]
     min_recipients: int
     max_body_words: int
@@ -70,7 +71,9 @@ class Policy:
         Making it imports every country the holidays package knows (tens of milliseconds), so
         commands that never look at a holiday (the sender) do not pay for it.
         """
-        return _holidays(self.holiday_country, self.holiday_subdivision, self.holiday_categories, self.path)
+        return _holidays(
+            self.holiday_country, self.holiday_subdivision, self.holiday_categories, self.holiday_language, self.path
+        )
 
     @cached_property
     def calendar(self) -> WorkCalendar:
@@ -139,6 +142,7 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
         holiday_country=holidays_cfg["country"],
         holiday_subdivision=holidays_cfg.get("subdivision"),
         holiday_categories=tuple(holidays_cfg.get("categories", ["public"])),
+        holiday_language=holidays_cfg.get("language"),
         blackout_periods=tuple(
             BlackoutPeriod(p["name"], _monthday(p["start"]), _monthday(p["end"])) for p in data["blackout_periods"]
         ),
@@ -155,13 +159,15 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
     )
 
 
-def _holidays(country: str, subdivision: str | None, categories: tuple[str, ...], path: Path) -> HolidayBase:
+def _holidays(
+    country: str, subdivision: str | None, categories: tuple[str, ...], language: str | None, path: Path
+) -> HolidayBase:
     """The configured country's holidays; UsageError for an unknown country, subdivision or category."""
     import holidays
 
     try:
         # No years yet: the country, subdivision and categories are checked as it is made, and
         # the calendar's look-ups compute only the years they need.
-        return holidays.country_holidays(country, subdiv=subdivision, categories=categories)
+        return holidays.country_holidays(country, subdiv=subdivision, categories=categories, language=language)
     except (NotImplementedError, ValueError, KeyError) as exc:
         raise UsageError(f"{path.name}: holidays: {exc}") from None

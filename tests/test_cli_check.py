@@ -214,3 +214,9 @@ def test_holiday_settings_are_checked_on_load_unless_the_caller_never_needs_them
     policy = load_policy(repo.root, check_holidays=False)
     with pytest.raises(UsageError, match="holidays"):
         policy.calendar.holiday(datetime(2027, 1, 1).date())
+
+
+def test_holiday_names_follow_the_policy_not_the_locale(repo: Repo) -> None:
+    swedish = {"LANGUAGE": "sv", "LANG": "sv_SE.UTF-8", "LC_ALL": ""}
+    _, out, _ = run(["earliest", "--root", str(repo.root), "--submitted", "2027-03-22"], env=swedish)
+    assert "  skipped 2027-03-29 Mon: Easter Monday" in out.splitlines()
