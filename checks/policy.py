@@ -169,5 +169,5 @@ def _holidays(
         # No years yet: the country, subdivision and categories are checked as it is made, and
         # the calendar's look-ups compute only the years they need.
         return holidays.country_holidays(country, subdiv=subdivision, categories=categories, language=language)
-    except (NotImplementedError, ValueError, KeyError) as exc:
+    except (RuntimeError, ValueError, KeyError) as exc:  # an unknown country raises a RuntimeError subclass
         raise UsageError(f"{path.name}: holidays: {exc}") from None

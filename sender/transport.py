@@ -370,12 +370,10 @@ class SmtpTransport:
             failure = await self.open()
             if failure is not None:
                 return TransactionResult(error=failure)
-        sender = _envelope_address(envelope_from) if envelope_from else b""
-        if sender is None:
-            return TransactionResult(error=Reply(553, f"5.1.7 the sender {envelope_from!r} is not a usable address"))
-        sendable, refused = _recipients(recipients)
-        if not sendable:
-            return TransactionResult(refused=refused, error=_all_refused(refused))
+        envelope = _envelope(envelope_from, recipients)
+        if isinstance(envelope, TransactionResult):
+            return envelope
+        sender, sendable, refused = envelope
         try:
             return await self._transaction(sender, sendable, message, refused)
         except _ClosedByServer as closed:
@@ -654,6 +652,20 @@ def _all_refused(refused: dict[str, Reply]) -> Reply:
     return Reply(worst.code, f"every recipient was refused (first: {worst})")
 
 
+def _envelope(
+    envelope_from: str, recipients: Sequence[str]
+) -> tuple[bytes, list[tuple[str, bytes]], dict[str, Reply]] | TransactionResult:
+    """The envelope as it goes on the wire (sender, usable recipients, refusals), or the result of a
+    transaction that cannot start: an unusable sender, or no usable recipient."""
+    sender = _envelope_address(envelope_from) if envelope_from else b""
+    if sender is None:
+        return TransactionResult(error=Reply(553, f"5.1.7 the sender {envelope_from!r} is not a usable address"))
+    sendable, refused = _recipients(recipients)
+    if not sendable:
+        return TransactionResult(refused=refused, error=_all_refused(refused))
+    return sender, sendable, refused
+
+
 def _recipients(recipients: Sequence[str]) -> tuple[list[tuple[str, bytes]], dict[str, Reply]]:
     """(recipient, envelope address) of each usable recipient, and a refusal for each other one."""
     joined = "\n".join(recipients)
@@ -715,12 +727,10 @@ class MaildirTransport:
             if failure is not None:
                 return TransactionResult(error=failure)
         assert self._box is not None
-        sender = _envelope_address(envelope_from) if envelope_from else b""
-        if sender is None:
-            return TransactionResult(error=Reply(553, f"5.1.7 the sender {envelope_from!r} is not a usable address"))
-        sendable, refused = _recipients(recipients)
-        if not sendable:
-            return TransactionResult(refused=refused, error=_all_refused(refused))
+        checked = _envelope(envelope_from, recipients)
+        if isinstance(checked, TransactionResult):
+            return checked
+        sender, sendable, refused = checked
         envelope = [b"X-Envelope-From: <" + sender + b">\n"]
         envelope += [b"X-Envelope-To: <" + address + b">\n" for _, address in sendable]
         try:
