@@ -6,17 +6,12 @@ checks found, the policy's relevance criteria as a checklist for the reviewer,
 and the message exactly as recipients will see it.
 
 Everything a request says is somebody's text, so none of it reaches the
-Markdown raw: inline text has every ASCII punctuation mark backslash-escaped
-and its line breaks flattened (so it cannot open HTML, a link, an image, a
-heading or a checklist item), invisible characters are shown as ``[U+XXXX]``,
-literal values sit in code spans, and the message sits in a fenced block whose
-fence is longer than any backtick run inside it.
+Markdown raw (checks.markdown: escaped inline text, code spans, and a fenced
+block for the message that nothing inside it can close).
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -26,6 +21,7 @@ from checks.changes import check_gone, mailing_of
 from checks.hosts import host_is_internal
 from checks.linter import check_mailing
 from checks.loader import load_mailing
+from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import Policy
 from checks.rules.links import mailing_links, target
@@ -59,9 +55,6 @@ CRITERIA = (
 # a ValueError (the sender's MessageError) when the request is too broken to build a message from.
 Preview = Callable[[Mailing, Policy, datetime], str]
 
-_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-_LINE_BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")
-_BACKTICKS = re.compile(r"`+")
 _EVENT_FIELDS = (
     ("date", "Date"),
     ("time", "Time"),
@@ -277,45 +270,6 @@ def _field(mailing: Mailing, *path: str) -> str:
 
 def _missing(name: str) -> str:
     return f"*missing* ({code(name)})"
-
-
-def visible(value: str) -> str:
-    """*value* on one line, with invisible and control characters shown as [U+XXXX]."""
-    out: list[str] = []
-    for ch in value:
-        if ch in _LINE_BREAKS:
-            out.append(" ")
-        elif unicodedata.category(ch).startswith("C"):
-            out.append(f"[U+{ord(ch):04X}]")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def text(value: str) -> str:
-    """Inline Markdown that shows *value* literally: no markup of its own can take effect."""
-    return _PUNCTUATION.sub(r"\\\1", visible(value))
-
-
-def code(value: str) -> str:
-    """A code span showing *value* literally, delimited by more backticks than it holds in a row."""
-    flat = visible(value)
-    longest = max((len(run) for run in _BACKTICKS.findall(flat)), default=0)
-    fence = "`" * (longest + 1)
-    return f"{fence} {flat} {fence}"
-
-
-def fenced(body: str, info: str = "text") -> str:
-    """A fenced code block that nothing in *body* can close early."""
-    body = body.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
-    lines = [_visible_keep_tabs(line) for line in body.split("\n")]
-    longest = max((len(run) for run in _BACKTICKS.findall(body)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return "\n".join([f"{fence}{info}", *lines, fence])
-
-
-def _visible_keep_tabs(line: str) -> str:
-    return "\t".join(visible(part) for part in line.split("\t"))
 
 
 def long_date(day: date) -> str:

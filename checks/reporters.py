@@ -69,6 +69,19 @@ def github(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextI
     out.write(_count_line(problems, summaries))
 
 
+def markdown(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
+    """Markdown for a job summary or a comment: the problems grouped per file, all text escaped."""
+    from checks.markdown import code, text
+
+    out.write("## mailings check\n\n")
+    for file, group in groupby(problems, key=lambda p: p.file):
+        out.write(f"### {code(file)}\n\n")
+        for p in group:
+            out.write(f"- **{p.level}** line {p.line}, column {p.column}, {code(p.rule)}: {text(p.message)}\n")
+        out.write("\n")
+    out.write(_count_line(problems, summaries))
+
+
 def json_report(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
     doc: dict[str, Any] = {
         "problems": [asdict(p) for p in problems],
@@ -78,4 +91,4 @@ def json_report(problems: Sequence[Problem], summaries: Sequence[Summary], out: 
     out.write("\n")
 
 
-REPORTERS: dict[str, Reporter] = {"text": text, "github": github, "json": json_report}
+REPORTERS: dict[str, Reporter] = {"text": text, "github": github, "json": json_report, "markdown": markdown}

@@ -220,3 +220,14 @@ def test_holiday_names_follow_the_policy_not_the_locale(repo: Repo) -> None:
     swedish = {"LANGUAGE": "sv", "LANG": "sv_SE.UTF-8", "LC_ALL": ""}
     _, out, _ = run(["earliest", "--root", str(repo.root), "--submitted", "2027-03-22"], env=swedish)
     assert "  skipped 2027-03-29 Mon: Easter Monday" in out.splitlines()
+
+
+def test_markdown_format_groups_per_file_and_escapes(repo: Repo) -> None:
+    repo.add(changes={"send_at": "2027-01-22 09:00", "<b>x</b>": 1})
+    code, out, _ = run(["check", "--root", str(repo.root), "--submitted", "2027-01-11", "--format", "markdown"])
+    lines = out.splitlines()
+    assert code == 1
+    assert lines[:3] == ["## mailings check", "", "### ` mailings/2027-02-10-travel/mailing.yaml `"]
+    assert lines[4].startswith("- **error** line 1, column 1, ` lead-time `: send\\_at 2027\\-01\\-22 is 9 working")
+    assert "<b>" not in out and "\\<b\\>x\\<\\/b\\>" in out
+    assert lines[-1] == "1 mailing checked: 2 errors, 0 warnings"

@@ -7,7 +7,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from checks.cli import main
-from checks.plan import code, fenced, text
+from checks.markdown import code, fenced, text
 from tests.conftest import Repo, git
 
 MAILING = "2027-02-10-travel"
