@@ -14,7 +14,6 @@ in the Context.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from pathlib import Path
 from checks.errors import UsageError
 from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR
-from checks.model import SENDLOG_FILE, ChangeStatus, Context, FileChange, Mailing, Problem
+from checks.model import SENDLOG_FILE, ChangeStatus, Context, FileChange, Mailing, Problem, dispatched
 from checks.policy import Policy
 from checks.rules import RULES, immutable
 
@@ -137,9 +136,8 @@ def _sent(root: Path, commit: str) -> frozenset[str]:
     )
     if done.returncode != 0:
         raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
-    return frozenset(
-        path.split("/")[1] for path, blob in zip(logs, _blobs(done.stdout), strict=True) if dispatched(blob)
-    )
+    blobs = zip(logs, _blobs(done.stdout), strict=True)
+    return frozenset(path.split("/")[1] for path, blob in blobs if dispatched(blob.splitlines()))
 
 
 def _blobs(out: bytes) -> Iterable[bytes]:
@@ -150,23 +148,6 @@ def _blobs(out: bytes) -> Iterable[bytes]:
         size = int(out[at:header_end].split()[2])
         yield out[header_end + 1 : header_end + 1 + size]
         at = header_end + 1 + size + 1
-
-
-NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})
-
-
-def dispatched(log: bytes) -> bool:
-    """True when a send log holds any event but blocked or missed (an unreadable line counts as sending)."""
-    for line in log.splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line).get("event")
-        except (ValueError, AttributeError):
-            return True
-        if event not in NOT_SENDING_EVENTS:
-            return True
-    return False
 
 
 def mailing_of(path: str) -> str | None:

@@ -15,6 +15,7 @@ from checks.errors import UsageError
 from checks.model import (
     BODY_PATTERN,
     MAILING_FILE,
+    SENDLOG_FILE,
     Address,
     Body,
     DirEntry,
@@ -22,6 +23,7 @@ from checks.model import (
     Loc,
     Mailing,
     RecipientList,
+    dispatched,
     error,
     parse_local_datetime,
 )
@@ -80,7 +82,20 @@ def load_mailing(root: Path, directory: Path, policy: Policy, special: Mapping[s
         bodies=_bodies(directory, rel, entries),
         lists=tuple(_lists(mailing, directory, policy, special or {})),
         send_at=parse_local_datetime(send_at_text, policy.timezone, policy.default_send_time) if send_at_text else None,
+        dispatched=any(e.name == SENDLOG_FILE and e.kind == "file" for e in entries) and _dispatched(directory),
     )
+
+
+def _dispatched(directory: Path) -> bool:
+    """Whether the request's send log shows that a run started sending it (read only as far as needed)."""
+    try:
+        fd = os.open(directory / SENDLOG_FILE, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as log:
+        if not stat.S_ISREG(os.fstat(log.fileno()).st_mode):
+            return False
+        return dispatched(log)
 
 
 def _entries(directory: Path) -> Iterator[DirEntry]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import cached_property
@@ -110,6 +111,8 @@ class Mailing:
     bodies: Mapping[str, Body] = field(default_factory=dict)
     lists: tuple[RecipientList, ...] = ()
     send_at: datetime | None = None  # aware, in the policy's time zone
+    # Its send log shows that a run started sending it: it was judged at submission and is history now.
+    dispatched: bool = False
 
     @property
     def yaml_file(self) -> str:
@@ -200,6 +203,24 @@ def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetim
     except ValueError:
         return None
     return datetime.combine(day, at, tzinfo=tz)
+
+
+# Send-log events that record only why a mailing was not sent; any other event means a run started sending.
+NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})
+
+
+def dispatched(lines: Iterable[bytes]) -> bool:
+    """True when send-log lines hold any event but blocked or missed (an unreadable line counts as sending)."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line).get("event")
+        except (ValueError, AttributeError):
+            return True
+        if event not in NOT_SENDING_EVENTS:
+            return True
+    return False
 
 
 def parse_date(text: Any) -> date | None:

@@ -2,9 +2,9 @@
 
 Allowed only for a crisis mailing, or with a ``blackout_exception`` when the
 request was submitted at least the lead time in working days before the
-period began ("agreed and approved well in advance"). At send time the
-exception is honoured as merged: its timing was judged at submission, and the
-sender knows no submission date.
+period began ("agreed and approved well in advance"). At send time, and for
+a mailing a run has started sending, the exception is honoured as merged: its
+timing was judged at submission, and later there is no submission date.
 
 Passes: ``send_at: "2027-07-05"`` with a blackout_exception, submitted 2027-05-03.
 
@@ -39,7 +39,7 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
             "or add a blackout_exception agreed well in advance",
         )
         return
-    if context.stage == "send":
+    if context.stage == "send" or mailing.dispatched:
         return
     lead = policy.lead_time_working_days
     ahead = calendar.working_days_between(context.submitted, span.first - timedelta(days=1))

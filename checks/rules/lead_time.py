@@ -3,7 +3,8 @@
 Working days are Monday to Friday minus public and de facto holidays and minus
 every day in a blackout period. The earliest allowed dispatch date is the
 lead-time-th working day strictly after the submitted date. Crisis mailings
-are exempt. Judged at submission only.
+are exempt. Judged at submission only, so never again for a mailing whose
+send log shows that a run started sending it.
 
 Passes: submitted 2027-01-11 (Monday), ``send_at: "2027-01-25 09:00"``.
 
@@ -23,7 +24,7 @@ STAGES: tuple[Stage, ...] = ("submit",)
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
-    if mailing.send_at is None or mailing.is_crisis:
+    if mailing.send_at is None or mailing.is_crisis or mailing.dispatched:
         return
     calendar = policy.calendar
     earliest, skipped = calendar.earliest_dispatch(context.submitted)

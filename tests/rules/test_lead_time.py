@@ -79,3 +79,28 @@ def test_not_judged_at_send_time(repo: Repo) -> None:
 
 def test_invalid_send_at_is_left_to_the_schema(repo: Repo) -> None:
     assert lead(repo, "soon", "2027-01-11") == []
+
+
+@pytest.mark.parametrize(
+    ("log", "judged"),
+    [
+        ('{"event": "start", "run": "r1"}\n{"event": "attempt", "run": "r1"}\n', False),
+        ("{not json\n", False),
+        ('{"event": "blocked", "reason": "x"}\n{"event": "missed", "reason": "y"}\n', True),
+        ("", True),
+    ],
+)
+def test_a_mailing_a_run_started_sending_is_not_judged_again(repo: Repo, log: str, judged: bool) -> None:
+    # Checked later, a sent mailing would always look too late: its lead time was judged at submission.
+    repo.add(changes={"send_at": "2027-01-12 09:00"}, files={"sendlog.jsonl": log})
+    assert bool(repo.messages(submitted="2027-01-11", rule="lead-time")) is judged
+
+
+def test_a_symlinked_send_log_does_not_count_as_sent(repo: Repo, tmp_path: object) -> None:
+    from pathlib import Path
+
+    fake = Path(str(tmp_path)) / "elsewhere.jsonl"
+    fake.write_text('{"event": "start"}\n')
+    directory = repo.add(changes={"send_at": "2027-01-12 09:00"})
+    (directory / "sendlog.jsonl").symlink_to(fake)
+    assert repo.messages(submitted="2027-01-11", rule="lead-time")
