@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.conftest import Repo
@@ -96,10 +98,8 @@ def test_a_mailing_a_run_started_sending_is_not_judged_again(repo: Repo, log: st
     assert bool(repo.messages(submitted="2027-01-11", rule="lead-time")) is judged
 
 
-def test_a_symlinked_send_log_does_not_count_as_sent(repo: Repo, tmp_path: object) -> None:
-    from pathlib import Path
-
-    fake = Path(str(tmp_path)) / "elsewhere.jsonl"
+def test_a_symlinked_send_log_does_not_count_as_sent(repo: Repo, tmp_path: Path) -> None:
+    fake = tmp_path / "elsewhere.jsonl"
     fake.write_text('{"event": "start"}\n')
     directory = repo.add(changes={"send_at": "2027-01-12 09:00"})
     (directory / "sendlog.jsonl").symlink_to(fake)
