@@ -97,7 +97,8 @@ class TransactionStream(Protocol[T]):
     For each transaction: `next` gives it before any of it is written to the server; `before_data` is awaited
     before its message content can be written; `done` gets its outcome, once, whatever happens. Between a
     `done` and the transport's next write to the server the stream is always asked `next` or `before_data`
-    first, so it can record the outcome before anything else goes out."""
+    first, so it can record the outcome before anything else goes out. A streaming transport asks `next` for
+    the following transaction before it awaits `before_data` for the content it holds."""
 
     async def next(self) -> T | None: ...
 
@@ -454,17 +455,11 @@ class SmtpTransport:
         cleanup = b""  # ends a refused envelope (RSET, after a "." if the server said 354 anyway)
         ending = False
         while True:
-            out: list[bytes] = []
-            sending = ready
-            if ready is not None:
-                await stream.before_data(ready.item)
-                out.append(_payload(ready.item.message))
-                ready = None
-            cleanups = cleanup.count(b"\n")
-            if cleanup:
-                out.append(cleanup)
-                cleanup = b""
+            # The next transaction is asked for before the waiting content's `before_data`: the stream then
+            # writes the last outcome and the next attempt to its log at once, and a wait for the disk in
+            # `before_data` covers both. On the wire the content still comes first.
             started: _Envelope[T] | None = None
+            commands = b""  # its MAIL FROM, RCPT TO and DATA
             while not ending and started is None:
                 item = await stream.next()
                 if item is None:
@@ -476,7 +471,19 @@ class SmtpTransport:
                     continue
                 started = _Envelope(item, sendable, refused)
                 addresses = [address for _, address in sendable]
-                out.append(mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n")
+                commands = mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n"
+            out: list[bytes] = []
+            sending = ready
+            if ready is not None:
+                await stream.before_data(ready.item)
+                out.append(_payload(ready.item.message))
+                ready = None
+            cleanups = cleanup.count(b"\n")
+            if cleanup:
+                out.append(cleanup)
+                cleanup = b""
+            if commands:
+                out.append(commands)
             if not out:
                 return
             reader.write(b"".join(out) if len(out) > 1 else out[0])

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from checks.loader import load_mailing
 from sender.dispatch import Lane, RateLimiter, Recipient, batches, send_all
 from sender.journal import Journal, make_hasher
@@ -82,6 +84,27 @@ def test_individual_mode_sends_one_message_per_recipient_to_that_recipient(
         message = email.message_from_bytes(entry.data, policy=email.policy.default)
         assert message["To"] == entry.recipients[0]
     assert outcome.state is MailingState.SENT and events(repo, "start")[0]["mode"] == "individual"
+
+
+def test_individual_mode_writes_each_outcome_with_the_next_attempt(
+    repo: Repo, smtp_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[bytes] = []
+    write_lines = Journal.write_lines
+
+    def counted(journal: Journal, data: bytes, count: int) -> int:
+        writes.append(data)
+        return write_lines(journal, data, count)
+
+    monkeypatch.setattr(Journal, "write_lines", counted)
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    [outcome] = send(repo, smtp_server)
+    assert outcome.state is MailingState.SENT
+    assert len(events(repo, "attempt")) == len(events(repo, "accepted")) == 600
+    # About one write per message, not one per event: only the start, the end, and the first two attempts and
+    # the last two outcomes of each of the 4 connections go alone.
+    assert len(writes) <= 600 + 2 + 4 * 4
+    assert sum(1 for data in writes if b'"accepted"' in data and b'"attempt"' in data) >= 600 - 2 * 4
 
 
 def test_the_policy_sets_mode_batch_size_and_connections(repo: Repo, smtp_server: RunningServer) -> None:
