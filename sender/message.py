@@ -117,6 +117,19 @@ def render(template: MessageTemplate, *, to: str, message_id: str, date: datetim
     )
 
 
+class DataReady(bytes):
+    """A message that can go after DATA as it is: CRLF line endings only, no line that starts with a dot, a CRLF
+    at the end. `Renderer` makes them, having checked the template's fixed parts once, so that the SMTP
+    transport need not scan every message for line endings and dots (about 3 us of a 1.3 kB message)."""
+
+
+def is_data_ready(data: bytes) -> bool:
+    """True if *data* needs no change to be sent after DATA: CRLF line endings only, no line that starts with
+    a dot. (It may also have to end with a CRLF; that is the caller's to check.)"""
+    lines = data.count(b"\n")
+    return data.count(b"\r") == lines and data.count(CRLF) == lines and not data.startswith(b".") and b"\n." not in data
+
+
 class Renderer:
     """`render` for one run: the Date (the same for every message of a run) and the Message-ID's fixed parts
     encoded once, so each message is a digest and a bytes join."""
@@ -130,6 +143,14 @@ class Renderer:
         self._before_to = template.head + b"To: "
         self._after_to = b"\r\nDate: " + format_datetime(date).encode("ascii") + b"\r\nMessage-ID: "
         self._tail = CRLF + template.tail
+        # Each part checked alone is enough: only the last ends with a line break, so no line starts where two
+        # meet, as long as the parts added per message (the To address, the Message-ID) have no line break.
+        self._data_ready = (
+            all(is_data_ready(part) for part in (self._before_to, self._after_to, self._tail))
+            and self._tail.endswith(CRLF)
+            and not self._before_to.endswith((b"\r", b"\n"))
+            and not self._after_to.endswith((b"\r", b"\n"))
+        )
 
     def message_id(self, key: str) -> str:
         """make_message_id(template.mailing_id, *key*, template.domain)."""
@@ -141,7 +162,12 @@ class Renderer:
         """render(template, to=*to*, message_id=self.message_id(*key*), date=the run's date)."""
         # The Message-ID is built from checked parts and hex digits: it needs no second look.
         message_id = self.message_id(key).encode("ascii")
-        return b"".join((self._before_to, _to_bytes(to), self._after_to, message_id, self._tail))
+        to_bytes = _to_bytes(to)
+        message = b"".join((self._before_to, to_bytes, self._after_to, message_id, self._tail))
+        variable = to_bytes + message_id
+        if self._data_ready and b"\r" not in variable and b"\n" not in variable:
+            return DataReady(message)
+        return message  # a folded group, or a body line that starts with a dot: the transport looks at it
 
 
 def make_message_id(mailing_id: str, key: str, domain: str) -> str:

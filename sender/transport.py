@@ -40,7 +40,7 @@ from aiosmtplib.response import SMTPResponse
 
 from checks.errors import UsageError
 from sender.config import MaildirSettings, SmtpSettings
-from sender.message import MessageError, ascii_address
+from sender.message import DataReady, MessageError, ascii_address
 
 CRLF = b"\r\n"
 # A reply cannot be longer than this; a server that sends more without a line end is broken.
@@ -706,6 +706,8 @@ def _envelope_address(address: str) -> bytes | None:
 
 def _payload(message: bytes) -> bytes:
     """The DATA content: CRLF line endings, leading dots doubled, the final '.' line."""
+    if type(message) is DataReady:
+        return message + b".\r\n"  # checked when it was made
     lines = message.count(CRLF)  # counting allocates nothing: the common message needs no copy before the dot
     if message.count(b"\n") != lines or message.count(b"\r") != lines:
         message = message.replace(CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", CRLF)

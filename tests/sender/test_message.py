@@ -12,8 +12,10 @@ from checks.loader import load_mailing
 from checks.model import Mailing
 from sender.message import (
     DIVIDER,
+    DataReady,
     MessageError,
     MessageTemplate,
+    Renderer,
     build_template,
     delivery_mode,
     make_message_id,
@@ -22,6 +24,7 @@ from sender.message import (
     render,
     undisclosed_to,
 )
+from sender.transport import _payload
 from tests.conftest import Repo
 
 SENT = datetime(2027, 2, 10, 9, 0, tzinfo=ZoneInfo("Europe/Stockholm"))
@@ -223,6 +226,25 @@ def test_render_changes_only_to_date_and_message_id(repo: Repo) -> None:
         (x, y) for x, y in zip(one.split(b"\r\n"), two.split(b"\r\n"), strict=True) if x != y
     ]  # fmt: skip
     assert [x.split(b":")[0] for x, _ in differing] == [b"To", b"Date", b"Message-ID"]
+
+
+def test_the_renderer_marks_messages_that_need_no_change_for_data(repo: Repo) -> None:
+    renderer = Renderer(template(repo), SENT)
+    ready = renderer.render(to="a@kth.se", key="1")
+    assert type(ready) is DataReady
+    # What the transport sends for it without looking is what it would have made of the plain bytes.
+    assert _payload(ready) == _payload(bytes(ready)) == bytes(ready) + b".\r\n"
+    group = undisclosed_to("Everyone who teaches a course in the spring term at any of the schools of the university")
+    assert "\r\n" in group
+    folded = renderer.render(to=group, key="2")
+    assert type(folded) is bytes
+
+
+def test_a_body_line_that_starts_with_a_dot_is_left_to_the_transport(repo: Repo) -> None:
+    renderer = Renderer(template(repo, bodies={"sv": "Hej!\n.hemligt\n", "en": "Hello!\n"}), SENT)
+    message = renderer.render(to="a@kth.se", key="1")
+    assert type(message) is bytes and b"\r\n.hemligt\r\n" in message
+    assert b"\r\n..hemligt\r\n" in _payload(message)
 
 
 def test_missing_parts_are_message_errors(repo: Repo) -> None:
