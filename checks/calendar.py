@@ -28,6 +28,7 @@ class WorkCalendar:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self._earliest: dict[date, tuple[date, tuple[Skipped, ...]]] = {}
 
     def holiday(self, day: date) -> str | None:
         """The holiday's name, or None (weekends themselves are not holidays here)."""
@@ -57,21 +58,21 @@ class WorkCalendar:
     def is_working_day(self, day: date) -> bool:
         return self.why_not_working(day) is None
 
-    def add_working_days(self, start: date, count: int) -> tuple[date, list[Skipped]]:
-        """The *count*-th working day strictly after *start*, and the days skipped on the way."""
-        day, found, skipped = start, 0, []
-        while found < count:
-            day += timedelta(days=1)
-            reason = self.why_not_working(day)
-            if reason is None:
-                found += 1
-            else:
-                skipped.append(Skipped(day, reason))
-        return day, skipped
-
-    def earliest_dispatch(self, submitted: date) -> tuple[date, list[Skipped]]:
-        """The earliest allowed dispatch date for a request submitted on *submitted*."""
-        return self.add_working_days(submitted, self.policy.lead_time_working_days)
+    def earliest_dispatch(self, submitted: date) -> tuple[date, tuple[Skipped, ...]]:
+        """The earliest allowed dispatch date for a request submitted on *submitted*: the lead-time-th working
+        day strictly after it, and the days skipped on the way. Every mailing of a run shares one submitted
+        date, so the answer is kept."""
+        if submitted not in self._earliest:
+            day, found, skipped = submitted, 0, []
+            while found < self.policy.lead_time_working_days:
+                day += timedelta(days=1)
+                reason = self.why_not_working(day)
+                if reason is None:
+                    found += 1
+                else:
+                    skipped.append(Skipped(day, reason))
+            self._earliest[submitted] = (day, tuple(skipped))
+        return self._earliest[submitted]
 
     def latest_submission(self, before: date, count: int) -> date:
         """The last day on which a request can be submitted with *count* working days left before *before*."""

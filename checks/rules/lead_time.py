@@ -13,7 +13,7 @@ Fails: submitted 2027-01-11, ``send_at: "2027-01-22 09:00"`` (9 working days).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from checks.calendar import Skipped
 from checks.model import Context, Finding, Mailing, Stage, error
@@ -41,7 +41,7 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     )
 
 
-def describe_skipped(skipped: list[Skipped]) -> str:
+def describe_skipped(skipped: Sequence[Skipped]) -> str:
     """' (skipped: weekends, Epiphany 2027-01-06, ...)' for a message."""
     if not skipped:
         return ""
