@@ -29,11 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from sample import request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 SUBMITTED = "2027-01-11"
-SEND_AT = "2027-02-10 09:00"  # ten working days after SUBMITTED, a Wednesday morning
 RUN_TIMEOUT_SECONDS = 300.0
 
 BODIES = {
@@ -70,35 +69,20 @@ class RunFailed(Exception):
     """The checker did not run as it should on generated, valid requests."""
 
 
-def request(number: int) -> dict[str, object]:
-    return {
-        "send_at": SEND_AT,
-        "purpose": f"Announce the new travel booking system to group {number}.",
-        "sender": {"unit": "it"},
-        "contact": {"name": "Anna Andersson", "email": "anna.andersson@kth.se", "phone": "+46 8 790 60 00"},
-        "recipients": {
-            "group": f"Employees who book business travel, group {number}",
-            "why": "Everyone who books travel must use the new system from March.",
-            "lists": [{"file": "recipients.txt"}],
-        },
-        "languages": ["sv", "en"],
-        "subject": {"sv": "Nytt system för resebokning", "en": "New travel booking system"},
-    }
-
-
 def generate(root: Path, mailings: int, addresses: int) -> None:
     """A repository of *mailings* valid requests, each with *addresses* distinct addresses."""
     shutil.copy(PROJECT / "policy.yaml", root / "policy.yaml")
     shutil.copytree(PROJECT / "schema", root / "schema")
     for number in range(mailings):
-        directory = root / "mailings" / f"2027-02-10-travel-{number:03d}"
-        directory.mkdir(parents=True)
-        text = yaml.safe_dump(request(number), sort_keys=False, allow_unicode=True)
-        (directory / "mailing.yaml").write_text(text, encoding="utf-8")
-        for lang, body in BODIES.items():
-            (directory / f"body.{lang}.txt").write_text(body, encoding="utf-8")
-        lines = "".join(f"person{i}.group{number}@kth.se\n" for i in range(addresses))
-        (directory / "recipients.txt").write_text(lines, encoding="utf-8")
+        write_request(
+            root / "mailings" / f"2027-02-10-travel-{number:03d}",
+            request(
+                f"Announce the new travel booking system to group {number}.",
+                f"Employees who book business travel, group {number}",
+            ),
+            BODIES,
+            "".join(f"person{i}.group{number}@kth.se\n" for i in range(addresses)),
+        )
 
 
 def command(root: Path) -> list[str]:

@@ -28,15 +28,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import yaml
+from sample import request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOOLS = ("smtp-sink", "smtp-source")
 # Debian installs the Postfix test tools in sbin, which an ordinary user's PATH often lacks.
 TOOL_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
-SEND_AT = "2027-02-10 09:00"  # a Wednesday, outside every blackout period
 NOW = "2027-02-10T09:05:00+01:00"
 SINK_HOST = "127.0.0.1"
 RUN_TIMEOUT_SECONDS = 600.0
@@ -238,24 +238,6 @@ BODIES = {
         "Kind regards\nKTH IT\n"
     ),
 }
-SUBJECTS = {"sv": "Nytt system för resebokning", "en": "New travel booking system"}
-
-
-def mailing_yaml(case: Case) -> dict[str, Any]:
-    return {
-        "send_at": SEND_AT,
-        "purpose": f"Benchmark of {case.name} delivery.",
-        "sender": {"unit": "it"},
-        "contact": {"name": "Anna Andersson", "email": "anna.andersson@kth.se", "phone": "+46 8 790 60 00"},
-        "recipients": {
-            "group": "All employees who book business travel",
-            "why": "Everyone who books travel must use the new system from March.",
-            "lists": [{"file": "recipients.txt"}],
-        },
-        "languages": list(BODIES),
-        "subject": SUBJECTS,
-        "delivery": {"mode": case.mode},
-    }
 
 
 def recipients(case: Case) -> str:
@@ -272,13 +254,12 @@ def build_repository(root: Path, all_cases: Sequence[Case]) -> None:
     policy["sending"].update(delivery="bulk", batch_size=BATCH, connections=SESSIONS, rate_limit=None)
     (root / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False, allow_unicode=True), encoding="utf-8")
     for case in all_cases:
-        directory = root / "mailings" / case.mailing_id
-        directory.mkdir(parents=True)
-        text = yaml.safe_dump(mailing_yaml(case), sort_keys=False, allow_unicode=True)
-        (directory / "mailing.yaml").write_text(text, encoding="utf-8")
-        for lang, body in BODIES.items():
-            (directory / f"body.{lang}.txt").write_text(body, encoding="utf-8")
-        (directory / "recipients.txt").write_text(recipients(case), encoding="utf-8")
+        fields = request(
+            f"Benchmark of {case.name} delivery.",
+            "All employees who book business travel",
+            delivery={"mode": case.mode},
+        )
+        write_request(root / "mailings" / case.mailing_id, fields, BODIES, recipients(case))
 
 
 def source_message(path: Path) -> None:

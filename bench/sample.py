@@ -1,0 +1,40 @@
+"""The requests both benchmarks generate: valid, due on SEND_AT, written as a requester would."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEND_AT = "2027-02-10 09:00"  # a Wednesday morning, ten working days after 2027-01-11, outside every blackout
+SUBJECTS = {"sv": "Nytt system för resebokning", "en": "New travel booking system"}
+
+
+def request(purpose: str, group: str, **extra: Any) -> dict[str, Any]:
+    """A valid mailing.yaml in Swedish and English with one list file, recipients.txt."""
+    return {
+        "send_at": SEND_AT,
+        "purpose": purpose,
+        "sender": {"unit": "it"},
+        "contact": {"name": "Anna Andersson", "email": "anna.andersson@kth.se", "phone": "+46 8 790 60 00"},
+        "recipients": {
+            "group": group,
+            "why": "Everyone who books travel must use the new system from March.",
+            "lists": [{"file": "recipients.txt"}],
+        },
+        "languages": list(SUBJECTS),
+        "subject": SUBJECTS,
+        **extra,
+    }
+
+
+def write_request(directory: Path, fields: Mapping[str, Any], bodies: Mapping[str, str], recipients: str) -> None:
+    """The request's directory: mailing.yaml, a body per language, recipients.txt."""
+    directory.mkdir(parents=True)
+    text = yaml.safe_dump(dict(fields), sort_keys=False, allow_unicode=True)
+    (directory / "mailing.yaml").write_text(text, encoding="utf-8")
+    for lang, body in bodies.items():
+        (directory / f"body.{lang}.txt").write_text(body, encoding="utf-8")
+    (directory / "recipients.txt").write_text(recipients, encoding="utf-8")
