@@ -35,6 +35,15 @@ VALID: dict[str, Any] = {
     "subject": {"sv": "Nytt system för resebokning", "en": "New travel booking system"},
 }
 
+# A complete event, as the policy asks for one (after VALID's send_at, its deadline in between).
+EVENT: dict[str, str] = {
+    "date": "2027-03-01",
+    "time": "13:00-15:00",
+    "venue": "Aula Magna, KTH Campus",
+    "registration": "Register at https://www.kth.se/event/123",
+    "registration_deadline": "2027-02-20",
+}
+
 BODIES = {
     "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",
     "en": "Hello!\n\nFrom 1 March you book travel in the new system.\nRead more at https://www.kth.se/en/travel\n",

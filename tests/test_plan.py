@@ -8,16 +8,9 @@ from markdown_it.token import Token
 
 from checks.cli import main
 from checks.markdown import code, fenced, text
-from tests.conftest import Repo, git
+from tests.conftest import EVENT, Repo, git
 
 MAILING = "2027-02-10-travel"
-EVENT = {
-    "date": "2027-03-01",
-    "time": "13:00-15:00",
-    "venue": "Aula Magna, KTH Campus",
-    "registration": "Register at https://www.kth.se/event/123",
-    "registration_deadline": "2027-02-20",
-}
 
 
 @pytest.fixture

@@ -7,15 +7,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import VALID, Repo
+from tests.conftest import EVENT, VALID, Repo
 
-EVENT = {
-    "date": "2027-03-01",
-    "time": "13:00-15:00",
-    "venue": "Aula Magna, KTH Campus",
-    "registration": "Register at https://www.kth.se/event/123",
-    "registration_deadline": "2027-02-20",
-}
 # The event key lands after `subject` in the written mailing.yaml; its fields follow in EVENT's order.
 AT_EVENT = "mailing.yaml:20:1"
 AT_DATE = "mailing.yaml:21:3"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BODIES, Repo
+from tests.conftest import BODIES, EVENT, Repo
 
 STOPOVER = "https://www.kth.se/en/stopover/conference"
 CONFERENCE = "https://www.example.org/conference"
@@ -178,14 +178,7 @@ def test_internal_address_with_a_user_name_is_a_warning(repo: Repo) -> None:
 
 
 def event(**fields: str) -> dict[str, Any]:
-    base = {
-        "date": "2027-03-01",
-        "time": "13:00-15:00",
-        "venue": "Aula Magna, KTH Campus",
-        "registration": "Register at https://www.kth.se/event/123",
-        "registration_deadline": "2027-02-20",
-    }
-    return {"event": {**base, **fields}}
+    return {"event": {**EVENT, **fields}}
 
 
 def test_internal_event_addresses_pass(repo: Repo) -> None:
