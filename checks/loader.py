@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterator, Mapping
 from itertools import repeat
 from pathlib import Path
+from typing import Literal
 
 from checks.errors import UsageError
 from checks.model import (
@@ -20,6 +21,7 @@ from checks.model import (
     Body,
     DirEntry,
     Finding,
+    ListProblem,
     Loc,
     Mailing,
     RecipientList,
@@ -111,9 +113,11 @@ def _entries(directory: Path) -> Iterator[DirEntry]:
         yield DirEntry(entry.name, kind)  # type: ignore[arg-type]
 
 
-def read_regular(path: Path, limit: int) -> bytes:
-    """Bytes of a regular file (no symlink, FIFO or device), at most *limit*; OSError or ValueError otherwise."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:
+    """Bytes of a regular file (no FIFO or device; no symlink unless *follow*), at most *limit*; OSError or
+    ValueError otherwise."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -184,20 +188,23 @@ def _lists(mailing: Mailing, directory: Path, policy: Policy, special: Mapping[s
 
 def _file_list(index: int, name: str, directory: Path, rel: str) -> RecipientList:
     if not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith("~"):
-        return RecipientList(index, "file", name, error="leaves the request directory; name a file in this directory")
+        return _unread(index, "file", name, "outside", "leaves the request directory; name a file in this directory")
     if BODY_PATTERN.match(name) or name in (MAILING_FILE,):
-        return RecipientList(index, "file", name, error="is not a recipient list")
+        return _unread(index, "file", name, "not-a-list", "is not a recipient list")
     shown = f"{rel}/{name}"
     try:
         raw = read_regular(directory / name, MAX_LIST_BYTES)
     except FileNotFoundError:
-        return RecipientList(index, "file", name, error="does not exist; add the file or fix the name")
+        return _unread(index, "file", name, "missing", "does not exist; add the file or fix the name")
     except (OSError, ValueError) as exc:
-        return RecipientList(index, "file", name, error=f"cannot be read: {read_failure(exc)}")
+        symlink = isinstance(exc, OSError) and exc.errno == errno.ELOOP
+        return _unread(
+            index, "file", name, "symlink" if symlink else "unreadable", f"cannot be read: {read_failure(exc)}"
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return RecipientList(index, "file", name, error="is not valid UTF-8; save it as UTF-8")
+        return _unread(index, "file", name, "encoding", "is not valid UTF-8; save it as UTF-8")
     if name.lower().endswith(".csv"):
         return _csv_list(index, name, shown, text)
     return RecipientList(index, "file", name, addresses=parse_text_list(text, shown), resolved=True)
@@ -223,7 +230,7 @@ def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
             return RecipientList(index, "file", name, resolved=True)
         columns = [h.strip().lower() for h in header]
         if "email" not in columns:
-            return RecipientList(index, "file", name, error="has no 'email' column in its header line")
+            return _unread(index, "file", name, "no-email-column", "has no 'email' column in its header line")
         column = columns.index("email")
         found: list[Address] = []
         start = reader.line_num + 1  # a quoted field may span lines; point at the row's first one
@@ -232,8 +239,12 @@ def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
                 found.append(Address(row[column].strip(), shown, start))
             start = reader.line_num + 1
     except csv.Error as exc:
-        return RecipientList(index, "file", name, error=f"is not valid CSV (line {reader.line_num}): {exc}")
+        return _unread(index, "file", name, "csv", f"is not valid CSV (line {reader.line_num}): {exc}")
     return RecipientList(index, "file", name, addresses=tuple(found), resolved=True)
+
+
+def _unread(index: int, kind: Literal["file", "special"], name: str, problem: ListProblem, words: str) -> RecipientList:
+    return RecipientList(index, kind, name, error=words, problem=problem)
 
 
 def special_list_variable(list_id: str) -> str:
@@ -243,14 +254,15 @@ def special_list_variable(list_id: str) -> str:
 
 def _special_list(index: int, list_id: str, policy: Policy, special: Mapping[str, Path]) -> RecipientList:
     if list_id not in policy.special_lists:
-        return RecipientList(index, "special", list_id, error="is not a special list in the policy")
+        return _unread(index, "special", list_id, "unknown-special", "is not a special list in the policy")
     if list_id not in special:
         return RecipientList(index, "special", list_id)
     path = special[list_id]
     try:
-        text = read_regular(path, MAX_LIST_BYTES).decode("utf-8-sig")
+        # IT's own file, named by the environment: a link to it is followed, unlike in a request.
+        text = read_regular(path, MAX_LIST_BYTES, follow=True).decode("utf-8-sig")
     except (OSError, ValueError) as exc:
-        return RecipientList(index, "special", list_id, error=f"cannot be read from {path}: {read_failure(exc)}")
+        return _unread(index, "special", list_id, "unreadable", f"cannot be read from {path}: {read_failure(exc)}")
     except UnicodeDecodeError:
-        return RecipientList(index, "special", list_id, error=f"cannot be read from {path}: it is not valid UTF-8")
+        return _unread(index, "special", list_id, "encoding", f"cannot be read from {path}: it is not valid UTF-8")
     return RecipientList(index, "special", list_id, addresses=parse_text_list(text, str(path)), resolved=True)

@@ -87,6 +87,13 @@ class Address(NamedTuple):
     line: int
 
 
+# Why a list could not be read. "outside" and "symlink" are the attachments rule's to report for a list
+# file; the recipients rule reports every other kind.
+ListProblem = Literal[
+    "outside", "symlink", "not-a-list", "missing", "unreadable", "encoding", "no-email-column", "csv", "unknown-special"
+]
+
+
 @dataclass(frozen=True)
 class RecipientList:
     """One entry of recipients.lists, resolved as far as it safely can be."""
@@ -96,7 +103,8 @@ class RecipientList:
     name: str
     addresses: tuple[Address, ...] = ()
     resolved: bool = False  # a special list whose addresses were read (send time)
-    error: str | None = None  # why it could not be read
+    error: str | None = None  # why it could not be read, in words
+    problem: ListProblem | None = None  # the same, as a kind the rules decide by
 
 
 @dataclass(frozen=True)

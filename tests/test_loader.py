@@ -62,6 +62,7 @@ def test_list_paths_that_leave_the_directory_are_not_read(repo: Repo, name: str)
     repo.add(changes={"recipients": {"lists": [{"file": name}]}})
     (lst,) = load(repo).lists
     assert lst.addresses == () and lst.error is not None and lst.error.startswith("leaves the request directory")
+    assert lst.problem == "outside"
 
 
 def test_symlinked_list_is_not_followed(repo: Repo, tmp_path: Path) -> None:
@@ -71,6 +72,7 @@ def test_symlinked_list_is_not_followed(repo: Repo, tmp_path: Path) -> None:
     (directory / "link.txt").symlink_to(secret)
     (lst,) = load(repo).lists
     assert lst.addresses == () and "symbolic link" in (lst.error or "")
+    assert lst.problem == "symlink"
 
 
 def test_fifo_does_not_block(repo: Repo) -> None:

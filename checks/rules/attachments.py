@@ -48,7 +48,6 @@ ID = "attachments"
 STAGES: tuple[Stage, ...] = ("submit", "send")
 
 # How the loader says that a list file's path is not a plain name in the request directory.
-LEAVES_DIRECTORY = "leaves the request directory"
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
@@ -59,22 +58,18 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
             "the request's files",
         )
         return
-    lists = {lst.name for lst in mailing.lists if lst.kind == "file" and not _leaves(lst.error)}
+    lists = {lst.name for lst in mailing.lists if lst.kind == "file" and lst.problem != "outside"}
     for entry in mailing.entries:
         message = _entry_problem(mailing, entry, lists)
         if message is not None:
             yield error(Loc(f"{mailing.directory}/{entry.name}"), message)
     for lst in mailing.lists:
-        if lst.kind == "file" and _leaves(lst.error):
+        if lst.kind == "file" and lst.problem == "outside":
             yield error(
                 mailing.at("recipients", "lists", lst.index, "file"),
                 f"the list file '{lst.name}' is not a file in this request's directory; put the list in "
                 f"{mailing.directory}/ and give its name alone (e.g. file: recipients.txt)",
             )
-
-
-def _leaves(reason: str | None) -> bool:
-    return reason is not None and reason.startswith(LEAVES_DIRECTORY)
 
 
 def _entry_problem(mailing: Mailing, entry: DirEntry, lists: set[str]) -> str | None:

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 
 from checks.addresses import Duplicate, ListVerdict, recipient_count, shown
 from checks.loader import special_list_variable
-from checks.model import Context, Finding, Loc, Mailing, RecipientList, Stage, error, warning
+from checks.model import Context, Finding, ListProblem, Loc, Mailing, RecipientList, Stage, error, warning
 from checks.policy import Policy
 
 ID = "recipients"
@@ -44,11 +44,11 @@ STAGES: tuple[Stage, ...] = ("submit", "send")
 MAX_DUPLICATES_SHOWN = 20
 
 # What to do about the loader's reasons for not reading a list file.
-_FILE_HINTS = {
-    "has no 'email' column": "; start the file with a header line that has a column named email (e.g. name,email)",
-    "is not a recipient list": "; name a file that holds only addresses",
-    "is not valid CSV": "; fix the quoting on that line, or save the list as plain text with one address per line",
-    "cannot be read": "; make it a regular file that can be read",
+_FILE_HINTS: dict[ListProblem, str] = {
+    "no-email-column": "; start the file with a header line that has a column named email (e.g. name,email)",
+    "not-a-list": "; name a file that holds only addresses",
+    "csv": "; fix the quoting on that line, or save the list as plain text with one address per line",
+    "unreadable": "; make it a regular file that can be read",
 }
 
 
@@ -66,10 +66,8 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
 
 
 def _reported_elsewhere(lst: RecipientList) -> bool:
-    # The attachments rule reports paths that leave the directory and symbolic links.
-    return lst.error is not None and (
-        lst.error.startswith("leaves the request directory") or "symbolic link" in lst.error
-    )
+    # The attachments rule reports list files whose path leaves the directory, and symbolic links.
+    return lst.kind == "file" and lst.problem in ("outside", "symlink")
 
 
 def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy, context: Context) -> Iterator[Finding]:
@@ -103,9 +101,8 @@ def _entry_error(lst: RecipientList, policy: Policy) -> str:
             return f"{shown(lst.name)} {lst.error}; use one of: {known}, or a list file of your own"
         variable = special_list_variable(lst.name)
         return f"the special list {lst.name} {lst.error}; check the file that {variable} names"
-    error_text = lst.error or ""
-    hint = next((h for start, h in _FILE_HINTS.items() if error_text.startswith(start)), "")
-    return f"the list file {shown(lst.name)} {error_text}{hint}"
+    hint = _FILE_HINTS.get(lst.problem, "") if lst.problem else ""
+    return f"the list file {shown(lst.name)} {lst.error}{hint}"
 
 
 def _special(mailing: Mailing, loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:

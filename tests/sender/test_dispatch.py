@@ -357,3 +357,25 @@ def test_a_symlinked_request_or_log_is_not_sent_and_nothing_is_written_through_i
     [outcome] = send(repo, smtp_server)
     assert outcome.state is MailingState.BLOCKED and not outcome.ok and "symbolic link" in outcome.note
     assert smtp_server.handler.connections == 0 and not (elsewhere / "target.jsonl").exists()
+
+
+def test_a_special_list_behind_a_link_is_read(repo: Repo, smtp_server: RunningServer, tmp_path: Path) -> None:
+    # The environment names IT's own file; a deployment may point at it through a link.
+    staff = tmp_path / "all-employees.txt"
+    staff.write_text(addresses(300, prefix="staff"), encoding="utf-8")
+    link = tmp_path / "current.txt"
+    link.symlink_to(staff)
+    repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
+    [outcome] = send(repo, smtp_server, special={"all-employees": link})
+    assert outcome.state is MailingState.SENT
+    assert smtp_server.handler.counts() == Counter({a: 1 for a in recipients(600) + recipients(300, prefix="staff")})
+
+
+def test_an_unreadable_special_list_blocks_the_mailing_rather_than_dropping_it(
+    repo: Repo, smtp_server: RunningServer, tmp_path: Path
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
+    [outcome] = send(repo, smtp_server, special={"all-employees": tmp_path / "a-directory"})
+    assert smtp_server.handler.received == []
+    assert outcome.state is MailingState.BLOCKED and "all-employees cannot be read" in outcome.note
