@@ -79,6 +79,7 @@ def _add_now(parser: argparse.ArgumentParser) -> None:
 def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     # Imported here: `mailings check` need not load the SMTP client.
     from sender.dispatch import SendOptions, send_all
+    from sender.eventloop import choice_from_env
     from sender.progress import StreamProgress, write_summary
 
     root = _root(args)
@@ -96,6 +97,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         log_key=env.get(LOG_KEY) or None,
         only=args.only,
         dry_run=args.dry_run,
+        event_loop=choice_from_env(env),
     )
     mode = " (dry run: nothing is sent or written)" if args.dry_run else ""
     out.write(f"mailings send at {now.strftime('%Y-%m-%d %H:%M %Z')} via {settings.describe()}{mode}\n")
@@ -254,8 +256,8 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
 
 
 def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    import asyncio
-
+    from sender import eventloop
+    from sender.eventloop import choice_from_env
     from sender.message import MessageError, build_template, make_message_id, preview_text, render
 
     root = _root(args)
@@ -280,7 +282,7 @@ def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
         return 1
     settings = settings_from_env(env, _outbox(args, root))
     out = _Redacting(out, _secrets(settings))
-    verdict = asyncio.run(_send_one(settings, template.envelope_from, args.to, message))
+    verdict = eventloop.run(_send_one(settings, template.envelope_from, args.to, message), choice_from_env(env))
     out.write(f"test copy of {mailing.id} to {args.to} via {settings.describe()}: {verdict or 'accepted'}\n")
     return 0 if verdict is None else 1
 

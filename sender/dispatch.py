@@ -29,7 +29,9 @@ from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import SENDLOG_FILE, Context, Mailing, Problem
 from checks.policy import Policy
+from sender import eventloop
 from sender.config import MaildirSettings, SmtpSettings
+from sender.eventloop import LoopChoice
 from sender.journal import (
     Event,
     EventLines,
@@ -80,6 +82,7 @@ class SendOptions:
     dry_run: bool = False
     tuning: Tuning = Tuning()
     factory: TransportFactory | None = None  # default: sender.transport.transport_factory(settings)
+    event_loop: LoopChoice = "auto"  # sender.eventloop: uvloop where installed
 
 
 @dataclass
@@ -202,7 +205,7 @@ def _handle_locked(run: RunContext, mailing: Mailing, journal: Journal, log: Rep
             journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
     sending = MailingRun(run, mailing, journal, log, plan(mailing, run.policy, run.hasher, log), template)
-    return asyncio.run(sending.run())
+    return eventloop.run(sending.run(), run.options.event_loop)
 
 
 def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:

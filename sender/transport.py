@@ -559,7 +559,8 @@ class SmtpTransport:
     def _install(self, smtp: aiosmtplib.SMTP) -> None:
         """Put a _ReplyReader in place of aiosmtplib's protocol on the open connection."""
         transport = smtp.transport
-        assert isinstance(transport, asyncio.Transport) and smtp.loop is not None
+        # Not isinstance(..., asyncio.Transport): uvloop's transports do not derive from asyncio's classes.
+        assert transport is not None and smtp.loop is not None
         reader = _ReplyReader(smtp.loop, lambda lost: smtp.close() if smtp.protocol is lost else None)
         reader.connection_made(transport)
         transport.set_protocol(reader)

@@ -12,6 +12,7 @@ import yaml
 from checks.model import SENDLOG_FILE
 from sender.config import MaildirSettings, SmtpSettings
 from sender.dispatch import Outcome, SendOptions, Tuning, send_all
+from sender.eventloop import LoopChoice
 from sender.journal import Replay, make_hasher, replay
 from tests.conftest import Repo
 from tests.sender.smtpserver import RunningServer
@@ -19,6 +20,7 @@ from tests.sender.smtpserver import RunningServer
 MAILING = "2027-02-10-travel"  # the Repo fixture's default id; send_at 2027-02-10 09:00 Europe/Stockholm
 NOW = "2027-02-10T09:05:00+01:00"
 FAST = Tuning(backoff=(0.01, 0.02, 0.04))  # retries without waiting seconds
+LOOP: LoopChoice = "auto"  # the event loop of the sends; the loop_choice fixture runs a test on each
 
 
 def smtp(server: RunningServer, **changes: Any) -> SmtpSettings:
@@ -30,6 +32,7 @@ def options(settings: SmtpSettings | MaildirSettings, *, now: str = NOW, **chang
     changes.setdefault("tuning", FAST)
     changes.setdefault("wallclock", lambda: moment)
     changes.setdefault("monotonic", time.monotonic)
+    changes.setdefault("event_loop", LOOP)
     return SendOptions(now=moment, run_id="test-run", settings=settings, **changes)
 
 

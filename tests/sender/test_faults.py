@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from sender.config import SmtpSettings
@@ -18,6 +19,7 @@ from tests.sender.sending import events, hashed, log_of, log_path, options, reci
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer, credentials
 
 MakeServer = Callable[..., RunningServer]
+pytestmark = pytest.mark.usefixtures("loop_choice")  # every fault on each event loop
 EVERYONE = recipients(600)
 
 

@@ -7,13 +7,14 @@ import email
 import email.policy
 import mailbox
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from checks.errors import UsageError
+from sender import eventloop
 from sender.config import MaildirSettings, SmtpSettings
 from sender.transport import (
     MaildirTransport,
@@ -22,6 +23,7 @@ from sender.transport import (
     TransactionResult,
     transport_factory,
 )
+from tests.sender import sending
 from tests.sender.smtpserver import Faults, FaultyHandler, Recorder, RunningServer, TlsFiles, credentials
 
 T = TypeVar("T")
@@ -30,8 +32,11 @@ MESSAGE = b"From: KTH IT <noreply@kth.se>\r\nSubject: Test\r\n\r\nHello!\r\n"
 MakeServer = Callable[..., RunningServer]
 
 
-def run(coro: Awaitable[T]) -> T:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+pytestmark = pytest.mark.usefixtures("loop_choice")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return eventloop.run(coro, sending.LOOP)
 
 
 def settings(server: RunningServer, **changes: Any) -> SmtpSettings:
