@@ -35,13 +35,16 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
+from functools import cache
+from typing import TYPE_CHECKING
 
 from checks.bodies import BOM, body_text, sent_bodies, split_lines
 from checks.model import Body, Context, Finding, Level, Loc, Mailing, Stage, error, warning
 from checks.policy import Policy
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
+    from markdown_it.token import Token
 
 ID = "plain-text"
 STAGES: tuple[Stage, ...] = ("submit", "send")
@@ -49,15 +52,27 @@ STAGES: tuple[Stage, ...] = ("submit", "send")
 MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1: a hard limit
 MAX_LINE_CHARS = 78  # RFC 5322 section 2.1.1: what every mail program shows unwrapped
 
-# CommonMark plus strikethrough, with three changes so that plain text reads as plain text:
-# indented lines are text (not code blocks), "[1]: https://..." footnotes are text (not link
-# definitions), and HTML is only ever inline, so that a line that looks like a tag cannot hide
-# the lines below it from the checks.
-_MARKDOWN = (
-    MarkdownIt("commonmark", {"html": True})
-    .enable("strikethrough")
-    .disable(["code", "reference", "html_block", "text_join"])
-)
+# Every piece of markup the rule reports is made of one of these: emphasis and strong (* _), strikethrough
+# and fences (~ `), code spans, headings, links and images ([, "![" holds it too), HTML tags and entities.
+# A body with none of them has no markup to find, and is not parsed (loading markdown-it-py is most of the
+# rule's time on such a body).
+MARKUP_CHARACTERS = frozenset("*_~`#[<&")
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    """CommonMark plus strikethrough, with three changes so that plain text reads as plain text:
+    indented lines are text (not code blocks), "[1]: https://..." footnotes are text (not link
+    definitions), and HTML is only ever inline, so that a line that looks like a tag cannot hide
+    the lines below it from the checks."""
+    from markdown_it import MarkdownIt
+
+    return (
+        MarkdownIt("commonmark", {"html": True})
+        .enable("strikethrough")
+        .disable(["code", "reference", "html_block", "text_join"])
+    )
+
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_]?)")
 _TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)")
@@ -224,11 +239,17 @@ def _column_at_octet(line: str, limit: int) -> int:
 
 def _markup(lines: list[str]) -> Iterator[_Spot]:
     source = "\n".join(lines).replace("\0", "\ufffd")  # as markdown-it-py normalises it
+    if not MARKUP_CHARACTERS.isdisjoint(source):
+        yield from parsed_markup(source, lines)
+
+
+def parsed_markup(source: str, lines: list[str]) -> Iterator[_Spot]:
+    """The markup markdown-it-py finds in *source*, the body's *lines* joined."""
     starts = [0]
     for line in lines[:-1]:
         starts.append(starts[-1] + len(line) + 1)
     seen: set[tuple[int, str]] = set()
-    for token in _MARKDOWN.parse(source):
+    for token in _markdown().parse(source):
         if token.map is None:
             continue
         first = token.map[0]

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import random
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from checks.rules import plain_text
 from tests.conftest import BODIES, Repo
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 EMPHASIS = (
     "a mass mailing is plain text and recipients see the markers as written: remove them (write emphasis in "
@@ -267,6 +275,36 @@ def test_every_kind_of_markup_is_reported(repo: Repo) -> None:
         error("2:59", f"HTML (<b>); {HTML}"),
         error("2:63", f"HTML (</b>); {HTML}"),
     ]
+
+
+def test_text_without_markup_characters_has_no_markup_the_parser_would_find() -> None:
+    """The rule parses only a body that holds one of MARKUP_CHARACTERS; this checks that claim with the parser
+    itself on random text made of every other ASCII character, line ends, a few letters beyond ASCII and the
+    shapes of markup that need none of them."""
+    pieces = [chr(c) for c in range(32, 127)] + ["\n", "\n\n", "    ", "1. ", "- ", "> ", "===", "é", "ß", "к", "“"]
+    # The shapes markup takes, so that a character missing from MARKUP_CHARACTERS would soon be caught.
+    pieces += ["\n# ", "**b**", "*e* ", "_u_ ", "~~s~~", "\n```\n", "\n~~~\n", "`c`", "[t](u)", "![i](u)", "<b>"]
+    pieces += ["&amp;", "&#65;"]
+    alphabet = [piece for piece in pieces if plain_text.MARKUP_CHARACTERS.isdisjoint(piece)]
+    generator = random.Random(20271)
+    for _ in range(400):
+        source = "".join(generator.choices(alphabet, k=generator.randint(1, 120)))
+        lines = source.split("\n")
+        assert list(plain_text.parsed_markup("\n".join(lines), lines)) == [], repr(source)
+
+
+def test_a_body_without_markup_characters_does_not_load_the_markdown_parser() -> None:
+    program = (
+        "import sys\n"
+        "from checks.rules import plain_text\n"
+        "spots = list(plain_text._markup(['Hello!', '', '- see https://www.kth.se/it (page 2)', {last!r}]))\n"
+        "print(len(spots), 'markdown_it' in sys.modules)\n"
+    )
+    for last, printed in (("1. first", "0 False"), ("1. **first**", "1 True")):
+        done = subprocess.run(
+            [sys.executable, "-c", program.format(last=last)], cwd=PROJECT, capture_output=True, text=True
+        )
+        assert (done.returncode, done.stdout.strip()) == (0, printed), done.stderr
 
 
 def test_same_markup_is_reported_once_per_line(repo: Repo) -> None:
