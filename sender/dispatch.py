@@ -110,9 +110,12 @@ class Recipient(NamedTuple):
     hash: str
 
 
+KEY_DIGITS = 24
+
+
 def batch_key(hashes: Sequence[str]) -> str:
     """Stable for the same recipients: the Message-ID is derived from it."""
-    return hashlib.sha256("".join(hashes).encode("ascii")).hexdigest()[:24]
+    return hashlib.sha256("".join(hashes).encode("ascii")).hexdigest()[:KEY_DIGITS]
 
 
 @dataclass(slots=True)
@@ -244,6 +247,10 @@ def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
 def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:
     """Bulk: consecutive runs of batch_size recipients; individual: one each. Same recipients, same key."""
     size = 1 if delivery_mode(mailing, policy) == "individual" else max(1, policy.sending.batch_size)
+    if size == 1:
+        # batch_key of each recipient alone, without two lists per recipient: a third of the time for 10,000.
+        sha256 = hashlib.sha256
+        return [Batch(sha256(r.hash.encode("ascii")).hexdigest()[:KEY_DIGITS], [r]) for r in recipients]
     found = []
     for start in range(0, len(recipients), size):
         chunk = list(recipients[start : start + size])

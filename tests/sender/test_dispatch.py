@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from checks.loader import load_mailing
-from sender.dispatch import Lane, RateLimiter, Recipient, batches, send_all
+from sender.dispatch import Lane, RateLimiter, Recipient, batch_key, batches, send_all
 from sender.journal import Journal, make_hasher
 from sender.state import MailingState
 from tests.conftest import BODIES, Repo, addresses
@@ -295,6 +295,18 @@ def test_batches_keep_their_key_for_the_same_recipients(repo: Repo) -> None:
     assert [len(b.recipients) for b in first] == [100, 100, 50]
     again = batches(mailing, repo.policy, people[100:])
     assert [b.key for b in again] == [b.key for b in first[1:]]  # resuming after the first batch: same Message-IDs
+    assert [b.key for b in first] == [batch_key([r.hash for r in b.recipients]) for b in first]
+
+
+def test_individual_batches_hold_one_recipient_each_with_the_key_of_batch_key(repo: Repo) -> None:
+    directory = repo.add(changes={"delivery": {"mode": "individual"}})
+    mailing = load_mailing(repo.root, directory, repo.policy)
+    hasher = make_hasher(None)
+    people = [Recipient(a, hasher(a)) for a in recipients(30)]
+    found = batches(mailing, repo.policy, people)
+    assert [b.recipients for b in found] == [[r] for r in people]
+    assert [b.key for b in found] == [batch_key([r.hash]) for r in people]
+    assert len({b.key for b in found}) == 30
 
 
 def test_the_rate_limit_spaces_messages_over_all_connections() -> None:
