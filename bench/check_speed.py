@@ -88,7 +88,7 @@ def generate(root: Path, mailings: int, addresses: int) -> None:
 def command(root: Path) -> list[str]:
     """The installed console script next to this interpreter, else the module."""
     script = Path(sys.executable).parent / "mailings"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "checks.cli"]
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
     return [*base, "check", "--root", str(root), "--submitted", SUBMITTED, "--format", "text"]
 
 

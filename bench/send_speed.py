@@ -287,7 +287,7 @@ def source_message(path: Path) -> None:
 
 def mailings_command() -> list[str]:
     script = Path(sys.executable).parent / "mailings"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "checks.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
 
 
 def ours_env(sink: Sink, work: Path) -> dict[str, str]:

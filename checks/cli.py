@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import re
 import sys
@@ -231,17 +230,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `mailings` command; with *argv* None it is the program (arguments from sys.argv, exit after it)."""
-    program = argv is None
-    if program:
-        # The modules loaded so far live until exit: the cyclic garbage collector need not
-        # look at them again on each of its full passes while a command reads big lists.
-        gc.freeze()
-        # What a command loads (more modules, the policy, lists of 100,000 addresses) lives until it
-        # ends too: a full pass every 100 passes over the younger objects, not every 10, finds as
-        # little and costs a command one pass over all it loaded instead of several.
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, 100)
+    """The `mailings` command line (*argv* None: sys.argv). The program itself is checks.program."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -252,11 +241,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mailings: interrupted", file=sys.stderr)
         return 130
-    finally:
-        if program:
-            # The process ends next: a last collection over every object it made (the mailings,
-            # their lists) would only free memory that exiting frees anyway.
-            gc.freeze()
 
 
 if __name__ == "__main__":

@@ -15,14 +15,32 @@ import pytest
 from checks.cli import main
 from tests.conftest import Repo
 
+PROJECT = Path(__file__).resolve().parent.parent
+
 
 def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     """The real console entry point in a subprocess: exit code, stdout, stderr."""
     full_env = {k: v for k, v in os.environ.items() if k != "GITHUB_ACTIONS"} | (env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "checks.cli", *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60
+        [sys.executable, "-m", "checks", *args], capture_output=True, text=True, cwd=cwd, env=full_env, timeout=60
     )
     return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_the_program_tunes_the_collector_before_it_imports_the_command_line() -> None:
+    program = (
+        "import gc, sys\n"
+        "from checks import program\n"
+        "assert 'checks.cli' not in sys.modules and 'jsonschema' not in sys.modules\n"
+        "sys.argv = ['mailings', 'earliest', '--submitted', '2027-01-11']\n"
+        "status = program.main()\n"
+        "tuned = gc.get_threshold() == (program.YOUNG_OBJECTS, 10, program.MIDDLE_PASSES)\n"
+        "print(status, tuned, gc.get_freeze_count() > 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=PROJECT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 True True"
+    assert done.stdout.startswith("2027-01-25 is the earliest allowed dispatch date")
 
 
 def test_clean_repository_exits_zero(repo: Repo) -> None:
