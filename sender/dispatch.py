@@ -433,6 +433,10 @@ class FirstTries:
         self.hold(lines, len(batch))
         if pending:
             self.retry.append((batch, pending))
+        else:
+            # Settled: the rendered bytes are not needed again, and freed now they are reused for the next
+            # message instead of growing the process by a message per recipient (13 MB for 10,000).
+            batch.message = b""
 
     def hold(self, lines: list[bytes], recipients: int) -> None:
         if lines:

@@ -107,6 +107,24 @@ def test_a_connection_dropped_after_the_data_was_taken_may_duplicate_that_batch_
     counts = handler.counts()
     assert set(counts) == set(EVERYONE) and outcome.state is MailingState.SENT
     assert sum(counts.values()) - len(counts) <= 100  # SMTP cannot tell; at most that one batch twice
+    # The batch sent again is the same message, Message-ID and all, so that mail systems can tell it is one.
+    by_recipients: dict[tuple[str, ...], set[bytes]] = {}
+    for entry in handler.received:
+        by_recipients.setdefault(entry.recipients, set()).add(entry.data)
+    assert all(len(datas) == 1 for datas in by_recipients.values())
+    assert len(by_recipients) < len(handler.received)  # one batch did arrive twice
+
+
+def test_individual_messages_sent_again_after_a_drop_are_the_same_bytes(repo: Repo, make_server: MakeServer) -> None:
+    server, handler = _faulty(make_server, drop_after_data=[3, 40])
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    [outcome] = send(repo, server)
+    assert set(handler.counts()) == set(EVERYONE) and outcome.state is MailingState.SENT
+    by_recipient: dict[tuple[str, ...], list[bytes]] = {}
+    for entry in handler.received:
+        by_recipient.setdefault(entry.recipients, []).append(entry.data)
+    twice = {r: datas for r, datas in by_recipient.items() if len(datas) > 1}
+    assert 1 <= len(twice) <= 2 and all(len(set(datas)) == 1 for datas in twice.values())
 
 
 def test_slow_replies_still_deliver_everyone_once(repo: Repo, make_server: MakeServer) -> None:
