@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 
+from checks.rules import links
 from tests.conftest import BODIES, EVENT, Repo
 
 STOPOVER = "https://www.kth.se/en/stopover/conference"
@@ -48,6 +50,7 @@ def entry(url: str = CONFERENCE, stopover: str = STOPOVER) -> dict[str, Any]:
         "In brackets (https://www.kth.se/x) and <https://www.kth.se/y>",
         "Trailing dot: https://www.kth.se./x",
         "Mail anna.andersson@kth.se, info@example.org or mailto:it-support@example.com",
+        "Local parts that look like hosts: support.it@kth.se, www.example.org@kth.se",
         "Words that are not addresses: e.g. body.en.txt, version 1.2.3, 10.30-12.00",
     ],
 )
@@ -264,3 +267,19 @@ def test_long_addresses_are_shortened_in_messages(repo: Repo) -> None:
     long_url = "https://evil.com/" + "a" * 100
     (message,) = body_messages(repo, long_url)
     assert f"the address {long_url[:77]}... leads outside" in message
+
+
+def test_lines_without_an_at_sign_find_the_same_links_without_the_mail_search() -> None:
+    """links_in skips linkify-it-py's mail address search on a line without "@"; random lines made of the pieces
+    links are written with find the same links either way."""
+    pieces = [
+        "https://www.kth.se/x", "http://evil.com/a?b=c", "www.example.org", "kth.se/it", "foo.dev/x", "evil.com",
+        "//evil.com", "http://1.2.3.4/", "ftp://f.kth.se", "mailto:", "xn--kth-9la.se", "a.b", "(", ")", "<", ">",
+        ",", ".", ":", "/", "-", "_", "'", '"', " ", " ", "word", "Read more at", "é", "ü.se", "localhost:8080",
+    ]  # fmt: skip
+    generator = random.Random(2027)
+    for _ in range(3000):
+        line = "".join(generator.choices(pieces, k=generator.randint(1, 10)))
+        found = [(m.schema, m.index, m.last_index, m.url) for m in links._LINKIFY.match(line) or []]
+        without = [(m.schema, m.index, m.last_index, m.url) for m in links._LINKIFY_NO_MAIL.match(line) or []]
+        assert found == without, line
