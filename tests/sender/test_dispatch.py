@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from checks.loader import load_mailing
-from sender.dispatch import Lane, RateLimiter, Recipient, batch_key, batches, send_all
-from sender.journal import Journal, make_hasher
+from sender.dispatch import Lane, RateLimiter, Recipient, batch_key, batches, plan, send_all
+from sender.journal import Journal, Replay, make_hasher
 from sender.state import MailingState
 from tests.conftest import BODIES, Repo, addresses
 from tests.sender.sending import (
@@ -296,6 +296,19 @@ def test_batches_keep_their_key_for_the_same_recipients(repo: Repo) -> None:
     again = batches(mailing, repo.policy, people[100:])
     assert [b.key for b in again] == [b.key for b in first[1:]]  # resuming after the first batch: same Message-IDs
     assert [b.key for b in first] == [batch_key([r.hash for r in b.recipients]) for b in first]
+
+
+def test_a_bulk_first_run_hashes_each_batch_when_it_is_first_sent_into_the_same_batches(repo: Repo) -> None:
+    directory = repo.add()
+    mailing = load_mailing(repo.root, directory, repo.policy)
+    hasher = make_hasher("a key")
+    work = plan(mailing, repo.policy, hasher, Replay())
+    assert work.total == 600 and [len(b) for b in work.todo] == [100] * 6
+    assert all(b.recipients == [] and b.key == "" for b in work.todo)  # nothing hashed before the sending starts
+    for batch in work.todo:
+        batch.hash_recipients()
+    eager = batches(mailing, repo.policy, [Recipient(a, hasher(a)) for a in recipients(600)])
+    assert [(b.recipients, b.key) for b in work.todo] == [(b.recipients, b.key) for b in eager]
 
 
 def test_individual_batches_hold_one_recipient_each_with_the_key_of_batch_key(repo: Repo) -> None:
