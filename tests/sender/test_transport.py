@@ -435,6 +435,25 @@ def test_a_stream_takes_one_write_per_transaction(smtp_server: RunningServer) ->
     assert writes == 31
 
 
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_a_stream_pipelines_over_tls(make_server: MakeServer, tls_files: TlsFiles, security: str) -> None:
+    context = tls_files.server_context()
+    server = make_server(tls_context=context) if security == "starttls" else make_server(ssl_context=context)
+    transport = transport_factory(_trusting(tls_files, server, security))()
+    recording = RecordingStream(server.handler, [[a] for a in people(20)] + [people(3, "many")])
+
+    async def go() -> tuple[bool, int]:
+        assert await transport.open() is None
+        await transport.send_stream(SENDER, recording)
+        pipelined, writes = transport.pipelining, transport.writes  # type: ignore[attr-defined]
+        await transport.close()
+        return pipelined, writes
+
+    assert run(go()) == (True, 22)  # on TLS too: each content goes with the next envelope
+    assert recording.problems == []
+    assert server.handler.counts() == {a: 1 for a in people(20) + people(3, "many")}
+
+
 def test_a_stream_without_pipelining_sends_one_transaction_at_a_time(make_server: MakeServer) -> None:
     server = make_server(pipelining=False)
     _, recording, writes = stream(server, [[a] for a in people(5)] + [people(3, "many")])
