@@ -16,6 +16,7 @@ MIDDLE_PASSES = 100
 
 
 def main() -> int:
+    """Run the command in sys.argv; its exit status."""
     _, middle, _ = gc.get_threshold()
     gc.set_threshold(YOUNG_OBJECTS, middle, MIDDLE_PASSES)
     from checks.cli import main as command_line  # after the settings: its imports are most of a start
