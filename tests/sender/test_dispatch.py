@@ -404,3 +404,34 @@ def test_an_unreadable_special_list_blocks_the_mailing_rather_than_dropping_it(
     [outcome] = send(repo, smtp_server, special={"all-employees": tmp_path / "a-directory"})
     assert smtp_server.handler.received == []
     assert outcome.state is MailingState.BLOCKED and "all-employees cannot be read" in outcome.note
+
+
+class _Recorded:
+    """A Progress that keeps every update."""
+
+    def __init__(self) -> None:
+        self.updates: list[tuple[int, int, int]] = []
+        self.finished = 0
+
+    def begin(self, mailing_id: str, total: int) -> _Recorded:
+        return self
+
+    def update(self, accepted: int, failed: int, pending: int) -> None:
+        self.updates.append((accepted, failed, pending))
+
+    def finish(self) -> None:
+        self.finished += 1
+
+
+def test_progress_gets_the_counts_at_the_start_the_end_and_between_at_most_every_so_often(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    ticks = iter(range(1_000_000))
+    recorded = _Recorded()
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    # A clock that moves 10 ms each time it is read: the display may get counts every 5 reads or so.
+    settings = options(smtp(smtp_server), monotonic=lambda: next(ticks) / 100)
+    [outcome] = send_all(repo.root, repo.policy, settings, recorded)
+    assert outcome.sent_now == 600 and recorded.finished == 1
+    assert recorded.updates[0] == (0, 0, 600) and recorded.updates[-1] == (600, 0, 0)
+    assert 3 <= len(recorded.updates) < 600  # not once per message
