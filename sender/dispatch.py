@@ -151,8 +151,7 @@ class Batch:
         if self.unhashed is not None:
             normalised, addresses, hasher = self.unhashed
             hashes = hasher.of_all_normalised(normalised)
-            # tuple.__new__ is what Recipient._make calls; called directly, it saves a Python call per address.
-            self.recipients = list(map(tuple.__new__, repeat(Recipient), zip(addresses, hashes, strict=True)))
+            self.recipients = _made_recipients(addresses, hashes)
             self.key = batch_key(hashes)
             self.unhashed = None
 
@@ -260,13 +259,22 @@ def _problem_text(problem: Problem) -> str:
     return f"{problem.file}:{problem.line}:{problem.column}: [{problem.rule}] {problem.message}"
 
 
-def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
-    """Every unique valid address of every list, in list order, as the rules judged them (checks.addresses)."""
+def _unique_addresses(mailing: Mailing) -> tuple[list[str], list[str]]:
+    """Every unique valid address of every list, in list order, as the rules judged them (checks.addresses):
+    normalised, and as written."""
     unique = mailing.recipients.unique
-    addresses = [entry.address for entry in unique.values()]
-    hashes = hasher.of_all_normalised(unique)
+    return list(unique), [entry.address for entry in unique.values()]
+
+
+def _made_recipients(addresses: list[str], hashes: list[str]) -> list[Recipient]:
     # tuple.__new__ is what Recipient._make calls; called directly, it saves a Python function call per address.
     return list(map(tuple.__new__, repeat(Recipient), zip(addresses, hashes, strict=True)))
+
+
+def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
+    """`_unique_addresses` as Recipients, hashed."""
+    normalised, addresses = _unique_addresses(mailing)
+    return _made_recipients(addresses, hasher.of_all_normalised(normalised))
 
 
 def batch_size(mailing: Mailing, policy: Policy) -> int:
@@ -290,9 +298,7 @@ def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -
 
 def unhashed_batches(mailing: Mailing, size: int, hasher: Hasher) -> list[Batch]:
     """`batches` of every recipient, each hashed when first needed (see Batch)."""
-    unique = mailing.recipients.unique
-    normalised = list(unique)
-    addresses = [entry.address for entry in unique.values()]
+    normalised, addresses = _unique_addresses(mailing)
     return [
         Batch([], unhashed=(normalised[start : start + size], addresses[start : start + size], hasher))
         for start in range(0, len(normalised), size)

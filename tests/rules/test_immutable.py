@@ -196,6 +196,16 @@ def test_base_may_not_look_like_an_option(branch: Repo, capsys: pytest.CaptureFi
     assert not (branch.root / "x").exists()
 
 
+def re_date_on_a_branch(repo: Repo, log: str, message: str) -> None:
+    """SENT with *log* as its send log on main, then a branch that moves its date by a week."""
+    repo.add(SENT, files={"sendlog.jsonl": log})
+    commit(repo, message, branch="main")
+    git(repo.root, "switch", "--quiet", "--create", "re-date")
+    path = repo.root / "mailings" / SENT / "mailing.yaml"
+    path.write_text(path.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
+    commit(repo, "New date")
+
+
 @pytest.mark.parametrize(
     "log",
     [
@@ -207,12 +217,7 @@ def test_base_may_not_look_like_an_option(branch: Repo, capsys: pytest.CaptureFi
 def test_a_mailing_never_sent_can_be_fixed_or_re_dated(
     repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str], log: str
 ) -> None:
-    repo.add(SENT, files={"sendlog.jsonl": log})
-    commit(repo, "A mailing the dispatch job could not send", branch="main")
-    git(repo.root, "switch", "--quiet", "--create", "re-date")
-    path = repo.root / "mailings" / SENT / "mailing.yaml"
-    path.write_text(path.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
-    commit(repo, "New date")
+    re_date_on_a_branch(repo, log, "A mailing the dispatch job could not send")
     assert check(repo, capsys, "--changed-since", "main") == (0, [])
 
 
@@ -220,11 +225,6 @@ def test_a_log_with_a_run_in_it_makes_the_mailing_history(
     repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log = '{"event": "blocked", "reason": "x"}\n{"event": "start", "run": "r1"}\n{"event": "attempt"\n'
-    repo.add(SENT, files={"sendlog.jsonl": log})
-    commit(repo, "Sent part-way", branch="main")
-    git(repo.root, "switch", "--quiet", "--create", "re-date")
-    path = repo.root / "mailings" / SENT / "mailing.yaml"
-    path.write_text(path.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
-    commit(repo, "New date")
+    re_date_on_a_branch(repo, log, "Sent part-way")
     code, lines = check(repo, capsys, "--changed-since", "main")
     assert code == 1 and len(lines) == 1 and "mailing.yaml:1:1: error [immutable]" in lines[0]
