@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -23,6 +23,8 @@ from sender.config import MaildirSettings, SmtpSettings, settings_from_env, spec
 
 if TYPE_CHECKING:
     from sender.dispatch import Outcome
+    from sender.gitops import LogSummary
+    from sender.record import RemoteRecord
 
 # The send log, the states and asyncio are imported in the commands that use them: every `mailings`
 # command loads this module to register its subcommands, and `mailings check` needs none of them.
@@ -101,6 +103,11 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     )
     mode = " (dry run: nothing is sent or written)" if args.dry_run else ""
     out.write(f"mailings send at {now.strftime('%Y-%m-%d %H:%M %Z')} via {settings.describe()}{mode}\n")
+    if args.push and not args.dry_run:
+        remote = _remote_record(root, out)
+        if remote is None:
+            return 1  # nowhere to record a claim: nothing may be sent
+        options = replace(options, remote=remote)
     outcomes: list[Outcome] | None = None
     git_ok = True
     try:
@@ -108,37 +115,132 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         write_summary(outcomes, out)
     finally:
         # Even a run that failed part-way has sent mail: its logs must be kept.
-        if (args.commit or args.push) and not args.dry_run:
-            git_ok = _record_in_git(root, outcomes, push=args.push, out=out)
-    return 0 if git_ok and all(o.ok for o in outcomes) else 1
+        if options.remote is not None:
+            git_ok = _publish(root, options.remote, outcomes, out)
+        elif args.commit and not args.dry_run:
+            git_ok = _commit_locally(root, outcomes, out)
+    return 0 if git_ok and outcomes is not None and all(o.ok for o in outcomes) else 1
 
 
 def cmd_record(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    """What `send --commit` does after sending, alone: for a send step stopped from outside."""
-    return 0 if _record_in_git(_root(args), None, push=args.push, out=out) else 1
+    """What `send --commit`/`--push` do after sending, alone: for a send step stopped from outside, or a run
+    whose checkpoints or final push failed. Sends nothing."""
+    root = _root(args)
+    if not args.push:
+        return 0 if _commit_locally(root, None, out) else 1
+    remote = _remote_record(root, out)
+    return 0 if remote is not None and _record_remote(root, remote, out) else 1
 
 
 def _outbox(args: argparse.Namespace, root: Path) -> Path:
     return Path(args.outbox).resolve() if args.outbox else root / OUTBOX_DIR
 
 
-def _record_in_git(root: Path, outcomes: Sequence[Outcome] | None, *, push: bool, out: TextIO) -> bool:
-    from sender.gitops import GitError, LogSummary, commit_message, commit_send_logs, push_with_retry
+STOPPED_MESSAGE = "Send logs: a send run that stopped part-way\n"
+
+
+def _summaries(outcomes: Sequence[Outcome] | None) -> list[LogSummary]:
+    from sender.gitops import LogSummary
+
+    return [
+        LogSummary(o.mailing_id, o.accepted, o.failed, o.unknown, o.pending)
+        for o in outcomes or ()
+        if o.log is not None
+    ]
+
+
+def _commit_locally(root: Path, outcomes: Sequence[Outcome] | None, out: TextIO) -> bool:
+    """Commit every changed send log onto this checkout's branch (no remote: a checkout of one's own)."""
+    from sender.gitops import GitError, commit_message, commit_send_logs
 
     # Every send log, not only this run's: an earlier run may have stopped before it could commit.
-    paths = sorted((root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}"))
-    summaries = [LogSummary(o.mailing_id, o.accepted, o.failed) for o in outcomes or () if o.log is not None]
-    message = commit_message(summaries) if summaries else "Send logs: a send run that stopped part-way\n"
+    paths = [p for p in sorted((root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}")) if not p.is_symlink()]
+    summaries = _summaries(outcomes)
     try:
-        committed = commit_send_logs(root, paths, message)
-        out.write("committed the send logs\n" if committed else "no send log changed; nothing to commit\n")
-        if push:
-            push_with_retry(root)
-            out.write("pushed\n")
+        committed = commit_send_logs(root, paths, commit_message(summaries) if summaries else STOPPED_MESSAGE)
     except GitError as exc:
         out.write(f"mailings: git: {exc}\n")
         return False
+    out.write("committed the send logs\n" if committed else "no send log changed; nothing to commit\n")
     return True
+
+
+def _remote_record(root: Path, out: TextIO) -> RemoteRecord | None:
+    from sender.record import RecordError, RemoteRecord
+
+    try:
+        return RemoteRecord(root)
+    except RecordError as exc:
+        out.write(f"mailings: {exc}; nothing was sent\n")
+        return None
+
+
+def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | None, out: TextIO) -> bool:
+    """Put the send logs this run wrote on main, then delete the claim branches whose runs ended."""
+    from sender.gitops import commit_message
+    from sender.journal import replay
+    from sender.record import RecordError
+
+    written = [o.mailing_id for o in outcomes or () if o.log is not None]
+    if outcomes is not None and not written and not remote.claimed:
+        out.write("no send log changed; nothing to record\n")
+        return True
+    ids = sorted(set(written) | set(remote.claimed))
+    logs = {i: (root / MAILINGS_DIR / i / SENDLOG_FILE).read_bytes() for i in ids}
+    summaries = _summaries(outcomes)
+    try:
+        published = remote.publish(logs, commit_message(summaries) if summaries else STOPPED_MESSAGE)
+    except RecordError as exc:
+        out.write(f"mailings: git: {exc}\n")
+        return False
+    out.write("recorded the send logs on main\n" if published else "main already holds the send logs\n")
+    for mailing_id in ids:
+        if not replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE).claim_open:
+            problem = remote.release(mailing_id)
+            if problem:
+                out.write(f"note: {problem}\n")
+    return True
+
+
+def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
+    """`mailings record --push`: every send log of this checkout that the remote lacks goes to main."""
+    from sender.journal import replay
+    from sender.record import RecordError, longer_log
+
+    try:
+        remote.fetch()
+        reads = {p.parent.name: remote.read(p.parent.name) for p in (root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}")}
+    except RecordError as exc:
+        out.write(f"mailings: git: {exc}\n")
+        return False
+    ok = True
+    logs: dict[str, bytes] = {}
+    for mailing_id, remote_log in sorted(reads.items()):
+        local = (root / MAILINGS_DIR / mailing_id / SENDLOG_FILE).read_bytes()
+        if longer_log(local, remote_log.log) is None:
+            out.write(
+                f"mailings: {mailing_id}: the send log here and the one on the remote differ, and neither extends "
+                "the other; not recorded: compare them and keep the true one\n"
+            )
+            ok = False
+        elif local != remote_log.log and local.startswith(remote_log.log):
+            logs[mailing_id] = local
+    if not logs:
+        out.write("the remote holds every send log of this checkout; nothing to record\n")
+        return ok
+    try:
+        remote.publish(logs, STOPPED_MESSAGE)
+    except RecordError as exc:
+        out.write(f"mailings: git: {exc}\n")
+        return False
+    out.write(f"recorded {len(logs)} send log(s) on main\n")
+    for mailing_id in logs:
+        claim = reads[mailing_id].claim
+        if claim is not None and not replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE).claim_open:
+            problem = remote.release(mailing_id, claim)
+            if problem:
+                out.write(f"note: {problem}\n")
+    return ok
 
 
 def _secrets(settings: SmtpSettings | MaildirSettings) -> tuple[str, ...]:

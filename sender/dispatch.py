@@ -1,28 +1,25 @@
-"""The send run: every due mailing, checked again, delivered over N connections, journalled as it goes.
+"""Dispatch: the send run. For every due mailing it composes the phases, each in its own module:
 
-Outcomes are classified by SMTP reply code (``code // 100``), never by exception type:
+- plan (sender.plan): which recipients are still owed, in which batches, and the approved content's digest;
+- record (sender.record): the claim on the remote before the first message, checkpoints while sending, the logs
+  on main afterwards;
+- pace (sender.pace): the rate limit, and how far the disk and the remote may lag behind what was attempted;
+- deliver (sender.transport): one connection to the relay and its transactions;
+- settle (sender.settle): what each reply means for each recipient, and whether the relay takes the mailing;
+- journal (sender.journal): the send log on disk, written before anything is acknowledged.
 
-- 2xx: accepted; recorded and never sent again.
-- 5xx for a recipient: refused for good; recorded as failed and never retried.
-- 4xx for a recipient or a whole transaction (421 is also what the transport reports for a lost
-  connection or a timeout): retried within the run after a short backoff, a bounded number of
-  times; what is left is deferred to the next run, until the mailing's lateness runs out.
-- A relay that refuses everything stops the mailing fast: a failed connect or authentication,
-  5xx for a whole transaction (MAIL FROM or DATA), 5xx for every recipient before any was
-  accepted, or a run of transactions that all failed.
+This module owns the order of those steps and nothing else. A fault of one connection is settled on that
+connection; a fault of one mailing, whatever it is, becomes that mailing's outcome and never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from itertools import repeat
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
 
 from checks.errors import UsageError
 from checks.linter import check_mailing
@@ -45,18 +42,20 @@ from sender.journal import (
     scrub,
     stamp,
 )
-from sender.message import (
-    MessageError,
-    MessageTemplate,
-    Renderer,
-    build_template,
-    delivery_mode,
-)
+from sender.message import MessageError, MessageTemplate, Renderer, build_template, delivery_mode
+from sender.pace import CHECKPOINT_RECIPIENTS, CHECKPOINT_SECONDS, Checkpoints, Lane, RateLimiter
+from sender.plan import Batch, Recipient, Work, plan, request_digest
 from sender.progress import MailingProgress, NullProgress, Progress
+from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, longer_log
+from sender.settle import RelayJudge, connect_failure, pending_reply, settle
 from sender.state import Decision, MailingState, decide
 from sender.transport import Reply, TransactionResult, Transport, transport_factory
 
 TransportFactory = Callable[[], Transport]
+
+# Seconds between the counts handed to the progress display while sending: a bar is redrawn at most ten times
+# a second, a line in a log every few seconds.
+PROGRESS_EVERY = 0.05
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,11 @@ class Tuning:
     backoff: tuple[float, ...] = (1.0, 2.0, 4.0)  # seconds before the 1st, 2nd, 3rd... re-send
     probe_recipients: int = 20  # 5xx refusals with none accepted that mean "the relay refuses everything"
     max_consecutive_failures: int = 10  # transactions in a row that failed as a whole: stop the mailing
+    checkpoint_recipients: int = CHECKPOINT_RECIPIENTS  # the remote record lags by at most this many recipients
+    checkpoint_seconds: float = CHECKPOINT_SECONDS  # ... or this many seconds
+    # A claim whose last record is older than this belongs to a run that is gone (killed, cancelled): the next
+    # run takes it over. A live run records at least every checkpoint_seconds while it sends.
+    stale_claim: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class SendOptions:
     tuning: Tuning = Tuning()
     factory: TransportFactory | None = None  # default: sender.transport.transport_factory(settings)
     event_loop: LoopChoice = "auto"  # sender.eventloop: uvloop where installed
+    remote: RemoteRecord | None = None  # where claims and checkpoints go; None: this checkout alone
 
 
 @dataclass
@@ -102,58 +107,8 @@ class Outcome:
     messages_now: int = 0
     failures: Counter[int] = field(default_factory=Counter)  # reply code -> recipients refused for good
     log: Path | None = None  # the send log, when this run wrote to it
-
-
-class Recipient(NamedTuple):
-    # A tuple, not a dataclass: a mailing makes tens of thousands of them, and a tuple is made several times faster.
-    address: str
-    hash: str
-
-
-KEY_DIGITS = 24
-# Seconds between the counts handed to the progress display while sending: a bar is redrawn at most ten times
-# a second, a line in a log every few seconds.
-PROGRESS_EVERY = 0.05
-
-
-def batch_key(hashes: Sequence[str]) -> str:
-    """Stable for the same recipients: the Message-ID is derived from it."""
-    return hashlib.sha256("".join(hashes).encode("ascii")).hexdigest()[:KEY_DIGITS]
-
-
-Unhashed = tuple[list[str], list[str], Hasher]  # normalised addresses, the addresses as written, their hasher
-
-
-@dataclass(slots=True)
-class Batch:
-    """One transaction's recipients, its key (batch_key: the Message-ID is derived from it), and its message once
-    rendered.
-
-    A batch made by `unhashed_batches` has its recipients hashed (for the send log, and its key) by
-    `hash_recipients`, which the dispatcher calls just before its first attempt: on a bulk mailing's first run,
-    while the relay has other connections' transactions, instead of every recipient (50,000, about 20 ms) before
-    the first connection."""
-
-    recipients: list[Recipient]  # empty until hash_recipients, when unhashed
-    key: str = ""
-    message: bytes = b""
-    unhashed: Unhashed | None = None
-
-    def __len__(self) -> int:
-        return len(self.unhashed[1]) if self.unhashed is not None else len(self.recipients)
-
-    @property
-    def addresses(self) -> list[str]:
-        return [r.address for r in self.recipients]
-
-    def hash_recipients(self) -> None:
-        """Make the recipients and the key of a batch made unhashed."""
-        if self.unhashed is not None:
-            normalised, addresses, hasher = self.unhashed
-            hashes = hasher.of_all_normalised(normalised)
-            self.recipients = _made_recipients(addresses, hashes)
-            self.key = batch_key(hashes)
-            self.unhashed = None
+    unknown: int = 0  # overall: no reply to the end of their message, so maybe delivered; never sent again
+    unknown_now: int = 0  # of those, in this run
 
 
 @dataclass(frozen=True)
@@ -173,7 +128,16 @@ def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progres
     directories = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
     run = RunContext(root, policy, options, factory, make_hasher(options.log_key), progress or NullProgress())
-    return [_handle(run, directory) for directory in directories]
+    return [_handle_safely(run, directory) for directory in directories]
+
+
+def _handle_safely(run: RunContext, directory: Path) -> Outcome:
+    """`_handle`, with any fault of this mailing turned into its outcome: the other mailings still go."""
+    try:
+        return _handle(run, directory)
+    except Exception as exc:  # a bug or a broken disk: this mailing's problem, reported, never a traceback
+        note = f"stopped by an internal error ({type(exc).__name__}: {scrub(str(exc))}); what was sent is in its log"
+        return Outcome(directory.name, MailingState.BLOCKED, note, ok=False, acted=True)
 
 
 def _targets(root: Path, only: str | None) -> list[Path]:
@@ -193,14 +157,15 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         # Writing the log through a link would write somewhere else; the attachments rule explains why.
         note = f"{mailing.directory}: a symbolic link in the request; it is not sent, and nothing is written"
         return Outcome(mailing.id, MailingState.BLOCKED, note, ok=False, acted=True)
+    digest = request_digest(mailing)
     before = replay(log_path)
-    decision = decide(mailing, before, run.options.now, run.policy)
-    if decision.state is MailingState.MISSED and before.missed is not None:
+    decision = decide(mailing, before, run.options.now, run.policy, digest)
+    if decision.state is MailingState.MISSED and before.missed_digest in ("", digest):
         return Outcome(mailing.id, decision.state, decision.reason)  # recorded by an earlier run
     if not decision.actionable and decision.state is not MailingState.MISSED:
         return Outcome(mailing.id, decision.state, decision.reason)
     if run.options.dry_run:
-        return _dry_run(run, mailing, before, decision)
+        return _dry_run(run, mailing, before, decision, digest)
     try:
         journal = Journal.open(log_path)
     except LockedError:
@@ -208,21 +173,62 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
             mailing.id, MailingState.SENDING, "skipped: another `mailings send` is sending it now", acted=True
         )
     with journal:
-        # Decide again under the lock: the log may have grown while we waited for it.
+        remote: RemoteLog | None = None
+        if run.options.remote is not None:
+            adopted = _adopt_remote(run.options.remote, mailing, journal)
+            if isinstance(adopted, str):
+                return Outcome(mailing.id, decision.state, adopted, ok=False, acted=True)
+            remote = adopted
+        # Decide again under the lock: the log may have grown while we waited for it, or on the remote.
         log = journal.read()
-        return _handle_locked(run, mailing, journal, log, decide(mailing, log, run.options.now, run.policy))
+        decision = decide(mailing, log, run.options.now, run.policy, digest)
+        return _handle_locked(run, mailing, journal, log, decision, digest, remote)
 
 
-def _handle_locked(run: RunContext, mailing: Mailing, journal: Journal, log: Replay, decision: Decision) -> Outcome:
-    written_at = stamp(run.options.wallclock())
+def _adopt_remote(record: RemoteRecord, mailing: Mailing, journal: Journal) -> RemoteLog | str:
+    """Make the checkout's log the record: the remote's when it is longer, ours when the remote lacks our last
+    events (a checkpoint that failed); why not, when the two differ or the remote cannot be read."""
+    try:
+        record.fetch()
+        remote = record.read(mailing.id)
+    except RecordError as exc:
+        return f"not sent: {exc}; nothing was sent"
+    if remote.conflict:
+        return f"not sent: {remote.conflict}"
+    local = journal.read_bytes()
+    merged = longer_log(local, remote.log)
+    if merged is None:
+        return (
+            f"not sent: the send log in this checkout and the one on {record.remote} differ, and neither extends "
+            "the other; nothing was sent. Compare them, keep the true one, and record it with `mailings record`"
+        )
+    if merged != local:
+        journal.replace(merged)
+    return remote
+
+
+def _handle_locked(
+    run: RunContext,
+    mailing: Mailing,
+    journal: Journal,
+    log: Replay,
+    decision: Decision,
+    digest: str,
+    remote: RemoteLog | None,
+) -> Outcome:
+    options = run.options
+    written_at = stamp(options.wallclock())
     if decision.state is MailingState.MISSED:
-        if log.missed is None:
-            journal.append({"event": "missed", "time": written_at, "reason": decision.reason})
+        if log.missed_digest not in ("", digest):  # not recorded yet for this content
+            journal.append({"event": "missed", "time": written_at, "reason": decision.reason, "digest": digest})
             return _outcome(mailing, decision.state, decision.reason, log, ok=False, written=journal.path)
         return Outcome(mailing.id, decision.state, decision.reason)
     if not decision.actionable:
         return Outcome(mailing.id, decision.state, decision.reason)
-    reasons = _blocking_reasons(run, mailing, log)
+    holder = _live_claim(run, log)
+    if holder is not None:
+        return Outcome(mailing.id, MailingState.SENDING, holder, acted=True)
+    reasons = _blocking_reasons(run, mailing, log, digest)
     template = _template(mailing, run.policy) if not reasons else None
     if isinstance(template, str):
         reasons.append(template)
@@ -231,8 +237,74 @@ def _handle_locked(run: RunContext, mailing: Mailing, journal: Journal, log: Rep
         if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
             journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
-    sending = MailingRun(run, mailing, journal, log, plan(mailing, run.policy, run.hasher, log), template)
-    return eventloop.run(sending.run(), run.options.event_loop)
+    work = plan(mailing, run.policy, run.hasher, log)
+    claimed = _claim(run, mailing, journal, work, digest, remote, written_at)
+    if claimed is not None:
+        return claimed
+    sending = MailingRun(run, mailing, journal, journal.read(), work, template)
+    return eventloop.run(sending.run(), options.event_loop)
+
+
+def _live_claim(run: RunContext, log: Replay) -> str | None:
+    """Why another run's claim stops this one, or None. Only a claim on the remote counts (in a checkout alone,
+    the lock on the log is the claim, and a claim without its lock is a killed run's), and only while it is
+    fresh: a run that sends records at least every checkpoint interval."""
+    if run.options.remote is None or not log.claim_open or log.claim_run == run.options.run_id:
+        return None
+    last = _parsed(log.last_time)
+    if last is None or run.options.now - last >= run.options.tuning.stale_claim:
+        return None  # a run that is gone: take it over (the remote still lets only one of us through)
+    return (
+        f"skipped: run {log.claim_run} claimed it and recorded progress at {log.last_time}; it is sending it now "
+        f"(a claim older than {run.options.tuning.stale_claim} is taken over by the next run)"
+    )
+
+
+def _parsed(text: str | None) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo is not None else None
+
+
+def _claim(
+    run: RunContext,
+    mailing: Mailing,
+    journal: Journal,
+    work: Work,
+    digest: str,
+    remote: RemoteLog | None,
+    written_at: str,
+) -> Outcome | None:
+    """Write this run's claim, and push it when there is a remote record; the outcome when it cannot be
+    pushed (nothing was sent, and the claim is taken back out of the log), else None: send."""
+    options = run.options
+    pending = sum(map(len, work.todo))
+    size = journal.size()
+    event = {
+        "event": "claim",
+        "time": written_at,
+        "run": options.run_id,
+        "digest": digest,
+        "recipients": work.total,
+        "pending": pending,
+    }
+    journal.append(event)
+    if options.remote is None or remote is None:
+        return None
+    try:
+        data = journal.read_bytes()
+        message = f"Claim: {mailing.id} by run {options.run_id}, {pending} recipient(s) to send\n"
+        options.remote.claim(mailing.id, data, remote, message)
+    except ClaimLost as exc:
+        journal.truncate(size)
+        return Outcome(mailing.id, MailingState.SENDING, f"skipped: {exc}; nothing was sent", acted=True)
+    except (RecordError, OSError) as exc:
+        journal.truncate(size)
+        note = f"not sent: the claim could not be recorded on the remote, so nothing was sent: {exc}"
+        return Outcome(mailing.id, MailingState.DUE, note, ok=False, acted=True)
+    return None
 
 
 def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:
@@ -243,8 +315,9 @@ def _template(mailing: Mailing, policy: Policy) -> MessageTemplate | str:
         return f"the message cannot be built: {exc}"
 
 
-def _blocking_reasons(run: RunContext, mailing: Mailing, log: Replay) -> list[str]:
-    """Why *mailing* must not be sent now: the send-time rules' errors, a send log we cannot read."""
+def _blocking_reasons(run: RunContext, mailing: Mailing, log: Replay, digest: str) -> list[str]:
+    """Why *mailing* must not be sent now: the send-time rules' errors, a send log we cannot read, content that
+    differs from what the first claim pinned."""
     now = run.options.now
     # The submission date only matters to the rules that judge it at submission (lead-time is not run).
     context = Context(submitted=now.date(), now=now, stage="send")
@@ -252,6 +325,12 @@ def _blocking_reasons(run: RunContext, mailing: Mailing, log: Replay) -> list[st
     scheme = log.scheme_problem(run.hasher)
     if scheme:
         reasons.append(scheme)
+    if log.claim_digest is not None and log.claim_digest != digest:
+        reasons.append(
+            f"the request changed after sending began (approved and claimed as {log.claim_digest[:19]}, now "
+            f"{digest[:19]}); nothing more is sent: restore the request as it was sent, or make a new request "
+            "for the new content"
+        )
     return reasons
 
 
@@ -259,85 +338,11 @@ def _problem_text(problem: Problem) -> str:
     return f"{problem.file}:{problem.line}:{problem.column}: [{problem.rule}] {problem.message}"
 
 
-def _unique_addresses(mailing: Mailing) -> tuple[list[str], list[str]]:
-    """Every unique valid address of every list, in list order, as the rules judged them (checks.addresses):
-    normalised, and as written."""
-    unique = mailing.recipients.unique
-    return list(unique), [entry.address for entry in unique.values()]
-
-
-def _made_recipients(addresses: list[str], hashes: list[str]) -> list[Recipient]:
-    # tuple.__new__ is what Recipient._make calls; called directly, it saves a Python function call per address.
-    return list(map(tuple.__new__, repeat(Recipient), zip(addresses, hashes, strict=True)))
-
-
-def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
-    """`_unique_addresses` as Recipients, hashed."""
-    normalised, addresses = _unique_addresses(mailing)
-    return _made_recipients(addresses, hasher.of_all_normalised(normalised))
-
-
-def batch_size(mailing: Mailing, policy: Policy) -> int:
-    """Recipients per transaction: policy.sending.batch_size in bulk mode, one in individual mode."""
-    return 1 if delivery_mode(mailing, policy) == "individual" else max(1, policy.sending.batch_size)
-
-
-def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:
-    """Bulk: consecutive runs of batch_size recipients; individual: one each. Same recipients, same key."""
-    size = batch_size(mailing, policy)
-    if size == 1:
-        # batch_key of each recipient alone, without two lists per recipient: a third of the time for 10,000.
-        sha256 = hashlib.sha256
-        return [Batch([r], sha256(r.hash.encode("ascii")).hexdigest()[:KEY_DIGITS]) for r in recipients]
-    found = []
-    for start in range(0, len(recipients), size):
-        chunk = list(recipients[start : start + size])
-        found.append(Batch(chunk, batch_key([r.hash for r in chunk])))
-    return found
-
-
-def unhashed_batches(mailing: Mailing, size: int, hasher: Hasher) -> list[Batch]:
-    """`batches` of every recipient, each hashed when first needed (see Batch)."""
-    normalised, addresses = _unique_addresses(mailing)
-    return [
-        Batch([], unhashed=(normalised[start : start + size], addresses[start : start + size], hasher))
-        for start in range(0, len(normalised), size)
-    ]
-
-
-@dataclass(frozen=True)
-class Work:
-    """A mailing's recipients for one run: how many there are, how many the log settled, and what is left."""
-
-    total: int
-    accepted: int  # by an earlier run
-    failed: int  # for good, by an earlier run
-    todo: list[Batch]
-
-
-def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay) -> Work:
-    """The batches still to send: those of `batches` over the recipients the log has no outcome for."""
-    done = log.accepted | log.failed.keys()
-    size = batch_size(mailing, policy)
-    if not done and size > 1:
-        # A bulk mailing's first run: nobody to leave out, so each batch is hashed when it is first sent. (In
-        # individual mode a hash per message while sending costs more than the hashes of all before it.)
-        todo = unhashed_batches(mailing, size, hasher)
-        return Work(len(mailing.recipients.unique), 0, 0, todo)
-    recipients = _recipients(mailing, hasher)
-    if not done:
-        # The usual first run: no set of every hash to build and intersect with nothing.
-        return Work(len(recipients), 0, 0, batches(mailing, policy, recipients))
-    hashes = frozenset(r.hash for r in recipients)
-    todo = batches(mailing, policy, [r for r in recipients if r.hash not in done])
-    return Work(len(hashes), len(hashes & log.accepted), len(hashes & log.failed.keys()), todo)
-
-
-def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision) -> Outcome:
+def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision, digest: str) -> Outcome:
     policy = run.policy
     if decision.state is MailingState.MISSED:
         return _outcome(mailing, decision.state, f"would be recorded as missed: {decision.reason}", log, ok=False)
-    reasons = _blocking_reasons(run, mailing, log)
+    reasons = _blocking_reasons(run, mailing, log, digest)
     if reasons:
         return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
     work = plan(mailing, policy, run.hasher, log)
@@ -371,68 +376,8 @@ def _outcome(
         accepted=len(log.accepted),
         failed=len(log.failed),
         log=written,
+        unknown=len(log.unknown),
     )
-
-
-class RateLimiter:
-    """At most *rate* messages per second over all connections (None: no limit)."""
-
-    def __init__(self, rate: float | None, clock: Callable[[], float]) -> None:
-        self._interval = 1.0 / rate if rate else 0.0
-        self._clock = clock
-        self._next = 0.0
-
-    @property
-    def active(self) -> bool:
-        return bool(self._interval)
-
-    def reserve(self) -> float:
-        """Take the next slot; the seconds to wait for it."""
-        if not self._interval:
-            return 0.0
-        now = self._clock()
-        slot = max(now, self._next)
-        self._next = slot + self._interval
-        return slot - now
-
-    async def wait(self) -> None:
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-class Lane:
-    """One connection's view of the send log's durability.
-
-    Before each transaction the attempt is written, and the connection waits for an fsync unless the
-    recipients whose events may not be on disk yet (earlier outcomes and this attempt) stay below one
-    batch (policy.sending.batch_size). In bulk mode, where a transaction is a batch, that is an fsync
-    before and after every transaction, shared by the connections; in individual mode one fsync covers
-    many one-recipient transactions. Either way a power cut costs at most connections x batch size
-    duplicates, and a killed process (which loses nothing written) only its transactions in flight.
-    """
-
-    def __init__(self, journal: Journal, window: int) -> None:
-        self.journal = journal
-        self.window = window
-        self.unsynced: deque[tuple[int, int]] = deque()  # (ticket, recipients) of outcomes maybe not on disk
-        self.count = 0  # recipients in self.unsynced
-
-    def add(self, ticket: int, recipients: int) -> None:
-        self.unsynced.append((ticket, recipients))
-        self.count += recipients
-
-    async def before(self, ticket: int, recipients: int) -> None:
-        """Wait, if need be, until the attempt with *ticket* and what this connection wrote before are on disk."""
-        synced = self.journal.synced
-        while self.unsynced and self.unsynced[0][0] <= synced:
-            self.count -= self.unsynced.popleft()[1]
-        if self.count + recipients >= self.window:
-            await self.journal.sync(ticket)
-            self.unsynced.clear()
-            self.count = 0
-        elif 2 * (self.count + recipients) >= self.window:
-            self.journal.kick()  # half way: an fsync in the background, so that we need not wait later
 
 
 class FirstTries:
@@ -468,6 +413,9 @@ class FirstTries:
             if run.limiter.active:
                 self.write_held()  # nothing known is left unwritten while we wait
                 await run.limiter.wait()
+            if run.checkpoints.active and not await run.room(len(batch)):
+                todo.appendleft(batch)  # not attempted: it stays pending
+                break
             held, recipients = self.held, self.held_recipients
             self.held, self.held_recipients = [], 0
             ticket = run.attempt(batch, batch.recipients, before=held)
@@ -537,14 +485,23 @@ class MailingRun:
         # Kept as counters: recounting the sets after every transaction would cost O(recipients) each time.
         self.accepted_count = work.accepted
         self.failed_count = work.failed
+        self.unknown_count = work.unknown
+        self.unknown_now = 0
+        self.attempted = 0  # transactions attempted in this run
         self.mode = delivery_mode(mailing, run.policy)
         self.limiter = RateLimiter(run.policy.sending.rate_limit, run.options.monotonic)
         self._monotonic = run.options.monotonic
         self._progress_due = float("-inf")  # when the counts go to the progress display next
         self.failures: Counter[int] = Counter()  # this run's permanent refusals by reply code
-        self.suspects: list[tuple[Recipient, Reply]] = []  # 5xx refusals before the relay accepted anyone
-        self.confirmed = False  # the relay accepted a recipient in this run
-        self.consecutive_failures = 0
+        self.judge = RelayJudge(self.tuning.probe_recipients, self.tuning.max_consecutive_failures, work.total)
+        push = self._checkpoint if run.options.remote is not None else None
+        self.checkpoints = Checkpoints(
+            push,
+            run.options.monotonic,
+            recipients=self.tuning.checkpoint_recipients,
+            seconds=self.tuning.checkpoint_seconds,
+        )
+        self.remote = run.options.remote
         self.sent_now = 0
         self.messages_now = 0
         self.stop_reason: str | None = None
@@ -555,8 +512,36 @@ class MailingRun:
         self._stamp = ""
 
     def counts(self) -> tuple[int, int, int]:
-        """(accepted, failed, pending) over this mailing's current recipients."""
-        return self.accepted_count, self.failed_count, self.total - self.accepted_count - self.failed_count
+        """(accepted, failed, pending) over this mailing's current recipients; pending leaves out the unknown."""
+        settled = self.accepted_count + self.failed_count + self.unknown_count
+        return self.accepted_count, self.failed_count, self.total - settled
+
+    async def room(self, recipients: int) -> bool:
+        """Wait for the remote record to catch up when it must (sender.pace.Checkpoints); False, with the mailing
+        stopped, when it cannot: nothing more is sent (fail closed)."""
+        if await self.checkpoints.room(recipients):
+            return True
+        self.stop(self._checkpoint_failure())
+        return False
+
+    def _checkpoint_failure(self) -> str:
+        return (
+            f"the send log could not be recorded on the remote, so sending stopped ({self.checkpoints.failure}); "
+            "the log is kept in this checkout: `mailings record --push` records it"
+        )
+
+    async def _checkpoint(self) -> None:
+        """Push the log as it is on disk now (after its fsync) to the claim branch; in a thread, while sending
+        goes on."""
+        assert self.remote is not None
+        await self.journal.sync()
+        data = self.journal.read_bytes()
+        accepted, failed, pending = self.counts()
+        message = (
+            f"Checkpoint: {self.mailing.id} {accepted} accepted, {failed} failed, {self.unknown_count} unknown, "
+            f"{pending} pending\n"
+        )
+        await asyncio.to_thread(self.remote.checkpoint, self.mailing.id, data, message)
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -610,11 +595,28 @@ class MailingRun:
         return await self._finish()
 
     async def _deliver_all(self, todo: deque[Batch], connections: int) -> None:
+        """One worker per connection. A connection is closed only once every worker has ended, so no clean-up
+        ever writes into a transaction still open on another connection; a worker's own fault retires it alone."""
         transports = await self._open(connections)
+        workers = [asyncio.ensure_future(self._worker(t, todo)) for t in transports]
         try:
-            await asyncio.gather(*(self._worker(t, todo) for t in transports))
+            results = await asyncio.gather(*workers, return_exceptions=True)
+        except asyncio.CancelledError:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
         finally:
             await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
+        faults = [r for r in results if isinstance(r, BaseException)]
+        for fault in faults:
+            if not isinstance(fault, Exception):
+                raise fault  # a cancellation or an exit: not this mailing's fault to settle
+        if faults and todo:
+            fault = faults[0]
+            self.stop(
+                f"a connection failed ({type(fault).__name__}: {scrub(str(fault))}); the rest is left for the next run"
+            )
 
     async def _open(self, connections: int) -> list[Transport]:
         # One connection first: a wrong password or an unreachable relay costs one attempt, not N.
@@ -622,7 +624,7 @@ class MailingRun:
         reply = await first.open()
         if reply is not None:
             await first.close()
-            self.stop(_connect_failure(reply))
+            self.stop(connect_failure(reply))
             return []
         others = [self.factory() for _ in range(connections - 1)]
         replies = await asyncio.gather(*(t.open() for t in others))
@@ -635,6 +637,9 @@ class MailingRun:
         return opened
 
     async def _worker(self, transport: Transport, todo: deque[Batch]) -> None:
+        """Send from *todo* over *transport* until it is empty or the mailing stops. A fault that escapes the
+        transport (a bug) ends this worker alone: the batch it had is left attempted without an outcome, which
+        the next run sends again, and the other connections go on with the rest."""
         lane = Lane(self.journal, max(1, self.policy.sending.batch_size))
         while todo and self.stop_reason is None:
             tries = FirstTries(self, todo, lane)
@@ -657,6 +662,9 @@ class MailingRun:
                     continue
                 if self.limiter.active:
                     await self.limiter.wait()
+                if self.checkpoints.active and not await self.room(len(pending)):
+                    again.append((batch, pending))
+                    continue
                 await lane.before(self.attempt(batch, pending), len(pending))
                 result = await transport.send(self.template.envelope_from, [r.address for r in pending], batch.message)
                 self.messages_now += 1
@@ -680,6 +688,8 @@ class MailingRun:
         line = self.lines.attempt(now, batch.key, hashes)
         ticket = self.journal.write_lines(b"".join((*before, line)) if before else line, len(before) + 1)
         self.log.note_attempt(now, hashes)
+        self.attempted += 1
+        self.checkpoints.attempt(len(hashes))
         return ticket
 
     def write(self, lines: list[bytes]) -> int:
@@ -711,58 +721,37 @@ class MailingRun:
         self, batch: Batch, pending: list[Recipient], result: TransactionResult, *, final: bool
     ) -> tuple[list[Recipient], list[bytes]]:
         """The recipients to try again, and the lines that record the transaction's outcome (applied to the log)."""
-        whole = _transaction_error(pending, result)
-        accepted, permanent, temporary = _classify(pending, result, whole)
+        settled = settle(pending, result)
+        failed, stop = self.judge.judge(settled)
         events: list[bytes] = []
-        if accepted:
-            self.confirmed = True
-            hashes = [r.hash for r in accepted]
+        if settled.accepted:
+            hashes = [r.hash for r in settled.accepted]
             now = self._now()
             events.append(self.lines.accepted(now, batch.key, hashes, 250))
             self.log.note_accepted(now, hashes)
-            self.sent_now += len(accepted)
-            self.accepted_count += len(accepted)
-            events.extend(self._failed_lines(batch.key, self._take_suspects()))
-        events.extend(self._permanent(batch.key, permanent))
-        if whole is None or accepted or permanent:
-            self.consecutive_failures = 0  # the relay is answering, recipient by recipient
-        else:
-            self.consecutive_failures += 1
-        if whole is not None and whole.code // 100 == 5:
-            # MAIL FROM or DATA refused for good: every batch would be, so this mailing stops here.
-            self.stop(f"the relay refused the message: {whole.code} {scrub(whole.message)}")
-        elif whole is not None and self.consecutive_failures >= self.tuning.max_consecutive_failures:
-            self.stop(
-                f"the relay failed {self.consecutive_failures} transactions in a row (the last: {whole.code} "
-                f"{scrub(whole.message)}); the rest is left for the next run"
-            )
-        retry = temporary
-        if temporary and (final or self.stop_reason is not None):
-            events.append(self._deferred_line(batch.key, temporary, _pending_reply(result, temporary)))
+            self.sent_now += len(hashes)
+            self.accepted_count += len(hashes)
+        events.extend(self._failed_lines(batch.key, failed))
+        if settled.unknown:
+            events.append(self._unknown_line(batch.key, settled.unknown, result.error))
+        if stop is not None:
+            self.stop(stop)
+        retry = settled.temporary
+        if retry and (final or self.stop_reason is not None):
+            events.append(self._deferred_line(batch.key, retry, pending_reply(result, retry)))
             retry = []
         if self._monotonic() >= self._progress_due:
             self._report_progress()
         return retry, events
 
-    def _permanent(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[bytes]:
-        if not refused:
-            return []
-        if self.confirmed:
-            return self._failed_lines(key, refused)
-        # Until the relay has accepted someone, a 5xx may be about us (relaying denied), not the recipient.
-        self.suspects.extend(refused)
-        if len(self.suspects) >= min(self.tuning.probe_recipients, self.total):
-            reply = self.suspects[-1][1]
-            self.stop(
-                f"the relay refused every recipient so far ({len(self.suspects)}, none accepted; the last: "
-                f"{reply.code} {scrub(reply.message)}); it does not take this mail: check the relay and the "
-                "MAILINGS_SMTP_* settings. None of them was recorded as failed"
-            )
-        return []
-
-    def _take_suspects(self) -> list[tuple[Recipient, Reply]]:
-        taken, self.suspects = self.suspects, []
-        return taken
+    def _unknown_line(self, key: str, recipients: list[Recipient], reply: Reply | None) -> bytes:
+        self.unknown_count += len(recipients)
+        self.unknown_now += len(recipients)
+        reply = reply or Reply(451, "no reply to the end of the message")
+        event = self._event(
+            "unknown", batch=key, rcpt=[r.hash for r in recipients], code=reply.code, message=scrub(reply.message)
+        )
+        return self._logged(event)
 
     def _failed_lines(self, key: str, refused: list[tuple[Recipient, Reply]]) -> list[bytes]:
         lines = []
@@ -782,7 +771,7 @@ class MailingRun:
 
     async def _settle_suspects(self) -> None:
         """Refusals no acceptance confirmed: failures if the relay took this mailing before, else pending."""
-        suspects = self._take_suspects()
+        suspects = self.judge.take_suspects()
         if not suspects:
             return
         if self.accepted_before and self.stop_reason is None:
@@ -793,10 +782,20 @@ class MailingRun:
 
     async def _finish(self) -> Outcome:
         accepted, failed, pending = self.counts()
-        end = self._event("end", accepted=accepted, failed=failed, pending=pending, complete=pending == 0)
+        end = self._event(
+            "end",
+            accepted=accepted,
+            failed=failed,
+            pending=pending,
+            unknown=self.unknown_count,
+            attempted=self.attempted,
+            complete=pending == 0,
+        )
         if self.stop_reason:
             end["reason"] = self.stop_reason
         await self._record(end)
+        if not await self.checkpoints.final() and self.stop_reason is None:
+            self.stop(self._checkpoint_failure())
         self._report_progress()
         if self.progress is not None:
             self.progress.finish()
@@ -815,14 +814,22 @@ class MailingRun:
             messages_now=self.messages_now,
             failures=self.failures,
             log=self.journal.path,
+            unknown=self.unknown_count,
+            unknown_now=self.unknown_now,
         )
 
     def _note(self, pending: int) -> str:
+        unknown = (
+            f"; {self.unknown_now} recipient(s) unknown (the relay never answered the end of their message: they "
+            "may have it, so they are not sent again)"
+            if self.unknown_now
+            else ""
+        )
         if self.stop_reason:
-            return f"stopped: {self.stop_reason}"
+            return f"stopped: {self.stop_reason}{unknown}"
         if not pending:
-            return "complete"
-        return f"{pending} recipient(s) deferred by the relay; the next run tries them again"
+            return f"complete{unknown}"
+        return f"{pending} recipient(s) deferred by the relay; the next run tries them again{unknown}"
 
     def _report_progress(self) -> None:
         """Hand the counts to the progress display: at the start and the end, and between them at most every
@@ -830,58 +837,3 @@ class MailingRun:
         if self.progress is not None:
             self._progress_due = self._monotonic() + PROGRESS_EVERY
             self.progress.update(*self.counts())
-
-
-def _transaction_error(pending: list[Recipient], result: TransactionResult) -> Reply | None:
-    """The transaction's own error (MAIL FROM or DATA refused, the connection lost), or None when there is none
-    or it only sums up that every recipient was refused, each for its own reason."""
-    error = result.error
-    if error is None:
-        return None
-    refusals = [result.refused.get(r.address) for r in pending]
-    if any(reply is None for reply in refusals):
-        return error  # some recipients were accepted, or never answered: DATA failed, or the connection did
-    if error.code in {reply.code for reply in refusals if reply is not None}:
-        return None  # every recipient refused, one by one
-    return error  # MAIL FROM refused; the RCPT replies after it (503 bad sequence) only follow from that
-
-
-def _classify(
-    pending: list[Recipient], result: TransactionResult, whole: Reply | None
-) -> tuple[list[Recipient], list[tuple[Recipient, Reply]], list[Recipient]]:
-    """Split *pending* into accepted, refused for good (5xx, with the reply) and to try again (4xx, lost)."""
-    if result.error is None and not result.refused and len(result.accepted) == len(pending):
-        return list(pending), [], []  # the common case: the transport accepted every address it was given
-    if whole is not None and all(r.address in result.refused for r in pending):
-        return [], [], list(pending)  # refused as a whole: no recipient's own fault
-    accepted_addresses = set(result.accepted)
-    accepted: list[Recipient] = []
-    permanent: list[tuple[Recipient, Reply]] = []
-    temporary: list[Recipient] = []
-    for recipient in pending:
-        reply = result.refused.get(recipient.address)
-        if reply is None and result.error is None and recipient.address in accepted_addresses:
-            accepted.append(recipient)
-        elif reply is not None and reply.code // 100 == 5:
-            permanent.append((recipient, reply))
-        else:
-            temporary.append(recipient)  # 4xx, the transaction's error, or no word on it: try again
-    return accepted, permanent, temporary
-
-
-def _pending_reply(result: TransactionResult, recipients: Sequence[Recipient]) -> Reply:
-    """The reply that explains why *recipients* are still pending."""
-    for recipient in recipients:
-        reply = result.refused.get(recipient.address)
-        if reply is not None:
-            return reply
-    return result.error or Reply(451, "no reply for these recipients")
-
-
-def _connect_failure(reply: Reply) -> str:
-    hint = ""
-    if reply.code in (530, 534, 535, 538):
-        hint = "; check MAILINGS_SMTP_USERNAME and MAILINGS_SMTP_PASSWORD"
-    elif reply.code // 100 == 4:
-        hint = "; the next run tries again"
-    return f"cannot open a session with the relay: {reply.code} {scrub(reply.message)}{hint}; nothing was sent"

@@ -1,4 +1,8 @@
-"""Record send logs in git: commit them with the bot identity, push them, and win push races by rebasing.
+"""Git for the send logs: commits made with the bot identity, pushes that compare and swap, fetches and reads.
+
+Send logs are committed with plumbing (`hash-object --no-filters`, a private index, `commit-tree`), never with
+`git add` or a checkout: the repository's own ignore and attribute files can neither block a log from being
+recorded nor change its bytes, and every commit is read back and compared byte for byte before it is used.
 
 Every call runs git non-interactively with an explicit argument list. Errors carry git's stderr with any
 credentials in remote URLs masked, so they can go into CI logs as they are.
@@ -10,6 +14,7 @@ import os
 import random
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +35,12 @@ _DROPPED_ENV = re.compile(
 )
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 _PORCELAIN_REJECTED = re.compile(r"^!\t.*\[rejected\] \((?:non-fast-forward|fetch first)\)", re.MULTILINE)
+# A compare and swap lost: seen by the client (stale info, not a fast-forward) or by the remote at its ref lock.
+_PORCELAIN_LOST = re.compile(
+    r"^!\t.*(?:\[rejected\] \((?:non-fast-forward|fetch first|stale info)\)"
+    r"|\[remote rejected\] \([^)]*(?:lock|expected)[^)]*\))",
+    re.MULTILINE,
+)
 
 
 class GitError(Exception):
@@ -49,6 +60,8 @@ class LogSummary:
     mailing_id: str
     accepted: int
     failed: int
+    unknown: int = 0
+    pending: int = 0
 
 
 def mask_credentials(text: str) -> str:
@@ -59,31 +72,121 @@ def mask_credentials(text: str) -> str:
 def commit_message(summaries: Iterable[LogSummary]) -> str:
     """'Send log: <id> 600 accepted, 2 failed' for one mailing; a total subject and one line each for several."""
     items = list(summaries)
-    lines = [f"Send log: {s.mailing_id} {s.accepted} accepted, {s.failed} failed" for s in items]
+    lines = [f"Send log: {s.mailing_id} {s.accepted} accepted, {s.failed} failed{_more(s)}" for s in items]
     if len(items) == 1:
         return lines[0] + "\n"
     accepted = sum(s.accepted for s in items)
     failed = sum(s.failed for s in items)
-    subject = f"Send logs: {len(items)} mailings, {accepted} accepted, {failed} failed"
+    total = LogSummary("", accepted, failed, sum(s.unknown for s in items), sum(s.pending for s in items))
+    subject = f"Send logs: {len(items)} mailings, {accepted} accepted, {failed} failed{_more(total)}"
     return subject + "\n\n" + "\n".join(lines) + "\n"
 
 
+def _more(summary: LogSummary) -> str:
+    """The counts a commit message adds when they are not zero: unknown outcomes, recipients still pending."""
+    unknown = f", {summary.unknown} unknown" if summary.unknown else ""
+    return unknown + (f", {summary.pending} pending" if summary.pending else "")
+
+
 def commit_send_logs(root: Path, paths: Sequence[Path], message: str, author: str = BOT_AUTHOR) -> bool:
-    """Commit exactly *paths* (send logs) as *author*, leaving anything else staged alone; False if unchanged."""
+    """Commit exactly *paths* (send logs, as the work tree has them) onto the current branch as *author*; False
+    when HEAD already holds them byte for byte. The index is brought in line for these paths alone, so a
+    person's other staged changes stay as they were."""
     if not paths:
         return False
-    specs = [_pathspec(root, path) for path in paths]
     env = _env(author)
-    _git(root, ["add", "--", *specs], env)
-    staged = _git(root, ["diff", "--cached", "--quiet", "--", *specs], env, check=False)
-    if staged.returncode == 0:
+    files = {_repo_path(root, path): (root / _repo_path(root, path)).read_bytes() for path in paths}
+    head = _git(root, ["rev-parse", "--verify", "HEAD^{commit}"], env).stdout.strip()
+    if all(read_blob(root, head, path) == data for path, data in files.items()):
         return False
-    if staged.returncode != 1:
-        raise GitError("git diff --cached failed", stderr=staged.stderr, returncode=staged.returncode)
-    # --only commits these paths even when a person has other changes staged in the same checkout;
-    # --no-verify because the log already records mail that went out: a hook must not stop it being kept.
-    _git(root, ["commit", "--quiet", "--only", "--no-verify", "--file=-", "--", *specs], env, stdin=message)
+    # move_branch compares and swaps: another commit made meanwhile in this checkout is never lost.
+    move_branch(root, write_commit(root, head, files, message, author=author), head, files)
     return True
+
+
+def write_commit(root: Path, parent: str, files: Mapping[str, bytes], message: str, *, author: str = BOT_AUTHOR) -> str:
+    """A commit whose tree is *parent*'s with *files* (repository paths to their exact bytes) in place; its id.
+
+    Made without the work tree or the index, with no filter or attribute applied, and read back: GitError
+    unless every file in the new commit is byte for byte what was given."""
+    env = _env(author)
+    with tempfile.TemporaryDirectory(prefix="mailings-index-") as scratch:
+        index_env = {**env, "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+        _git(root, ["read-tree", parent], index_env)
+        for path, data in files.items():
+            blob = _git_bytes(root, ["hash-object", "-w", "--no-filters", "--stdin"], env, data).decode().strip()
+            _git(root, ["update-index", "--add", "--cacheinfo", f"100644,{blob},{path}"], index_env)
+        tree = _git(root, ["write-tree"], index_env).stdout.strip()
+    commit = _git(root, ["commit-tree", tree, "-p", parent, "-F", "-"], env, stdin=message).stdout.strip()
+    for path, data in files.items():
+        if read_blob(root, commit, path) != data:
+            raise GitError(f"{path}: the commit does not hold the send log byte for byte as it was written")
+    return commit
+
+
+def read_blob(root: Path, commit: str, path: str) -> bytes | None:
+    """The bytes of *path* in *commit* as git stores them (no filter applied); None when it is not a file there."""
+    env = _env(BOT_AUTHOR)
+    spec = f"{commit}:{path}"
+    kind = _git(root, ["cat-file", "-t", spec], env, check=False)
+    if kind.returncode != 0 or kind.stdout.strip() != "blob":
+        return None
+    return _git_bytes(root, ["cat-file", "blob", spec], env, b"")
+
+
+def resolve(root: Path, ref: str) -> str | None:
+    """The commit *ref* names here, or None when there is no such ref."""
+    done = _git(root, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], _env(BOT_AUTHOR), check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def upstream(root: Path) -> tuple[str, str]:
+    """(remote, refs/heads/<name>) that the current branch pushes to."""
+    env = _env(BOT_AUTHOR)
+    return _upstream(root, _current_branch(root, env), env)
+
+
+def fetch(root: Path, remote: str, refspecs: Sequence[str]) -> None:
+    """Fetch *refspecs* from *remote*, pruning the refs they cover that the remote no longer has."""
+    _git(root, ["fetch", "--quiet", "--no-tags", "--prune", remote, *refspecs], _env(BOT_AUTHOR))
+
+
+class PushLost(GitError):
+    """The remote's ref was not what the push expected: someone else moved it first."""
+
+
+def push_ref(root: Path, remote: str, commit: str | None, ref: str, expected: str | None) -> None:
+    """Set *ref* on *remote* to *commit* (None deletes it) if, and only if, it is *expected* now (None: absent).
+
+    The remote decides (a compare and swap): PushLost when the ref had moved, GitError for any other refusal
+    (a hook, a rule, a key without write access, a remote that cannot be reached)."""
+    lease = f"--force-with-lease={ref}:{expected or ''}"
+    source = f"{commit}:{ref}" if commit else f":{ref}"
+    push = _git(root, ["push", "--porcelain", "--no-verify", lease, remote, source], _env(BOT_AUTHOR), check=False)
+    if push.returncode == 0:
+        return
+    if _PORCELAIN_LOST.search(push.stdout):
+        raise PushLost(f"{ref} on {remote} moved meanwhile", stderr=push.stderr, returncode=push.returncode)
+    raise GitError(f"git push of {ref} to {remote} was refused", stderr=push.stderr, returncode=push.returncode)
+
+
+def move_branch(root: Path, commit: str, expected: str, files: Mapping[str, bytes]) -> None:
+    """Move the current branch from *expected* to *commit*, which differs from it by *files* alone (the work
+    tree holds them already), and bring the index in line for them."""
+    env = _env(BOT_AUTHOR)
+    branch = _current_branch(root, env)
+    _git(root, ["update-ref", "-m", "mailings: send logs", f"refs/heads/{branch}", commit, expected], env)
+    _sync_index(root, files, env)
+
+
+def _sync_index(root: Path, files: Mapping[str, bytes], env: Mapping[str, str]) -> None:
+    """Make the index agree with HEAD for *files* (the work tree already has their bytes)."""
+    specs = [":(literal)" + path for path in files]
+    _git(root, ["reset", "--quiet", "HEAD", "--", *specs], env, check=False)
+
+
+def _repo_path(root: Path, path: Path) -> str:
+    return _pathspec(root, path).removeprefix(":(literal)")
 
 
 def push_with_retry(root: Path, *, attempts: int = 5) -> None:
@@ -192,6 +295,27 @@ def _env(author: str) -> dict[str, str]:
     )
     env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
     return env
+
+
+def _git_bytes(root: Path, args: list[str], env: Mapping[str, str], data: bytes) -> bytes:
+    """Output of a git command fed and read as bytes (blobs are not text)."""
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(root), *args],
+            env=dict(env),
+            input=data,
+            capture_output=True,
+            timeout=GIT_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} did not finish within {GIT_TIMEOUT_SECONDS:.0f} s") from None
+    if result.returncode != 0:
+        stderr = result.stderr.decode("utf-8", "replace")
+        raise GitError(f"git {' '.join(args)} failed", stderr=stderr, returncode=result.returncode)
+    return result.stdout
 
 
 def _git(

@@ -14,14 +14,17 @@ instead of taking everybody for new.
 
 Events (all carry ``event`` and ``time``)::
 
+    claim     run, digest, recipients, pending             (a run is about to send: on the remote before any message)
     start     run, recipients, pending, mode, hash, key_check
     attempt   run, batch, rcpt: [hash, ...]
     accepted  run, batch, rcpt: [hash, ...], code
     failed    run, batch, rcpt: hash, code, message      (permanent, one per recipient)
     deferred  run, batch, rcpt: [hash, ...], code, message  (left pending for the next run)
-    blocked   reason                                      (not sent: a rule failed, the key changed, ...)
-    missed    reason                                      (too late to send)
-    end       run, accepted, failed, pending, complete, [reason]
+    unknown   run, batch, rcpt: [hash, ...], code, message  (no reply to the end of the message: it may have been
+                                                           delivered, so it is never sent again by itself)
+    blocked   reason, [digest]                             (not sent: a rule failed, the key changed, ...)
+    missed    reason, digest                               (too late to send; final for this content)
+    end       run, accepted, failed, pending, unknown, attempted, complete, [reason]
 """
 
 from __future__ import annotations
@@ -159,6 +162,7 @@ class Replay:
     accepted: set[str] = field(default_factory=set)
     failed: dict[str, Failure] = field(default_factory=dict)
     in_flight: set[str] = field(default_factory=set)  # attempted in the last run with no outcome (a kill)
+    unknown: set[str] = field(default_factory=set)  # no reply to the end of their message: maybe delivered
     scheme: str | None = None
     key_check: str | None = None
     runs: int = 0
@@ -171,6 +175,11 @@ class Replay:
     missed: str | None = None  # the reason, when the last thing that happened was a miss
     end_reason: str | None = None  # why the last run stopped early, if it did
     damaged: int = 0  # lines that are not events (a torn write); skipped
+    claim_run: str | None = None  # the run of the last claim
+    claim_digest: str | None = None  # the request's digest when a run first claimed it: the approved content
+    claim_open: bool = False  # the last claim has no end yet: that run is sending, or was killed
+    attempts: int = 0  # attempt events: transactions that may have delivered something
+    missed_digest: str | None = None  # the request's digest when it was recorded as missed ("" for an old log)
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -194,6 +203,7 @@ class Replay:
     def note_attempt(self, time: str, hashes: list[str]) -> None:
         """apply() of an attempt event, without building it (EventLines wrote it)."""
         self._note("attempt", time)
+        self.attempts += 1
         self.in_flight.update(hashes)
 
     def note_accepted(self, time: str, hashes: list[str]) -> None:
@@ -216,6 +226,19 @@ class Replay:
             handler(self, event)
 
 
+def _on_claim(replay: Replay, event: Event) -> None:
+    replay.claim_run = event.get("run")
+    digest = event.get("digest")
+    if replay.claim_digest is None and isinstance(digest, str):
+        replay.claim_digest = digest  # the first claim pins the content; later claims resume it
+    replay.claim_open = True
+
+
+def _on_missed(replay: Replay, event: Event) -> None:
+    digest = event.get("digest")
+    replay.missed_digest = digest if isinstance(digest, str) else ""
+
+
 def _on_start(replay: Replay, event: Event) -> None:
     replay.runs += 1
     replay.open_run = True
@@ -227,6 +250,7 @@ def _on_start(replay: Replay, event: Event) -> None:
 
 
 def _on_attempt(replay: Replay, event: Event) -> None:
+    replay.attempts += 1
     replay.in_flight.update(_hashes(event))
 
 
@@ -237,6 +261,8 @@ def _on_accepted(replay: Replay, event: Event) -> None:
 def _accept(replay: Replay, hashes: list[str]) -> None:
     replay.accepted.update(hashes)
     replay.in_flight.difference_update(hashes)
+    if replay.unknown:
+        replay.unknown.difference_update(hashes)
     failed = replay.failed
     if failed:
         for h in hashes:
@@ -247,6 +273,7 @@ def _on_failed(replay: Replay, event: Event) -> None:
     for h in _hashes(event):
         if h not in replay.accepted:
             replay.failed[h] = Failure(int(event.get("code", 0)), str(event.get("message", "")))
+            replay.unknown.discard(h)
         replay.in_flight.discard(h)
 
 
@@ -254,19 +281,29 @@ def _on_deferred(replay: Replay, event: Event) -> None:
     replay.in_flight.difference_update(_hashes(event))
 
 
+def _on_unknown(replay: Replay, event: Event) -> None:
+    hashes = [h for h in _hashes(event) if h not in replay.accepted and h not in replay.failed]
+    replay.unknown.update(hashes)
+    replay.in_flight.difference_update(hashes)
+
+
 def _on_end(replay: Replay, event: Event) -> None:
     replay.open_run = False
+    replay.claim_open = False
     replay.complete = bool(event.get("complete"))
     replay.end_reason = event.get("reason")
     replay.in_flight = set()
 
 
 _HANDLERS = {
+    "claim": _on_claim,
+    "missed": _on_missed,
     "start": _on_start,
     "attempt": _on_attempt,
     "accepted": _on_accepted,
     "failed": _on_failed,
     "deferred": _on_deferred,
+    "unknown": _on_unknown,
     "end": _on_end,
 }
 
@@ -372,6 +409,27 @@ class Journal:
             if handle.read(1) != b"\n":
                 self._write_all(b"\n")
                 os.fsync(self._fd)
+
+    def size(self) -> int:
+        return os.fstat(self._fd).st_size
+
+    def read_bytes(self) -> bytes:
+        """The log as it is on disk now, byte for byte."""
+        return self.path.read_bytes()
+
+    def replace(self, data: bytes) -> None:
+        """Make the log *data*, byte for byte, and fsync (under the lock; for a log the remote holds longer).
+        OSError unless it reads back exactly."""
+        os.ftruncate(self._fd, 0)
+        self._write_all(data)
+        os.fsync(self._fd)
+        if self.read_bytes() != data:
+            raise OSError(f"{self.path}: the send log does not read back as it was written")
+
+    def truncate(self, size: int) -> None:
+        """Cut the log back to *size* bytes and fsync: undoes events that never reached the remote."""
+        os.ftruncate(self._fd, size)
+        os.fsync(self._fd)
 
     @property
     def synced(self) -> int:

@@ -37,13 +37,20 @@ class Decision:
         return self.state in ACTIONABLE
 
 
-def decide(mailing: Mailing, replay: Replay, now: datetime, policy: Policy) -> Decision:
-    """The state of *mailing* at *now*, from its send log's replay and the policy's max lateness."""
+def decide(mailing: Mailing, replay: Replay, now: datetime, policy: Policy, digest: str | None = None) -> Decision:
+    """The state of *mailing* at *now*, from its send log's replay and the policy's max lateness.
+
+    A recorded miss is final for the content it was recorded for (*digest*, sender.plan.request_digest):
+    neither a later lateness limit nor a run whose clock is behind undoes it, only a person changing the
+    request. Without a digest (status of an old log), a recorded miss is final."""
     if replay.complete:
         failed = len(replay.failed)
+        unknown = f", {len(replay.unknown)} unknown (may have been delivered)" if replay.unknown else ""
         if failed:
-            return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good")
-        return Decision(MailingState.SENT, "every recipient accepted")
+            return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good{unknown}")
+        return Decision(MailingState.SENT, f"every recipient accepted{unknown}")
+    if replay.missed_digest is not None and (digest is None or replay.missed_digest in ("", digest)):
+        return Decision(MailingState.MISSED, _recorded_miss(replay))
     if mailing.send_at is None:
         return Decision(MailingState.BLOCKED, "send_at is missing or not a valid time")
     deadline = mailing.send_at + timedelta(hours=policy.sending.max_lateness_hours)
@@ -51,12 +58,17 @@ def decide(mailing: Mailing, replay: Replay, now: datetime, policy: Policy) -> D
         return Decision(MailingState.SCHEDULED, f"to be sent at {_shown(mailing.send_at)}", deadline)
     if now > deadline:
         return Decision(MailingState.MISSED, _missed_reason(mailing.send_at, deadline, policy, replay), deadline)
-    if replay.open_run:
+    if replay.open_run or replay.claim_open:
         return Decision(MailingState.SENDING, "a run started and has not finished", deadline)
     if replay.blocked is not None:
         return Decision(MailingState.BLOCKED, replay.blocked, deadline)
     pending = "pending recipients" if replay.runs else "due"
     return Decision(MailingState.DUE, f"{pending}; may be sent until {_shown(deadline)}", deadline)
+
+
+def _recorded_miss(replay: Replay) -> str:
+    sent = f"; {len(replay.accepted)} recipient(s) were sent before, the rest were not" if replay.accepted else ""
+    return f"recorded as missed, too late to send{sent}; a person must give the mailing a new send_at"
 
 
 def _missed_reason(send_at: datetime, deadline: datetime, policy: Policy, replay: Replay) -> str:

@@ -232,15 +232,16 @@ def test_send_commit_push_records_the_log_on_origin_and_a_second_run_sends_nothi
     repo.add()
     origin, clone = _published(tmp_path / "git", repo)
     code, out = run(["send", "--root", str(clone), "--now", NOW, "--commit", "--push"], relay(smtp_server))
-    assert code == 0 and "committed the send logs" in out and "pushed" in out
+    assert code == 0 and "recorded the send logs on main" in out
     assert (
         git(origin, "log", "-1", "--format=%an|%s", "main")
         == "mailings-bot|Send log: 2027-02-10-travel 600 accepted, 0 failed"
     )
     assert '"complete":true' in git(origin, "show", f"main:mailings/{MAILING}/sendlog.jsonl")
     code, out = run(["send", "--root", str(clone), "--now", NOW, "--commit", "--push"], relay(smtp_server))
-    assert code == 0 and "nothing to commit" in out
+    assert code == 0 and "nothing to record" in out
     assert len(smtp_server.handler.recipients()) == 600
+    assert git(origin, "for-each-ref", "refs/heads/mailings-sending/") == ""  # the claim branch went with the run
 
 
 def test_a_push_race_is_resolved_by_the_retry(
@@ -255,6 +256,6 @@ def test_a_push_race_is_resolved_by_the_retry(
     git(other, "commit", "--quiet", "-m", "Another merge")
     git(other, "push", "--quiet", "origin", "HEAD:main")
     code, out = run(["send", "--root", str(clone), "--now", NOW, "--push"], relay(smtp_server))
-    assert code == 0 and "pushed" in out
+    assert code == 0 and "recorded the send logs on main" in out
     subjects = git(origin, "log", "--format=%s", "main").splitlines()
     assert subjects[:2] == ["Send log: 2027-02-10-travel 600 accepted, 0 failed", "Another merge"]

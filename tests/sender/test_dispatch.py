@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from checks.loader import load_mailing
-from sender.dispatch import Lane, RateLimiter, Recipient, batch_key, batches, plan, send_all
+from sender.dispatch import send_all
 from sender.journal import Journal, Replay, make_hasher
+from sender.pace import Lane, RateLimiter
+from sender.plan import Recipient, batch_key, batches, plan
 from sender.state import MailingState
 from tests.conftest import BODIES, Repo, addresses
 from tests.sender.sending import (
