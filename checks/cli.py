@@ -20,7 +20,7 @@ from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
 from checks.plan import render as render_plan
 from checks.policy import Policy, load_policy
-from checks.report import check_all
+from checks.report import check_all, check_repository
 from checks.reporters import REPORTERS
 from checks.schemas import TOOL_ROOT
 
@@ -101,7 +101,7 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
     targets, gone = _targets(root, args, context)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
-    problems = sorted(problems + check_gone(root, gone, policy, context))
+    problems = sorted(problems + check_gone(root, gone, policy, context) + check_repository(root, policy, context))
     REPORTERS[fmt](problems, summaries, out)
     if any(p.level == "error" for p in problems):
         return 1

@@ -20,7 +20,9 @@ from checks.model import (
     Address,
     Body,
     DirEntry,
+    EntryKind,
     Finding,
+    Layout,
     ListProblem,
     Loc,
     Mailing,
@@ -39,16 +41,45 @@ MAX_LIST_BYTES = 64 * 1024 * 1024
 
 
 def discover(root: Path) -> list[Path]:
-    """Every request directory under <root>/mailings, sorted by name."""
+    """Every request directory under <root>/mailings, sorted by name.
+
+    A symbolic link to a directory counts (it is loaded as a link, which [attachments] reports); anything else
+    that is not a directory is not a request ([layout] reports it).
+    """
     base = root / MAILINGS_DIR
     if not base.is_dir():
         return []
-    return sorted(p for p in base.iterdir() if p.is_dir() or p.is_symlink())
+    return sorted(p for p in base.iterdir() if p.is_dir())
+
+
+def load_layout(root: Path) -> Layout:
+    """What stands directly under <root>/mailings, for the rules about the folder as a whole."""
+    base = root / MAILINGS_DIR
+    kind = _kind(base)
+    if kind != "dir":
+        return Layout(MAILINGS_DIR, kind)
+    entries = tuple(_entries(base))
+    linked = frozenset(e.name for e in entries if e.kind == "symlink" and (base / e.name).is_dir())
+    return Layout(MAILINGS_DIR, kind, entries, linked)
+
+
+def _kind(path: Path) -> EntryKind | None:
+    """What *path* itself is, a link not followed; None when nothing is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "other"
 
 
 def resolve_targets(root: Path, paths: list[str], cwd: Path) -> list[Path]:
     """Command-line paths as request directories under the root: a request directory itself, or any file or
-    directory inside one (pre-commit passes the changed files), mapped to its request."""
+    directory inside one (pre-commit passes the changed files), mapped to its request. A file or link directly
+    under mailings/ maps to no request: [layout], which runs whatever is named, reports it."""
     base = (root / MAILINGS_DIR).resolve()
     found: list[Path] = []
     for text in paths:
@@ -58,6 +89,8 @@ def resolve_targets(root: Path, paths: list[str], cwd: Path) -> list[Path]:
         if parts[: len(base.parts)] != base.parts or len(parts) == len(base.parts):
             raise UsageError(f"{text}: not in a request directory; requests are directories directly under {base}")
         directory = root / MAILINGS_DIR / parts[len(base.parts)]
+        if len(parts) == len(base.parts) + 1 and not directory.is_dir() and _kind(directory) is not None:
+            continue  # a file or link directly under mailings/ is no request; [layout] reports it
         if not directory.is_dir():
             raise UsageError(f"{text}: no such request directory")
         if directory not in found:
@@ -102,6 +135,7 @@ def _dispatched(directory: Path) -> bool:
 
 def _entries(directory: Path) -> Iterator[DirEntry]:
     for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        kind: EntryKind
         if entry.is_symlink():
             kind = "symlink"
         elif entry.is_dir(follow_symlinks=False):
@@ -110,7 +144,7 @@ def _entries(directory: Path) -> Iterator[DirEntry]:
             kind = "file"
         else:
             kind = "other"
-        yield DirEntry(entry.name, kind)  # type: ignore[arg-type]
+        yield DirEntry(entry.name, kind)
 
 
 def read_regular(path: Path, limit: int, *, follow: bool = False) -> bytes:

@@ -23,6 +23,8 @@ Stage = Literal["submit", "send"]
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MAILING_FILE = "mailing.yaml"
 SENDLOG_FILE = "sendlog.jsonl"
+# Each mailing being sent has a branch of this name plus its id, holding its claim and checkpoints (sender.record).
+CLAIM_BRANCH_PREFIX = "mailings-sending/"
 BODY_PATTERN = re.compile(r"^body\.([^.]+)\.txt$")
 
 
@@ -62,10 +64,24 @@ def warning(loc: Loc, message: str) -> Finding:
     return Finding(loc, "warning", message)
 
 
+EntryKind = Literal["file", "dir", "symlink", "other"]
+
+
 @dataclass(frozen=True)
 class DirEntry:
     name: str
-    kind: Literal["file", "dir", "symlink", "other"]
+    kind: EntryKind
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What stands directly under mailings/: the folder the requests live in, judged as a whole."""
+
+    directory: str  # "mailings", relative to the root
+    kind: EntryKind | None  # what the folder itself is; None when there is none
+    entries: tuple[DirEntry, ...] = ()
+    # Entries that are symbolic links to a directory: linked requests, which [attachments] reports.
+    linked_dirs: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Per changed mailing: when it goes out (local time), the earliest allowed date,
 how many it reaches, what it says and links to, its event, every problem the
 checks found, the policy's relevance criteria as a checklist for the reviewer,
-and the message exactly as recipients will see it.
+and the message exactly as recipients will see it. Before them, the problems
+of the mailings/ folder as a whole ([layout]), if any.
 
 Everything a request says is somebody's text, so none of it reaches the
 Markdown raw (checks.markdown: escaped inline text, code spans, and a fenced
@@ -24,6 +25,7 @@ from checks.loader import load_mailing
 from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import Policy
+from checks.report import check_repository
 from checks.rules.links import mailing_links, target
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
@@ -74,6 +76,7 @@ def render(
 ) -> str:
     """The whole plan; with *preview*, each mailing's message too."""
     out = [*_header(len(targets) + len(gone), policy, context)]
+    out += folder_section(check_repository(root, policy, context))
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
         out += mailing_section(mailing, policy, context, check_mailing(mailing, policy, context), preview)
@@ -112,6 +115,14 @@ def mailing_section(
     if preview is not None:
         out += ["", "#### The message as recipients will see it", "", *_message(mailing, policy, context, preview)]
     return out
+
+
+def folder_section(problems: Sequence[Problem]) -> list[str]:
+    """What is wrong with the mailings/ folder as a whole; nothing when all is well."""
+    if not problems:
+        return []
+    out = ["", f"### {_verdict(problems)} {code('mailings/')}: {_counts(problems)}", ""]
+    return [*out, "#### Problems", "", *_problems(problems)]
 
 
 def gone_section(mailing_id: str, problems: Sequence[Problem]) -> list[str]:

@@ -1,12 +1,12 @@
-"""Check many mailings and summarise each: shared by `check`, `plan` and the sender."""
+"""Check many mailings and summarise each (`check`), and the mailings/ folder as a whole (`check` and `plan`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from checks.addresses import recipient_count
-from checks.linter import check_mailing
-from checks.loader import load_mailing
+from checks.linter import check_layout, check_mailing
+from checks.loader import load_layout, load_mailing
 from checks.model import Context, Mailing, Problem
 from checks.policy import Policy
 from checks.reporters import Summary
@@ -36,3 +36,9 @@ def check_all(root: Path, targets: list[Path], policy: Policy, context: Context)
         problems.extend(found)
         summaries.append(summarise(mailing, policy, context, found))
     return sorted(problems), summaries
+
+
+def check_repository(root: Path, policy: Policy, context: Context) -> list[Problem]:
+    """Problems of the mailings/ folder as a whole ([layout]). Every command reports them, whatever requests it
+    checks: a file there concerns every request's send log, and a pull request may add one and change no request."""
+    return check_layout(load_layout(root), policy, context)

@@ -47,7 +47,7 @@ def origin(tmp_path: Path, plain_git: None) -> Path:
     shutil.copy(PROJECT / "policy.yaml", seed / "policy.yaml")
     shutil.copytree(PROJECT / "schema", seed / "schema")
     (seed / "mailings").mkdir()
-    (seed / "mailings" / ".gitkeep").write_text("", encoding="utf-8")
+    (seed / "mailings" / "README.md").write_text("Requests live here.\n", encoding="utf-8")
     git(seed, "add", "--all")
     git(seed, "commit", "--quiet", "-m", "The policy")
     git(seed, "push", "--quiet", "origin", "HEAD:main")

@@ -288,3 +288,26 @@ def test_the_hook_checks_what_a_commit_changes(repo: Repo, plain_git: None) -> N
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines()[-1] == "1 mailing checked: 1 error, 0 warnings"
     assert "mailings/2027-02-11-library/body.en.txt:1:7: error [plain-text]" in done.stdout
+
+
+def test_the_hook_runs_for_a_file_directly_under_mailings(repo: Repo, plain_git: None) -> None:
+    """A commit that adds only mailings/.gitattributes is refused before it is pushed ([layout])."""
+    assert re.match(local_hook("mailings-check")["files"], "mailings/.gitattributes")
+    repo.add("2027-02-10-travel")
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A request")
+    (repo.root / "mailings" / ".gitattributes").write_text("* -text\n", encoding="utf-8")
+    entry = shlex.split(local_hook("mailings-check")["entry"])
+    done = subprocess.run(
+        [sys.executable, *entry[1:], "--submitted", "2027-01-11", "mailings/.gitattributes"],
+        cwd=repo.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stdout.splitlines()[0].startswith(
+        "mailings/.gitattributes:1:1: error [layout] only request directories"
+    )

@@ -2,7 +2,9 @@
 
 Each rule module has ``ID``, ``STAGES`` (when it runs: at submission, at send
 time, or both), a docstring with passing and failing examples, and
-``check(mailing, policy, context)`` yielding findings.
+``check(mailing, policy, context)`` yielding findings. A rule about the
+``mailings/`` folder as a whole has ``check(layout, policy, context)`` instead,
+and runs once per check, whichever requests it checks.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from checks.model import Context, Finding, Mailing, Stage
+from checks.model import Context, Finding, Layout, Mailing, Stage
 from checks.policy import Policy
 from checks.rules import (
     attachments,
@@ -19,6 +21,7 @@ from checks.rules import (
     content,
     event,
     immutable,
+    layout,
     lead_time,
     links,
     plain_text,
@@ -35,6 +38,13 @@ class Rule(Protocol):
     STAGES: tuple[Stage, ...]
 
     def check(self, mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]: ...
+
+
+class LayoutRule(Protocol):
+    ID: str
+    STAGES: tuple[Stage, ...]
+
+    def check(self, layout: Layout, policy: Policy, context: Context) -> Iterator[Finding]: ...
 
 
 _MODULES = (
@@ -55,3 +65,6 @@ _MODULES = (
 )
 
 RULES: dict[str, Rule] = {module.ID: module for module in _MODULES}  # type: ignore[misc]
+
+# Rules about what stands directly under mailings/, not about one request.
+LAYOUT_RULES: dict[str, LayoutRule] = {module.ID: module for module in (layout,)}  # type: ignore[misc]

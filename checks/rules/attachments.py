@@ -4,9 +4,11 @@ Allowed are ``mailing.yaml``, ``body.<lang>.txt`` for each declared language,
 the recipient list files that ``recipients.lists`` names, and the send log
 (``sendlog.jsonl``). Anything else is an error at its path: a PDF, an image,
 a body for an undeclared language, a subdirectory, a symbolic link, a FIFO.
-A request directory that is itself a symbolic link is an error, and so is a
-list file whose path leaves the directory (``../x``, ``/etc/passwd``,
-``sub/x.txt``), at its entry in mailing.yaml.
+A request directory that is itself a symbolic link (to a directory) is an
+error, and so is a list file whose path leaves the directory (``../x``,
+``/etc/passwd``, ``sub/x.txt``), at its entry in mailing.yaml. Any other link
+directly under ``mailings/`` (to a file, or to nothing) is no request: the
+layout rule reports it.
 
 The recipients rule reports list files that are missing or cannot be read;
 mailing.yaml itself is the yaml rule's.
