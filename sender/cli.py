@@ -181,12 +181,17 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
     from sender.journal import replay
     from sender.record import RecordError
 
-    written = [o.mailing_id for o in outcomes or () if o.log is not None]
-    if outcomes is not None and not written and not remote.claimed:
+    def log_of(mailing_id: str) -> Path:
+        return root / MAILINGS_DIR / mailing_id / SENDLOG_FILE
+
+    written = {o.mailing_id for o in outcomes or () if o.log is not None}
+    # A claim branch this run read whose run ended: its log belongs on main (an earlier run could not put it there).
+    ended = {i for i in remote.claimed if i not in written and not replay(log_of(i)).claim_open}
+    ids = sorted(written | ended)
+    if not ids:
         out.write("no send log changed; nothing to record\n")
         return True
-    ids = sorted(set(written) | set(remote.claimed))
-    logs = {i: (root / MAILINGS_DIR / i / SENDLOG_FILE).read_bytes() for i in ids}
+    logs = {i: log_of(i).read_bytes() for i in ids}
     summaries = _summaries(outcomes)
     try:
         published = remote.publish(logs, commit_message(summaries) if summaries else STOPPED_MESSAGE)
@@ -195,7 +200,7 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
         return False
     out.write("recorded the send logs on main\n" if published else "main already holds the send logs\n")
     for mailing_id in ids:
-        if not replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE).claim_open:
+        if not replay(log_of(mailing_id)).claim_open:
             problem = remote.release(mailing_id)
             if problem:
                 out.write(f"note: {problem}\n")

@@ -26,7 +26,7 @@ from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import SENDLOG_FILE, Context, Mailing, Problem
 from checks.policy import Policy
-from sender import eventloop
+from sender import eventloop, gitops
 from sender.config import MaildirSettings, SmtpSettings
 from sender.eventloop import LoopChoice
 from sender.journal import (
@@ -46,7 +46,7 @@ from sender.message import MessageError, MessageTemplate, Renderer, build_templa
 from sender.pace import CHECKPOINT_RECIPIENTS, CHECKPOINT_SECONDS, Checkpoints, Lane, RateLimiter
 from sender.plan import Batch, Recipient, Work, plan, request_digest
 from sender.progress import MailingProgress, NullProgress, Progress
-from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, longer_log
+from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
 from sender.state import Decision, MailingState, decide
 from sender.transport import Reply, TransactionResult, Transport, transport_factory
@@ -197,6 +197,9 @@ def _adopt_remote(record: RemoteRecord, mailing: Mailing, journal: Journal) -> R
         return f"not sent: {remote.conflict}"
     local = journal.read_bytes()
     merged = longer_log(local, remote.log)
+    if merged is None and gitops.unchanged_since_checkout(record.root, log_path(mailing.id)):
+        # The checkout's copy as the repository's attributes wrote it (line ends, filters): git's own bytes count.
+        merged = longer_log(gitops.read_blob(record.root, "HEAD", log_path(mailing.id)) or b"", remote.log)
     if merged is None:
         return (
             f"not sent: the send log in this checkout and the one on {record.remote} differ, and neither extends "

@@ -134,6 +134,13 @@ def read_blob(root: Path, commit: str, path: str) -> bytes | None:
     return _git_bytes(root, ["cat-file", "blob", spec], env, b"")
 
 
+def unchanged_since_checkout(root: Path, path: str) -> bool:
+    """True when the work tree's *path* is what checking out HEAD's version gave (whatever the repository's
+    attributes did to its bytes on the way), or is absent from both."""
+    done = _git(root, ["diff", "--quiet", "HEAD", "--", ":(literal)" + path], _env(BOT_AUTHOR), check=False)
+    return done.returncode == 0
+
+
 def resolve(root: Path, ref: str) -> str | None:
     """The commit *ref* names here, or None when there is no such ref."""
     done = _git(root, ["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], _env(BOT_AUTHOR), check=False)

@@ -77,7 +77,8 @@ class RemoteRecord:
             self.remote, self.main_ref = gitops.upstream(root)
         except GitError as exc:
             raise RecordError(f"cannot tell where to record the send logs: {exc}") from None
-        self._pushed: dict[str, str | None] = {}  # mailing id -> the claim branch's commit as this run left it
+        self._pushed: dict[str, str] = {}  # mailing id -> the claim branch's commit as this run left it
+        self._seen: dict[str, str] = {}  # mailing id -> the claim branch's commit as the last read found it
         self._fetched = False
 
     def _tracking(self, ref: str) -> str:
@@ -107,6 +108,7 @@ class RemoteRecord:
         on_main = gitops.read_blob(self.root, main, path) or b""
         if claim is None:
             return RemoteLog(main, None, on_main)
+        self._seen[mailing_id] = claim
         on_claim = gitops.read_blob(self.root, claim, path) or b""
         log = longer_log(on_main, on_claim)
         if log is None:
@@ -188,7 +190,8 @@ class RemoteRecord:
     def release(self, mailing_id: str, expected: str | None = None) -> str | None:
         """Delete the claim branch of *mailing_id* if it is where this run last pushed it (or at *expected*);
         why it could not be, or None."""
-        last = self._pushed.pop(mailing_id, None) or expected
+        last = self._pushed.pop(mailing_id, None) or expected or self._seen.get(mailing_id)
+        self._seen.pop(mailing_id, None)
         if last is None:
             return None
         try:
@@ -200,5 +203,5 @@ class RemoteRecord:
 
     @property
     def claimed(self) -> list[str]:
-        """The mailings this run pushed a claim for and has not released."""
-        return list(self._pushed)
+        """The mailings with a claim branch that this run pushed or read, and has not released."""
+        return sorted(set(self._pushed) | set(self._seen))

@@ -24,7 +24,8 @@ LOOP: LoopChoice = "auto"  # the event loop of the sends; the loop_choice fixtur
 
 
 def smtp(server: RunningServer, **changes: Any) -> SmtpSettings:
-    return SmtpSettings(host=server.host, port=server.port, security="none", timeout=10.0, **changes)
+    changes.setdefault("timeout", 10.0)
+    return SmtpSettings(host=server.host, port=server.port, security="none", **changes)
 
 
 def options(settings: SmtpSettings | MaildirSettings, *, now: str = NOW, **changes: Any) -> SendOptions:
