@@ -162,17 +162,23 @@ def changed_mailings(changes: Iterable[FileChange]) -> list[str]:
     return sorted(i for i in ids if i is not None)
 
 
-def split_present(root: Path, ids: Iterable[str]) -> tuple[list[Path], list[str]]:
-    """Changed mailings that are still there (to load and check) and those whose directory is gone."""
+def split_present(root: Path, changes: Iterable[FileChange]) -> tuple[list[Path], list[str]]:
+    """Changed mailings that stand as directories (to load and check), and those whose directory is gone.
+
+    Gone is also a directory that something else replaced (a file, a link to a file or to nothing): what was
+    deleted from it is judged all the same ([immutable] alone, in check_gone), whatever now stands there. A
+    changed entry directly under mailings/ that never had files below it was no request: [layout] judges it.
+    """
+    changes = list(changes)
+    had_files = {mailing_of(path) for change in changes for path in change.paths if path.count("/") >= 2}
     present: list[Path] = []
     gone: list[str] = []
-    for mailing_id in ids:
+    for mailing_id in changed_mailings(changes):
         directory = root / MAILINGS_DIR / mailing_id
-        if directory.is_dir() or directory.is_symlink():
+        if directory.is_dir():  # a link to a directory too: loaded as a link, which [attachments] reports
             present.append(directory)
-        elif not directory.exists():
+        elif mailing_id in had_files:
             gone.append(mailing_id)
-        # else a plain file directly under mailings/: not a request, nothing to check
     return present, gone
 
 

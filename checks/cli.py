@@ -14,7 +14,7 @@ from string import Template
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from checks.changes import changed_mailings, check_gone, read_base, split_present
+from checks.changes import check_gone, read_base, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
@@ -88,7 +88,7 @@ def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[li
     named = resolve_targets(root, args.paths, Path.cwd()) if args.paths else None
     if context.base is None:
         return (named if named is not None else discover(root)), []
-    present, gone = split_present(root, changed_mailings(context.changes))
+    present, gone = split_present(root, context.changes)
     if named is None:
         return present, gone
     return [directory for directory in present if directory in named], []

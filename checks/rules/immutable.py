@@ -13,14 +13,18 @@ is its base); without a base it has nothing to compare and finds nothing.
   pull request, so a forged log cannot mark a mailing as sent (or unsent).
 
 A rename changes both paths, so moving a sent mailing to a new id fails at the
-old one. Each error stands at the changed file, line 1.
+old one. A deleted path counts whatever now stands there: a sent mailing's
+directory replaced by a file or a link (to a directory, a file or nothing) is
+an error at each file it held and at the new entry; a file replaced by a
+directory or a link is one too. Each error stands at the changed path, line 1.
 
 Passes: a new request ``mailings/2027-03-01-survey/`` beside a sent one;
 editing a request that has no send log on REF.
 
 Fails: editing ``mailings/2027-02-10-travel/body.en.txt`` when
 ``mailings/2027-02-10-travel/sendlog.jsonl`` is on REF; deleting that
-directory; adding ``mailings/2027-03-01-survey/sendlog.jsonl``.
+directory, or putting a file or a link in its place; making its
+``body.en.txt`` a link; adding ``mailings/2027-03-01-survey/sendlog.jsonl``.
 """
 
 from __future__ import annotations

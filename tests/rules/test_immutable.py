@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
@@ -228,3 +229,105 @@ def test_a_log_with_a_run_in_it_makes_the_mailing_history(
     re_date_on_a_branch(repo, log, "Sent part-way")
     code, lines = check(repo, capsys, "--changed-since", "main")
     assert code == 1 and len(lines) == 1 and "mailing.yaml:1:1: error [immutable]" in lines[0]
+
+
+# --- whatever now stands where a sent mailing's path was ------------------------------------------------------------
+
+SENT_FILES = ("body.en.txt", "body.sv.txt", "mailing.yaml", "recipients.txt")
+
+
+def every_deleted_path(added: str) -> list[str]:
+    """The [immutable] lines when SENT's directory is gone and *added* stands at its path."""
+    gone = f"mailings/{SENT}"
+    return [
+        sent_message(gone, added, "remove it"),
+        *(sent_message(f"{gone}/{name}", "deletes this file", "restore it from main") for name in SENT_FILES),
+        log_message(f"{gone}/sendlog.jsonl", "deletes this send log", "restore it from main"),
+    ]
+
+
+def test_a_sent_mailing_replaced_by_a_file_is_judged_at_every_path(
+    branch: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = branch.root / "mailings" / SENT
+    shutil.rmtree(directory)
+    directory.write_text("sendlog.jsonl\n", encoding="utf-8")
+    commit(branch, "A file where the sent mailing was")
+    assert check(branch, capsys, "--changed-since", "main") == (1, every_deleted_path("adds this file"))
+
+
+@pytest.mark.parametrize("target", ["2027-03-01-survey", "../policy.yaml", "nowhere"])
+def test_a_sent_mailing_replaced_by_a_link_is_judged_at_every_path(
+    branch: Repo, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    """A link to a directory (another request), to a file or to nothing: git records each as a file."""
+    directory = branch.root / "mailings" / SENT
+    shutil.rmtree(directory)
+    os.symlink(target, directory)
+    commit(branch, "A link where the sent mailing was")
+    assert check(branch, capsys, "--changed-since", "main") == (1, every_deleted_path("adds this file"))
+
+
+def test_the_plan_shows_a_replaced_mailing_with_its_problems(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = branch.root / "mailings" / SENT
+    shutil.rmtree(directory)
+    directory.write_text("", encoding="utf-8")
+    commit(branch, "A file where the sent mailing was")
+    main(["plan", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "main"])
+    out = capsys.readouterr().out
+    # the file itself is the folder's problem ([layout]); what was deleted is the mailing's
+    assert "### ❌ ` mailings/ `: 1 error, 0 warnings" in out
+    assert f"### ❌ ` mailings/{SENT} `: removed, 6 errors, 0 warnings" in out
+    assert out.count("\\[immutable\\]") == 6 and out.count("\\[layout\\]") == 1
+
+
+def test_a_file_of_a_sent_mailing_replaced_by_a_directory(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    body = branch.root / "mailings" / SENT / "body.en.txt"
+    body.unlink()
+    body.mkdir()
+    (body / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
+    commit(branch, "A directory where a file was")
+    path = f"mailings/{SENT}/body.en.txt"
+    assert check(branch, capsys, "--changed-since", "main") == (
+        1,
+        [
+            sent_message(path, "deletes this file", "restore it from main"),
+            sent_message(f"{path}/body.en.txt", "adds this file", "remove it"),
+        ],
+    )
+
+
+@pytest.mark.parametrize("target", ["body.sv.txt", "/etc/hostname", "nowhere", "."])
+def test_a_file_of_a_sent_mailing_replaced_by_a_link(
+    branch: Repo, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    body = branch.root / "mailings" / SENT / "body.en.txt"
+    body.unlink()
+    os.symlink(target, body)
+    commit(branch, "A link where a file was")
+    assert check(branch, capsys, "--changed-since", "main") == (
+        1,
+        [sent_message(f"mailings/{SENT}/body.en.txt", "changes the type of this file", "restore it as it is on main")],
+    )
+
+
+def test_a_mailing_not_yet_sent_can_be_withdrawn(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.rmtree(branch.root / "mailings" / OPEN)
+    commit(branch, "Withdraw the open request")
+    assert check(branch, capsys, "--changed-since", "main") == (0, [])
+
+
+def test_the_readme_beside_the_requests_is_no_request(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Adding, editing or deleting mailings/README.md changes no mailing, sent or not."""
+    readme = branch.root / "mailings" / "README.md"
+    readme.write_text("Requests live here.\n", encoding="utf-8")
+    commit(branch, "A README")
+    code = main(["check", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "main"])
+    assert (code, capsys.readouterr().out) == (0, "0 mailings checked: 0 errors, 0 warnings\n")
+    git(branch.root, "switch", "--quiet", "--create", "no-readme")
+    readme.unlink()
+    commit(branch, "No README")
+    code = main(["check", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "request"])
+    assert (code, capsys.readouterr().out) == (0, "0 mailings checked: 0 errors, 0 warnings\n")
+    main(["plan", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "request"])
+    assert "No mailing changed." in capsys.readouterr().out

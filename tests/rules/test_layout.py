@@ -203,3 +203,16 @@ def test_the_plan_shows_it_among_the_problems(only_a_gitignore: Repo, capsys: py
         "",
         f"- error ` mailings/.gitignore:1:1 ` \\[layout\\] {ESCAPED}",
     ]
+
+
+def test_removing_the_file_again_passes(only_a_gitignore: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deleting a stray file directly under mailings/ is no removed request."""
+    git(only_a_gitignore.root, "switch", "--quiet", "--create", "tidy")
+    git(only_a_gitignore.root, "rm", "--quiet", "mailings/.gitignore")
+    git(only_a_gitignore.root, "commit", "--quiet", "-m", "Tidy up")
+    assert check(only_a_gitignore, capsys, "--changed-since", "ignore") == (
+        0,
+        "0 mailings checked: 0 errors, 0 warnings\n",
+    )
+    main(["plan", "--root", str(only_a_gitignore.root), "--submitted", "2027-01-11", "--changed-since", "ignore"])
+    assert "No mailing changed." in capsys.readouterr().out
