@@ -287,6 +287,7 @@ class StatusRow:
     failed: int
     last_activity: str | None
     running: bool
+    unknown: int = 0  # no reply to the end of their message: maybe delivered, never sent again by itself
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
@@ -305,11 +306,12 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
 
 def _status_row(root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path]) -> StatusRow:
     from sender.journal import is_locked, replay
+    from sender.plan import request_digest
     from sender.state import MailingState, decide
 
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
-    decision = decide(mailing, log, now, policy)
+    decision = decide(mailing, log, now, policy, request_digest(mailing))
     running = decision.state is MailingState.SENDING and is_locked(directory / SENDLOG_FILE)
     reason = decision.reason
     if decision.state is MailingState.SENDING:
@@ -325,6 +327,7 @@ def _status_row(root: Path, directory: Path, policy: Policy, now: datetime, spec
         failed=len(log.failed),
         last_activity=log.last_time,
         running=running,
+        unknown=len(log.unknown),
     )
 
 
@@ -357,6 +360,11 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
         out.write("\n")
         if row.state in _EXPLAINED:
             out.write(f"    {row.state}: {row.reason}\n")
+        if row.unknown:
+            out.write(
+                f"    unknown: {row.unknown} recipient(s) whose message the relay never confirmed; they may have it, "
+                "so they are not sent again\n"
+            )
 
 
 # --- preview ----------------------------------------------------------------------------------------------------

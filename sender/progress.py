@@ -151,7 +151,8 @@ def summary_line(outcome: Outcome) -> str:
         if outcome.messages_now
         else ""
     )
+    unknown = f", {outcome.unknown} unknown" if outcome.unknown else ""
     return (
-        f"{head}: {outcome.accepted} accepted, {failed}, {outcome.pending} pending of {outcome.total}"
+        f"{head}: {outcome.accepted} accepted, {failed}{unknown}, {outcome.pending} pending of {outcome.total}"
         f"{this_run}; {outcome.note}"
     )
