@@ -212,6 +212,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 # --- the generated repository -----------------------------------------------------------------------------------
 
+# A realistic body: Swedish letters, a link and an address, as the messages the university sends.
 BODIES = {
     "sv": (
         "Hej!\n\n"
@@ -222,7 +223,8 @@ BODIES = {
         "- logga in med ditt KTH-konto på https://www.kth.se/resor\n"
         "- kontrollera dina uppgifter och ditt kostnadsställe\n"
         "- boka som vanligt från den 1 mars\n\n"
-        "Frågor besvaras av resesamordnarna på din skola.\n\n"
+        "Frågor besvaras av resesamordnarna på din skola, eller skriv till\n"
+        "resor@kth.se.\n\n"
         "Med vänliga hälsningar\nKTH IT\n"
     ),
     "en": (
@@ -234,7 +236,8 @@ BODIES = {
         "- sign in with your KTH account at https://www.kth.se/en/travel\n"
         "- check your details and your cost centre\n"
         "- book as usual from 1 March\n\n"
-        "The travel coordinators at your school answer questions.\n\n"
+        "The travel coordinators at your school answer questions, or write to\n"
+        "resor@kth.se.\n\n"
         "Kind regards\nKTH IT\n"
     ),
 }

@@ -106,6 +106,11 @@ class RelayJudge:
         self.suspects: list[Refusal] = []
         self.consecutive_failures = 0
 
+    @property
+    def calm(self) -> bool:
+        """True when a transaction that everyone accepted changes nothing here (the usual state)."""
+        return self.confirmed and not self.suspects and not self.consecutive_failures
+
     def take_suspects(self) -> list[Refusal]:
         taken, self.suspects = self.suspects, []
         return taken
