@@ -22,7 +22,16 @@ from pathlib import Path
 from checks.errors import UsageError
 from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR
-from checks.model import SENDLOG_FILE, ChangeStatus, Context, FileChange, Mailing, Problem, dispatched
+from checks.model import (
+    CLAIM_BRANCH_PREFIX,
+    SENDLOG_FILE,
+    ChangeStatus,
+    Context,
+    FileChange,
+    Mailing,
+    Problem,
+    dispatched,
+)
 from checks.policy import Policy
 from checks.rules import RULES, immutable
 
@@ -39,11 +48,11 @@ _STATUS: Mapping[str, ChangeStatus] = {
 
 @dataclass(frozen=True)
 class BaseState:
-    """What the base says: the ref as given, the changes against it, the mailings sent on it."""
+    """What the base says: the ref as given, the changes against it, the mailings sent (id: the ref that says so)."""
 
     ref: str
     changes: tuple[FileChange, ...]
-    sent: frozenset[str]
+    sent: Mapping[str, str]
 
 
 def git(root: Path, *args: str) -> bytes:
@@ -59,13 +68,13 @@ def git(root: Path, *args: str) -> bytes:
 
 
 def read_base(root: Path, ref: str) -> BaseState:
-    """Ask git what differs from *ref* and which mailings have a send log on it."""
+    """Ask git what differs from *ref*, and which mailings were sent: on it, or on their claim branches."""
     if ref.startswith("-"):
         raise UsageError(f"--changed-since {ref!r}: a ref cannot start with '-'")
     git(root, "rev-parse", "--is-inside-work-tree")
     commit = _commit(root, ref)
     merge_base = _merge_base(root, ref, commit)
-    return BaseState(ref=ref, changes=tuple(sorted(_diff(root, merge_base))), sent=_sent(root, commit))
+    return BaseState(ref=ref, changes=tuple(sorted(_diff(root, merge_base))), sent=_sent(root, commit, ref))
 
 
 def _commit(root: Path, ref: str) -> str:
@@ -120,32 +129,73 @@ def _split(out: bytes) -> list[str]:
     return [part.decode("utf-8", "surrogateescape") for part in out.split(b"\0") if part]
 
 
-def _sent(root: Path, commit: str) -> frozenset[str]:
-    """Mailings whose send log on *commit* shows that a run started sending them.
+def _sent(root: Path, commit: str, ref: str) -> dict[str, str]:
+    """Mailings whose send log shows that sending started (checks.model.dispatched), each with the ref it shows
+    on: *commit* (the base, named *ref*), or the mailing's claim branch, where the dispatch job records its claim
+    before the first message and its progress until the log reaches main. A claim branch counts for as long as
+    it exists here, so a run still sending, or killed before it got to main, makes the mailing history as well.
 
-    A log that records only why a mailing was not sent (blocked, missed) leaves
-    it open to a fix or a new date: that is what those events ask a person for.
+    A log that records only why a mailing was not sent (blocked, missed) leaves it open to a fix or a new date:
+    that is what those events ask a person for.
     """
     out = git(root, "ls-tree", "-r", "-z", "--name-only", commit, "--", MAILINGS_DIR)
-    logs = [path for path in _split(out) if path.count("/") == 2 and path.endswith(f"/{SENDLOG_FILE}")]
+    # rev:./path is the path from the root, also when the root is a subdirectory of the repository
+    logs = [
+        (path.split("/")[1], f"{commit}:./{path}", ref)
+        for path in _split(out)
+        if path.count("/") == 2 and path.endswith(f"/{SENDLOG_FILE}")
+    ]
+    logs += _claimed(root)
     if not logs:
-        return frozenset()
-    request = "".join(f"{commit}:{path}\n" for path in logs).encode("utf-8", "surrogateescape")
+        return {}
+    request = "".join(f"{spec}\n" for _, spec, _ in logs).encode("utf-8", "surrogateescape")
     done = subprocess.run(
         ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
     )
     if done.returncode != 0:
         raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
-    blobs = zip(logs, _blobs(done.stdout), strict=True)
-    return frozenset(path.split("/")[1] for path, blob in blobs if dispatched(blob.splitlines()))
+    sent: dict[str, str] = {}
+    for (mailing_id, _, where), blob in zip(logs, _blobs(done.stdout), strict=True):
+        if mailing_id not in sent and blob is not None and dispatched(blob.splitlines()):
+            sent[mailing_id] = where
+    return sent
 
 
-def _blobs(out: bytes) -> Iterable[bytes]:
-    """The contents in `git cat-file --batch` output, in order."""
+def _claimed(root: Path) -> list[tuple[str, str, str]]:
+    """(mailing id, its send log on the claim branch, the branch's name) for each claim branch this clone has:
+    its own, and every remote's as last fetched."""
+    out = git(
+        root,
+        "for-each-ref",
+        "--format=%(objectname) %(refname)",
+        f"refs/heads/{CLAIM_BRANCH_PREFIX}",
+        f"refs/remotes/*/{CLAIM_BRANCH_PREFIX}*",
+    )
+    claims: list[tuple[str, str, str]] = []
+    for line in out.decode("utf-8", "surrogateescape").splitlines():
+        oid, refname = line.split(" ", 1)
+        if refname.startswith("refs/heads/"):
+            name = refname.removeprefix("refs/heads/")
+            mailing_id = name.removeprefix(CLAIM_BRANCH_PREFIX)
+        else:  # refs/remotes/<remote>/mailings-sending/<id>: the pattern's * matches no slash
+            name = refname.removeprefix("refs/remotes/")
+            mailing_id = name.split("/", 1)[1].removeprefix(CLAIM_BRANCH_PREFIX)
+        if mailing_id and "/" not in mailing_id:  # a request is one directory directly under mailings/
+            claims.append((mailing_id, f"{oid}:./{MAILINGS_DIR}/{mailing_id}/{SENDLOG_FILE}", name))
+    return claims
+
+
+def _blobs(out: bytes) -> Iterable[bytes | None]:
+    """The contents in `git cat-file --batch` output, in order; None for an object that is not there."""
     at = 0
     while at < len(out):
         header_end = out.index(b"\n", at)
-        size = int(out[at:header_end].split()[2])
+        header = out[at:header_end]
+        if header.endswith((b" missing", b" ambiguous")):
+            yield None
+            at = header_end + 1
+            continue
+        size = int(header.split()[2])
         yield out[header_end + 1 : header_end + 1 + size]
         at = header_end + 1 + size + 1
 

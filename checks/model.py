@@ -209,11 +209,11 @@ class Context:
     submitted: date
     now: datetime  # aware
     stage: Stage = "submit"
-    # With `--changed-since REF`: the base it names, the files that differ from it,
-    # and the ids of the mailings that have a send log on it (were sent).
+    # With `--changed-since REF`: the base it names, the files that differ from it, and the mailings whose
+    # send log shows that sending started, each with the ref it shows on (REF, or the mailing's claim branch).
     base: str | None = None
     changes: tuple[FileChange, ...] = ()
-    sent_on_base: frozenset[str] = frozenset()
+    sent_on_base: Mapping[str, str] = field(default_factory=dict)
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:
@@ -229,22 +229,51 @@ def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetim
     return datetime.combine(day, at, tzinfo=tz)
 
 
-# Send-log events that record only why a mailing was not sent; any other event means a run started sending.
-NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})
+# The branch (one per mailing, `mailings-sending/<id>`) where the dispatch job records its claim on a mailing,
+# before the first message and at each checkpoint, until the send log reaches main at the end of the run.
+CLAIM_BRANCH_PREFIX = "mailings-sending/"
+
+# Send-log events, as checks.model.dispatched reads them (sender.journal writes them).
+# Any other event but an end (attempt, accepted, failed, deferred, unknown, or one unknown here) means sending.
+OPENING_EVENTS = frozenset({"claim", "start"})  # a run is about to send; open until that run's end
+NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})  # only why a mailing was not sent
+_END = "end"
+# Counts in an end event that say the run tried a transaction (`attempted` is the number of them).
+_END_SENDING_COUNTS = ("attempted", "accepted", "failed", "unknown")
 
 
 def dispatched(lines: Iterable[bytes]) -> bool:
-    """True when send-log lines hold any event but blocked or missed (an unreadable line counts as sending)."""
+    """Whether send-log lines show that sending started, so that the mailing may have reached someone.
+
+    True when any line is not a JSON object or names an event this does not know (fail closed); when any
+    transaction was tried (attempt or an outcome, or an end that counts one); or when a claim or start is not
+    followed by an end of the same run (that run may be sending now, or was killed before its checkpoint).
+    A run closed by its end having tried nothing (a relay that could not be reached) does not count, nor do
+    blocked and missed: the mailing was not sent and can still be fixed or given a new date.
+    """
+    open_runs: set[str | None] = set()
     for line in lines:
         if not line.strip():
             continue
         try:
-            event = json.loads(line).get("event")
-        except (ValueError, AttributeError):
+            event = json.loads(line)
+        except ValueError:
             return True
-        if event not in NOT_SENDING_EVENTS:
+        if not isinstance(event, dict):
             return True
-    return False
+        name = event.get("event")
+        run = event.get("run")
+        if not isinstance(run, str | None):
+            return True  # no run to pair a claim with its end by
+        if name in OPENING_EVENTS:
+            open_runs.add(run)
+        elif name == _END:
+            if any(event.get(count, 0) != 0 or isinstance(event.get(count), bool) for count in _END_SENDING_COUNTS):
+                return True
+            open_runs.discard(run)
+        elif name not in NOT_SENDING_EVENTS:
+            return True
+    return bool(open_runs)
 
 
 def parse_date(text: Any) -> date | None:

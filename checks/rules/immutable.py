@@ -4,10 +4,20 @@ Runs with ``mailings check --changed-since REF`` alone (in a pull request, REF
 is its base); without a base it has nothing to compare and finds nothing.
 
 - Adding, changing, deleting or renaming any file of a mailing whose
-  ``sendlog.jsonl`` on REF shows that a run started sending it is an error:
-  the log describes the mailing as it stands there. Make a new request
-  instead. A log that records only why the mailing was not sent (blocked,
-  missed) leaves the request open to a fix or a new date.
+  ``sendlog.jsonl`` shows that sending started is an error: the log describes
+  the mailing as it stands there. Make a new request instead. The log counts
+  on REF and on the mailing's claim branch (``mailings-sending/<id>``, local
+  or any remote's as last fetched), where the dispatch job records a claim
+  before the first message and its progress while it sends, before the log
+  reaches main.
+- Sending started (checks.model.dispatched) when the log holds an attempt or
+  an outcome (accepted, failed, deferred, unknown), a claim or start with no
+  later end of the same run (that run may be sending now, or was killed), an
+  end that counts anything attempted, or a line that is not a JSON object or
+  names an unknown event (fail closed). A run that claimed, started and ended
+  having attempted nothing (the relay could not be reached), and a log that
+  records only why the mailing was not sent (blocked, missed), leave the
+  request open to a fix or a new date.
 - Adding, changing, deleting or renaming a ``sendlog.jsonl`` is an error in
   any mailing: the dispatch job writes send logs on the main branch, never a
   pull request, so a forged log cannot mark a mailing as sent (or unsent).
@@ -19,10 +29,13 @@ an error at each file it held and at the new entry; a file replaced by a
 directory or a link is one too. Each error stands at the changed path, line 1.
 
 Passes: a new request ``mailings/2027-03-01-survey/`` beside a sent one;
-editing a request that has no send log on REF.
+editing a request that has no send log on REF nor on its claim branch, or
+whose log there holds only ``claim``, ``start`` and ``end`` of a run that
+attempted nothing.
 
 Fails: editing ``mailings/2027-02-10-travel/body.en.txt`` when
-``mailings/2027-02-10-travel/sendlog.jsonl`` is on REF; deleting that
+``mailings/2027-02-10-travel/sendlog.jsonl`` on REF holds an attempt, or on
+``origin/mailings-sending/2027-02-10-travel`` a claim with no end; deleting that
 directory, or putting a file or a link in its place; making its
 ``body.en.txt`` a link; adding ``mailings/2027-03-01-survey/sendlog.jsonl``.
 """
@@ -50,7 +63,7 @@ _UNDO = {
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
     if context.base is None:
         return
-    sent = mailing.id in context.sent_on_base
+    sent_on = context.sent_on_base.get(mailing.id)
     for change in context.changes:
         for path in change.paths:
             if path != mailing.directory and not path.startswith(f"{mailing.directory}/"):
@@ -61,11 +74,11 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
                     f"this change {_what(change, path, 'send log')}, but only the dispatch job writes send logs, "
                     f"on the main branch: {_undo(change, context.base)}",
                 )
-            elif sent:
+            elif sent_on is not None:
                 yield error(
                     Loc(path),
                     f"mailing {mailing.id} was sent, or the dispatch job tried to send it (its {SENDLOG_FILE} is on "
-                    f"{context.base}); a sent mailing is history, but this change {_what(change, path, 'file')}: "
+                    f"{sent_on}); a sent mailing is history, but this change {_what(change, path, 'file')}: "
                     f"{_undo(change, context.base)}, and make a new request instead (mailings new ID)",
                 )
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from checks.cli import main
+from checks.model import CLAIM_BRANCH_PREFIX, dispatched
 from tests.conftest import Repo, git
 
 SENT = "2027-02-10-travel"
@@ -213,6 +217,9 @@ def re_date_on_a_branch(repo: Repo, log: str, message: str) -> None:
         '{"event": "missed", "time": "2027-02-11T10:07:00+01:00", "reason": "too late"}\n',
         '{"event": "blocked", "time": "2027-02-10T09:07:00+01:00", "reason": "a rule failed"}\n',
         "",
+        # a run that found the relay unreachable: claimed, started and ended, having attempted nothing
+        '{"event": "claim", "run": "r1"}\n{"event": "start", "run": "r1"}\n'
+        '{"event": "end", "run": "r1", "accepted": 0, "failed": 0, "attempted": 0, "reason": "relay unreachable"}\n',
     ],
 )
 def test_a_mailing_never_sent_can_be_fixed_or_re_dated(
@@ -331,3 +338,155 @@ def test_the_readme_beside_the_requests_is_no_request(branch: Repo, capsys: pyte
     assert (code, capsys.readouterr().out) == (0, "0 mailings checked: 0 errors, 0 warnings\n")
     main(["plan", "--root", str(branch.root), "--submitted", "2027-01-11", "--changed-since", "request"])
     assert "No mailing changed." in capsys.readouterr().out
+
+
+# --- what counts as "sending started": checks.model.dispatched --------------------------------------------------
+
+
+def log(*events: dict[str, Any]) -> list[bytes]:
+    return [json.dumps({"time": "2027-02-10T09:07:00+01:00", **event}).encode() for event in events]
+
+
+CLAIM = {"event": "claim", "run": "r1", "digest": "sha256:ab", "recipients": 600, "pending": 600}
+START = {"event": "start", "run": "r1", "recipients": 600, "pending": 600}
+ATTEMPT = {"event": "attempt", "run": "r1", "batch": 0, "rcpt": ["a"]}
+END_NOTHING = {"event": "end", "run": "r1", "accepted": 0, "failed": 0, "unknown": 0, "attempted": 0}
+
+
+@pytest.mark.parametrize(
+    ("lines", "sent"),
+    [
+        pytest.param([], False, id="empty"),
+        pytest.param(
+            log({"event": "blocked", "reason": "x"}, {"event": "missed", "reason": "y"}), False, id="not-sent"
+        ),
+        pytest.param(log(CLAIM), True, id="open-claim"),
+        pytest.param(log(CLAIM, START), True, id="open-run"),
+        pytest.param(log(START), True, id="open-start"),
+        pytest.param(log(CLAIM, START, END_NOTHING), False, id="closed-having-tried-nothing"),
+        pytest.param(log(CLAIM, {"event": "end", "run": "r1"}), False, id="closed-without-counts"),
+        pytest.param(log(CLAIM, END_NOTHING, {"event": "blocked", "reason": "x"}), False, id="closed-then-blocked"),
+        pytest.param(log(CLAIM, START, ATTEMPT, END_NOTHING), True, id="attempt"),
+        *(
+            pytest.param(log(CLAIM, {"event": name, "run": "r1", "rcpt": ["a"]}, END_NOTHING), True, id=name)
+            for name in ("accepted", "failed", "deferred", "unknown")
+        ),
+        pytest.param(log(CLAIM, {**END_NOTHING, "attempted": 3}), True, id="end-counts-attempts"),
+        pytest.param(log(CLAIM, {**END_NOTHING, "accepted": 600}), True, id="end-counts-accepted"),
+        pytest.param(log(CLAIM, {**END_NOTHING, "attempted": "0"}), True, id="end-count-not-a-number"),
+        pytest.param(log(CLAIM, {**END_NOTHING, "attempted": False}), True, id="end-count-a-boolean"),
+        pytest.param(log(CLAIM, {**END_NOTHING, "run": "r2"}), True, id="closed-by-another-run"),
+        pytest.param(log({**CLAIM, "run": "r2"}, CLAIM, END_NOTHING), True, id="an-earlier-claim-left-open"),
+        pytest.param(log(END_NOTHING, CLAIM), True, id="end-before-the-claim"),
+        pytest.param(log(CLAIM, END_NOTHING, {**CLAIM, "run": "r2"}), True, id="claimed-again"),
+        pytest.param(log({"event": "resume", "run": "r1"}), True, id="unknown-event"),
+        pytest.param(log({"run": "r1"}), True, id="no-event"),
+        pytest.param(log({**CLAIM, "run": 7}, {**END_NOTHING, "run": 7}), True, id="run-not-a-string"),
+        pytest.param([b"[1]"], True, id="not-an-object"),
+        pytest.param([b'"claim"'], True, id="a-string"),
+        pytest.param([*log(CLAIM, END_NOTHING), b'{"event": "att'], True, id="torn-line"),
+        pytest.param([b"", b"  "], False, id="blank-lines"),
+    ],
+)
+def test_what_counts_as_sending_started(lines: list[bytes], sent: bool) -> None:
+    assert dispatched(lines) is sent
+
+
+# --- a claim on the mailing's claim branch counts as sending started ----------------------------------------------
+
+OPEN_CLAIM = "".join(line.decode() + "\n" for line in log(CLAIM, START))
+NOTHING_SENT = "".join(line.decode() + "\n" for line in log(CLAIM, START, END_NOTHING))
+PART_SENT = "".join(line.decode() + "\n" for line in log(CLAIM, START, ATTEMPT))
+
+
+def claim_on_origin(tmp_path: Path, sendlog: str) -> Path:
+    """A bare origin whose main holds OPEN with no send log, and a dispatcher's claim on it on the claim branch
+    holding *sendlog*; returns a requester's clone (origin/mailings-sending/OPEN as fetched)."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    Repo(seed).add(OPEN)
+    git(seed, "init", "--quiet", "--initial-branch=main")
+    git(seed, "add", "--all")
+    git(seed, "commit", "--quiet", "-m", "A request")
+    git(seed, "push", "--quiet", str(bare), "HEAD:main")
+    (seed / "mailings" / OPEN / "sendlog.jsonl").write_text(sendlog, encoding="utf-8")
+    git(seed, "add", "--all")
+    git(seed, "commit", "--quiet", "-m", "Claim")
+    git(seed, "push", "--quiet", str(bare), f"HEAD:refs/heads/{CLAIM_BRANCH_PREFIX}{OPEN}")
+    requester = tmp_path / "requester"
+    git(tmp_path, "clone", "--quiet", str(bare), str(requester))
+    git(requester, "switch", "--quiet", "--create", "re-date")
+    yaml = requester / "mailings" / OPEN / "mailing.yaml"
+    yaml.write_text(yaml.read_text().replace("2027-02-10 09:00", "2027-02-17 09:00"), encoding="utf-8")
+    git(requester, "commit", "--quiet", "--all", "-m", "New date")
+    return requester
+
+
+def check_at(root: Path, capsys: pytest.CaptureFixture[str], base: str) -> tuple[int, list[str]]:
+    code = main(["check", "--root", str(root), "--submitted", "2027-01-11", "--changed-since", base])
+    return code, [line for line in capsys.readouterr().out.splitlines() if "[immutable]" in line]
+
+
+def test_an_open_claim_on_the_claim_branch_makes_the_mailing_history(
+    tmp_path: Path, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requester = claim_on_origin(tmp_path, OPEN_CLAIM)
+    assert check_at(requester, capsys, "origin/main") == (
+        1,
+        [
+            f"mailings/{OPEN}/mailing.yaml:1:1: error [immutable] mailing {OPEN} was sent, or the dispatch job tried "
+            f"to send it (its sendlog.jsonl is on origin/{CLAIM_BRANCH_PREFIX}{OPEN}); a sent mailing is history, but "
+            "this change edits this file: restore it as it is on origin/main, and make a new request instead "
+            "(mailings new ID)"
+        ],
+    )
+
+
+def test_a_claim_branch_of_this_clone_counts_too(
+    tmp_path: Path, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requester = claim_on_origin(tmp_path, PART_SENT)
+    git(requester, "branch", f"{CLAIM_BRANCH_PREFIX}{OPEN}", f"origin/{CLAIM_BRANCH_PREFIX}{OPEN}")
+    git(requester, "update-ref", "-d", f"refs/remotes/origin/{CLAIM_BRANCH_PREFIX}{OPEN}")
+    code, lines = check_at(requester, capsys, "origin/main")
+    assert code == 1
+    assert [line.split("(its ")[1].split(")")[0] for line in lines] == [
+        f"sendlog.jsonl is on {CLAIM_BRANCH_PREFIX}{OPEN}"
+    ]
+
+
+def test_a_claim_closed_having_sent_nothing_leaves_the_mailing_open(
+    tmp_path: Path, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requester = claim_on_origin(tmp_path, NOTHING_SENT)
+    assert check_at(requester, capsys, "origin/main") == (0, [])
+
+
+def test_a_claim_branch_of_another_mailing_changes_nothing_here(
+    tmp_path: Path, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    requester = claim_on_origin(tmp_path, OPEN_CLAIM)
+    git(requester, "branch", "--quiet", "--move", "re-date", "other")
+    ref = f"refs/remotes/origin/{CLAIM_BRANCH_PREFIX}{OPEN}"
+    git(requester, "update-ref", ref.replace(OPEN, SENT), git(requester, "rev-parse", ref))
+    git(requester, "update-ref", "-d", ref)
+    # the log on that branch names OPEN's path, not SENT's: SENT's branch holds no log of SENT
+    assert check_at(requester, capsys, "origin/main") == (0, [])
+
+
+def test_a_root_below_the_top_of_the_repository(
+    tmp_path: Path, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The requests may live in a subdirectory of a larger repository; the base's send logs are found there too."""
+    root = tmp_path / "comms"
+    root.mkdir()
+    repo = Repo(root)
+    repo.add(SENT, files={"sendlog.jsonl": OPEN_CLAIM})
+    git(tmp_path, "init", "--quiet", "--initial-branch=main")
+    git(tmp_path, "add", "--all")
+    git(tmp_path, "commit", "--quiet", "-m", "A sent request")
+    (root / "mailings" / SENT / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
+    code, lines = check_at(root, capsys, "main")
+    assert code == 1 and [line.split(": error")[0] for line in lines] == [f"mailings/{SENT}/body.en.txt:1:1"]
