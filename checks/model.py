@@ -23,7 +23,8 @@ Stage = Literal["submit", "send"]
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MAILING_FILE = "mailing.yaml"
 SENDLOG_FILE = "sendlog.jsonl"
-# Each mailing being sent has a branch of this name plus its id, holding its claim and checkpoints (sender.record).
+# Each mailing being sent has a branch of this name plus its id, holding its claim and checkpoints (sender.record)
+# until the send log reaches main; [immutable] reads it too (checks.changes).
 CLAIM_BRANCH_PREFIX = "mailings-sending/"
 BODY_PATTERN = re.compile(r"^body\.([^.]+)\.txt$")
 
@@ -228,10 +229,6 @@ def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetim
         return None
     return datetime.combine(day, at, tzinfo=tz)
 
-
-# The branch (one per mailing, `mailings-sending/<id>`) where the dispatch job records its claim on a mailing,
-# before the first message and at each checkpoint, until the send log reaches main at the end of the run.
-CLAIM_BRANCH_PREFIX = "mailings-sending/"
 
 # Send-log events, as checks.model.dispatched reads them (sender.journal writes them).
 # Any other event but an end (attempt, accepted, failed, deferred, unknown, or one unknown here) means sending.
