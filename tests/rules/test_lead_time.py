@@ -65,7 +65,7 @@ def test_submitted_as_pull_request_time(repo: Repo) -> None:
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from checks.cli import parse_submitted
+    from checks.options import parse_submitted
 
     assert parse_submitted("2027-01-10T23:30:00Z", ZoneInfo("Europe/Stockholm")) == datetime(2027, 1, 11).date()
 

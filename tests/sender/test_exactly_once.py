@@ -76,7 +76,7 @@ def kinds(entries: list[dict[str, Any]]) -> list[str]:
 
 def send_from(clone: Path, server: RunningServer, *, now: str = NOW, **changes: Any) -> list[Outcome]:
     """One run of the dispatch job in *clone*, with its claim and checkpoints on origin; then the logs on main."""
-    from sender.cli import _publish
+    from sender.commands import _publish
 
     repo = Repo.__new__(Repo)
     repo.root = clone

@@ -1,4 +1,4 @@
-"""Subcommands of the sender: send, status, preview. The clock, the environment and argv are read here only."""
+"""Subcommands of the sender: send, record, status, preview."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from checks.addresses import address_problem, recipient_count
-from checks.cli import _add_common, _clock, _root, parse_now
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
+from checks.options import add_common, add_now, clock, parse_now, repo_root
 from checks.policy import Policy, load_policy
 from sender.config import MaildirSettings, SmtpSettings, settings_from_env, special_lists_from_env
 
@@ -36,8 +36,8 @@ OUTBOX_DIR = "outbox"
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the sender's subcommands to the `mailings` parser."""
     send = sub.add_parser("send", help="send the due mailings and record each in its send log")
-    _add_common(send, submitted=False)
-    _add_now(send)
+    add_common(send, submitted=False)
+    add_now(send)
     send.add_argument("--only", metavar="ID", help="handle only this mailing")
     send.add_argument("--dry-run", action="store_true", help="say what would be sent; send and write nothing")
     send.add_argument(
@@ -50,29 +50,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     record = sub.add_parser(
         "record", help="commit (and push) the send logs a stopped run left uncommitted; sends nothing"
     )
-    _add_common(record, submitted=False)
+    add_common(record, submitted=False)
     record.add_argument("--push", action="store_true", help="push too (rebasing and retrying when behind)")
     record.set_defaults(func=cmd_record)
 
     status = sub.add_parser("status", help="show every mailing's state, recipients and times")
-    _add_common(status, submitted=False)
-    _add_now(status)
+    add_common(status, submitted=False)
+    add_now(status)
     status.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
     status.set_defaults(func=cmd_status)
 
     preview = sub.add_parser("preview", help="print the exact message of a mailing, or send one test copy")
     preview.add_argument("id", metavar="ID", help="the mailing's id (its directory under mailings/)")
-    _add_common(preview, submitted=False)
-    _add_now(preview)
+    add_common(preview, submitted=False)
+    add_now(preview)
     preview.add_argument("--to", metavar="ADDRESS", help="send one test copy to this address alone")
     preview.add_argument(
         "--outbox", metavar="DIR", help="the Maildir used when MAILINGS_SMTP_HOST is unset (default: outbox/)"
     )
     preview.set_defaults(func=cmd_preview)
-
-
-def _add_now(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--now", metavar="ISO-8601", help="the time to act as if it were (default: the current time)")
 
 
 # --- send -------------------------------------------------------------------------------------------------------
@@ -84,16 +80,16 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     from sender.eventloop import choice_from_env
     from sender.progress import StreamProgress, write_summary
 
-    root = _root(args)
+    root = repo_root(args)
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
-    now = parse_now(args.now, policy.timezone, _clock)
+    now = parse_now(args.now, policy.timezone, clock)
     settings = settings_from_env(env, _outbox(args, root))
     out = _Redacting(out, _secrets(settings))
     options = SendOptions(
         now=now,
         run_id=uuid.uuid4().hex[:12],
         settings=settings,
-        wallclock=lambda: _clock().astimezone(policy.timezone),
+        wallclock=lambda: clock().astimezone(policy.timezone),
         monotonic=time.monotonic,
         special=special_lists_from_env(env, policy),
         log_key=env.get(LOG_KEY) or None,
@@ -125,7 +121,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
 def cmd_record(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """What `send --commit`/`--push` do after sending, alone: for a send step stopped from outside, or a run
     whose checkpoints or final push failed. Sends nothing."""
-    root = _root(args)
+    root = repo_root(args)
     if not args.push:
         return 0 if _commit_locally(root, None, out) else 1
     remote = _remote_record(root, out)
@@ -291,9 +287,9 @@ class StatusRow:
 
 
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    root = _root(args)
+    root = repo_root(args)
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
-    now = parse_now(args.now, policy.timezone, _clock)
+    now = parse_now(args.now, policy.timezone, clock)
     special = special_lists_from_env(env, policy)
     rows = [_status_row(root, directory, policy, now, special) for directory in discover(root)]
     if args.format == "json":
@@ -375,9 +371,9 @@ def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     from sender.eventloop import choice_from_env
     from sender.message import MessageError, build_template, make_message_id, preview_text, render
 
-    root = _root(args)
+    root = repo_root(args)
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
-    now = parse_now(args.now, policy.timezone, _clock)
+    now = parse_now(args.now, policy.timezone, clock)
     directory = root / MAILINGS_DIR / args.id
     if not ID_PATTERN.match(args.id) or not directory.is_dir():
         raise UsageError(f"{args.id}: no mailing {MAILINGS_DIR}/{args.id}")

@@ -1,0 +1,153 @@
+"""The checker's subcommands: check, plan, earliest, new."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from string import Template
+from typing import TextIO
+
+from checks.changes import check_gone, read_base, split_present
+from checks.errors import UsageError
+from checks.loader import MAILINGS_DIR, discover, resolve_targets
+from checks.model import ID_PATTERN, Context
+from checks.options import add_changed_since, add_common, clock, parse_now, parse_submitted, repo_root
+from checks.plan import render as render_plan
+from checks.policy import Policy, load_policy
+from checks.report import check_all, check_repository
+from checks.reporters import REPORTERS
+from checks.schemas import TOOL_ROOT
+
+TEMPLATE_DIR = "templates/request"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the checker's subcommands to the `mailings` parser."""
+    check = sub.add_parser("check", help="check requests against the policy")
+    check.add_argument("paths", nargs="*", metavar="PATH", help="request directories (default: all under mailings/)")
+    add_common(check)
+    check.add_argument(
+        "--format", choices=sorted(REPORTERS), help="output format (default: text; github on GitHub Actions)"
+    )
+    check.add_argument("--strict", action="store_true", help="fail on warnings too")
+    add_changed_since(check)
+    check.set_defaults(func=cmd_check)
+
+    plan = sub.add_parser("plan", help="Markdown for the reviewer: what the changed requests will send, when, to whom")
+    plan.add_argument(
+        "paths", nargs="*", metavar="PATH", help="request directories (default: those changed since REF, else all)"
+    )
+    add_common(plan)
+    add_changed_since(plan)
+    plan.set_defaults(func=cmd_plan)
+
+    earliest = sub.add_parser("earliest", help="print the earliest allowed dispatch date")
+    add_common(earliest)
+    earliest.set_defaults(func=cmd_earliest)
+
+    new = sub.add_parser("new", help="create a request from the template")
+    new.add_argument("id", metavar="ID", help="the request's id, e.g. 2027-02-10-travel-booking")
+    add_common(new)
+    new.set_defaults(func=cmd_new)
+
+
+def _context(args: argparse.Namespace, policy: Policy) -> Context:
+    now = parse_now(getattr(args, "now", None), policy.timezone, clock)
+    submitted = parse_submitted(args.submitted, policy.timezone) if args.submitted else now.date()
+    return Context(submitted=submitted, now=now)
+
+
+def _with_base(context: Context, root: Path, ref: str | None) -> Context:
+    """The context plus what git says about --changed-since REF (the [immutable] rule reads it)."""
+    if ref is None:
+        return context
+    base = read_base(root, ref)
+    return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent)
+
+
+def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:
+    """Request directories to check, and the ids of changed mailings whose directory is gone.
+
+    With a base, only what changed since it; named paths narrow that further (a pre-commit hook names the
+    staged files, and `--changed-since HEAD` then checks what the commit changes, not every request ever sent).
+    """
+    named = resolve_targets(root, args.paths, Path.cwd()) if args.paths else None
+    if context.base is None:
+        return (named if named is not None else discover(root)), []
+    present, gone = split_present(root, context.changes)
+    if named is None:
+        return present, gone
+    return [directory for directory in present if directory in named], []
+
+
+def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    root = repo_root(args)
+    policy = load_policy(root)
+    context = _with_base(_context(args, policy), root, args.changed_since)
+    targets, gone = _targets(root, args, context)
+    fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
+    problems, summaries = check_all(root, targets, policy, context)
+    problems = sorted(problems + check_gone(root, gone, policy, context) + check_repository(root, policy, context))
+    REPORTERS[fmt](problems, summaries, out)
+    if any(p.level == "error" for p in problems):
+        return 1
+    return 1 if args.strict and problems else 0
+
+
+def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    """Markdown for the reviewer; it reports problems but does not fail on them (`check` does)."""
+    from sender.message import preview_text
+
+    root = repo_root(args)
+    policy = load_policy(root)
+    context = _with_base(_context(args, policy), root, args.changed_since)
+    targets, gone = _targets(root, args, context)
+    out.write(render_plan(root, targets, gone, policy, context, preview_text))
+    return 0
+
+
+def cmd_earliest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    root = repo_root(args)
+    policy = load_policy(root)
+    context = _context(args, policy)
+    earliest, skipped = policy.calendar.earliest_dispatch(context.submitted)
+    out.write(
+        f"{earliest.isoformat()} is the earliest allowed dispatch date for a request submitted on "
+        f"{context.submitted.isoformat()} ({policy.lead_time_working_days} working days)\n"
+    )
+    for s in skipped:
+        out.write(f"  skipped {s.day.isoformat()} {s.day.strftime('%a')}: {s.reason}\n")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    root = repo_root(args)
+    policy = load_policy(root)
+    if not ID_PATTERN.match(args.id):
+        raise UsageError(
+            f"{args.id!r} is not a valid id: use lower-case letters, digits and hyphens, "
+            "starting with a letter or digit (e.g. 2027-02-10-travel-booking)"
+        )
+    target = root / MAILINGS_DIR / args.id
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"{target.relative_to(root)} already exists; choose another id")
+    context = _context(args, policy)
+    earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
+    template_dir = root / TEMPLATE_DIR if (root / TEMPLATE_DIR).is_dir() else TOOL_ROOT / TEMPLATE_DIR
+    values = {
+        "id": args.id,
+        "send_at": f"{earliest.isoformat()} {policy.default_send_time.strftime('%H:%M')}",
+        "default_from_address": policy.default_from_address,
+    }
+    target.mkdir(parents=True)
+    for source in sorted(template_dir.iterdir()):
+        (target / source.name).write_text(
+            Template(source.read_text(encoding="utf-8")).safe_substitute(values), encoding="utf-8"
+        )
+    out.write(
+        f"created {target.relative_to(root)}/ with send_at {values['send_at']} (the earliest allowed date);\n"
+        f"fill in every field, then run: mailings check {target.relative_to(root)}\n"
+    )
+    return 0
