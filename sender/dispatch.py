@@ -109,6 +109,12 @@ class Outcome:
     log: Path | None = None  # the send log, when this run wrote to it
     unknown: int = 0  # overall: no reply to the end of their message, so maybe delivered; never sent again
     unknown_now: int = 0  # of those, in this run
+    previous: MailingState | None = None  # the state before this run (None: not known, e.g. an internal error)
+
+    @property
+    def changed(self) -> bool:
+        """True when this run changed the mailing's state (what word back to people is about)."""
+        return self.previous is not None and self.previous is not self.state
 
 
 @dataclass(frozen=True)
@@ -161,9 +167,10 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
     before = replay(log_path)
     decision = decide(mailing, before, run.options.now, run.policy, digest)
     if decision.state is MailingState.MISSED and before.missed_digest in ("", digest):
-        return Outcome(mailing.id, decision.state, decision.reason)  # recorded by an earlier run
+        # Recorded by an earlier run.
+        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if not decision.actionable and decision.state is not MailingState.MISSED:
-        return Outcome(mailing.id, decision.state, decision.reason)
+        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if run.options.dry_run:
         return _dry_run(run, mailing, before, decision, digest)
     try:
@@ -177,12 +184,14 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         if run.options.remote is not None:
             adopted = _adopt_remote(run.options.remote, mailing, journal)
             if isinstance(adopted, str):
-                return Outcome(mailing.id, decision.state, adopted, ok=False, acted=True)
+                return Outcome(mailing.id, decision.state, adopted, ok=False, acted=True, previous=decision.state)
             remote = adopted
         # Decide again under the lock: the log may have grown while we waited for it, or on the remote.
         log = journal.read()
         decision = decide(mailing, log, run.options.now, run.policy, digest)
-        return _handle_locked(run, mailing, journal, log, decision, digest, remote)
+        outcome = _handle_locked(run, mailing, journal, log, decision, digest, remote)
+        outcome.previous = decision.state
+        return outcome
 
 
 def _adopt_remote(record: RemoteRecord, mailing: Mailing, journal: Journal) -> RemoteLog | str:
