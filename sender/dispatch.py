@@ -190,7 +190,9 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         log = journal.read()
         decision = decide(mailing, log, run.options.now, run.policy, digest)
         outcome = _handle_locked(run, mailing, journal, log, decision, digest, remote)
-        outcome.previous = decision.state
+        # A miss this run recorded is news: until then the mailing was merely overdue.
+        recorded_miss = outcome.state is MailingState.MISSED and outcome.log is not None
+        outcome.previous = MailingState.DUE if recorded_miss else decision.state
         return outcome
 
 
