@@ -15,25 +15,30 @@ in the Context.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from checks.errors import UsageError
 from checks.linter import check_mailing
 from checks.loader import MAILINGS_DIR
 from checks.model import (
     CLAIM_BRANCH_PREFIX,
+    CONTROL_FIELDS,
+    MAILING_FILE,
     SENDLOG_FILE,
     ChangeStatus,
     Context,
     FileChange,
     Mailing,
     Problem,
+    YamlEdit,
     dispatched,
 )
 from checks.policy import Policy
 from checks.rules import RULES, immutable
+from checks.yamlsafe import YamlError, loads
 
 _STATUS: Mapping[str, ChangeStatus] = {
     "A": "added",
@@ -53,6 +58,7 @@ class BaseState:
     ref: str
     changes: tuple[FileChange, ...]
     sent: Mapping[str, str]
+    yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
 
 
 def git(root: Path, *args: str) -> bytes:
@@ -74,7 +80,47 @@ def read_base(root: Path, ref: str) -> BaseState:
     git(root, "rev-parse", "--is-inside-work-tree")
     commit = _commit(root, ref)
     merge_base = _merge_base(root, ref, commit)
-    return BaseState(ref=ref, changes=tuple(sorted(_diff(root, merge_base))), sent=_sent(root, commit, ref))
+    changes = tuple(sorted(_diff(root, merge_base)))
+    return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes))
+
+
+def _yaml_edits(root: Path, merge_base: str, changes: Iterable[FileChange]) -> dict[str, YamlEdit]:
+    """For each request's mailing.yaml that the change edits: does it touch only control fields, does it remove
+    a cancel. Compared as parsed fields, so comments and layout do not count; a side that does not parse is
+    a change of content."""
+    edits: dict[str, YamlEdit] = {}
+    for change in changes:
+        parts = change.path.split("/")
+        if change.status != "modified" or len(parts) != 3 or parts[0] != MAILINGS_DIR or parts[2] != MAILING_FILE:
+            continue
+        before = _fields(_read(lambda: git(root, "show", f"{merge_base}:./{change.path}")))  # noqa: B023
+        after = _fields(_read((root / change.path).read_bytes))
+        control_only = before is not None and after is not None and _content(before) == _content(after)
+        cancel_removed = before is not None and "cancel" in before and (after is None or "cancel" not in after)
+        edits[change.path] = YamlEdit(control_only, cancel_removed)
+    return edits
+
+
+def _read(read: Callable[[], bytes]) -> bytes | None:
+    try:
+        return read()
+    except (OSError, UsageError):
+        return None
+
+
+def _fields(raw: bytes | None) -> dict[str, Any] | None:
+    """A mailing.yaml's top-level fields, or None when it is missing or does not parse as one mapping."""
+    if raw is None:
+        return None
+    try:
+        data = loads(raw.decode("utf-8")).data
+    except (UnicodeDecodeError, YamlError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _content(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in fields.items() if key not in CONTROL_FIELDS}
 
 
 def _commit(root: Path, ref: str) -> str:

@@ -64,7 +64,7 @@ def _with_base(context: Context, root: Path, ref: str | None) -> Context:
     if ref is None:
         return context
     base = read_base(root, ref)
-    return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent)
+    return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent, yaml_edits=base.yaml_edits)
 
 
 def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:

@@ -23,6 +23,9 @@ Stage = Literal["submit", "send"]
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 MAILING_FILE = "mailing.yaml"
 SENDLOG_FILE = "sendlog.jsonl"
+# The fields of mailing.yaml that steer a mailing without changing what it sends or to whom: the only part of a
+# sent or sending mailing that a pull request may still change ([immutable]), and no part of its digest.
+CONTROL_FIELDS = frozenset({"hold", "cancel", "resume_at", "resume_unknown"})
 # Each mailing being sent has a branch of this name plus its id, holding its claim and checkpoints (sender.record)
 # until the send log reaches main; [immutable] reads it too (checks.changes).
 CLAIM_BRANCH_PREFIX = "mailings-sending/"
@@ -204,6 +207,14 @@ class FileChange:
 
 
 @dataclass(frozen=True)
+class YamlEdit:
+    """What an edit of a mailing.yaml changes, beside its comments and layout."""
+
+    control_only: bool  # the fields differ only in CONTROL_FIELDS
+    cancel_removed: bool  # the version before had `cancel`, this one has none
+
+
+@dataclass(frozen=True)
 class Context:
     """What the outside world says; no rule reads the clock or the environment."""
 
@@ -215,6 +226,8 @@ class Context:
     base: str | None = None
     changes: tuple[FileChange, ...] = ()
     sent_on_base: Mapping[str, str] = field(default_factory=dict)
+    # mailing.yaml files the change edits: what the edit touches (only control fields; a removed cancel).
+    yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:

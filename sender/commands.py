@@ -3,27 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
+import os
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from checks.addresses import address_problem, recipient_count
+from checks.addresses import address_problem, domain_of, is_internal_domain, recipient_count
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
 from checks.options import add_common, add_now, clock, parse_now, repo_root
 from checks.policy import Policy, load_policy
-from sender.config import MaildirSettings, SmtpSettings, settings_from_env, special_lists_from_env
+from sender.config import HOST, MaildirSettings, SmtpSettings, settings_from_env, special_lists_from_env
 
 if TYPE_CHECKING:
-    from sender.dispatch import Outcome
+    from sender.dispatch import Brake, Outcome
     from sender.gitops import LogSummary
+    from sender.pace import StopRequest
     from sender.record import RemoteRecord
 
 # The send log, the states and asyncio are imported in the commands that use them: every `mailings`
@@ -64,7 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     preview.add_argument("id", metavar="ID", help="the mailing's id (its directory under mailings/)")
     add_common(preview, submitted=False)
     add_now(preview)
-    preview.add_argument("--to", metavar="ADDRESS", help="send one test copy to this address alone")
+    preview.add_argument(
+        "--to", metavar="ADDRESS", help="send one test copy, marked as one, to this address on an internal domain"
+    )
+    preview.add_argument(
+        "--allow-external", action="store_true", help="let --to be an address outside the policy's internal domains"
+    )
     preview.add_argument(
         "--outbox", metavar="DIR", help="the Maildir used when MAILINGS_SMTP_HOST is unset (default: outbox/)"
     )
@@ -78,6 +88,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     # Imported here: `mailings check` need not load the SMTP client.
     from sender.dispatch import SendOptions, send_all
     from sender.eventloop import choice_from_env
+    from sender.pace import StopRequest
     from sender.progress import StreamProgress, write_summary
 
     root = repo_root(args)
@@ -92,10 +103,12 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         wallclock=lambda: clock().astimezone(policy.timezone),
         monotonic=time.monotonic,
         special=special_lists_from_env(env, policy),
+        hold=_brake(env, root, out),
         log_key=env.get(LOG_KEY) or None,
         only=args.only,
         dry_run=args.dry_run,
         event_loop=choice_from_env(env),
+        stop=StopRequest(),
     )
     mode = " (dry run: nothing is sent or written)" if args.dry_run else ""
     out.write(f"mailings send at {now.strftime('%Y-%m-%d %H:%M %Z')} via {settings.describe()}{mode}\n")
@@ -106,16 +119,46 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         options = replace(options, remote=remote)
     outcomes: list[Outcome] | None = None
     git_ok = True
-    try:
-        outcomes = send_all(root, policy, options, StreamProgress(out, time.monotonic))
-        write_summary(outcomes, out)
-    finally:
-        # Even a run that failed part-way has sent mail: its logs must be kept.
-        if options.remote is not None:
-            git_ok = _publish(root, options.remote, outcomes, out)
-        elif args.commit and not args.dry_run:
-            git_ok = _commit_locally(root, outcomes, out)
+    with _stop_on_signals(options.stop):
+        try:
+            outcomes = send_all(root, policy, options, StreamProgress(out, time.monotonic))
+            write_summary(outcomes, out)
+        finally:
+            # Even a run that failed part-way has sent mail: its logs must be kept.
+            if options.remote is not None:
+                if options.stop.requested:
+                    options.remote.timeout = STOPPED_GIT_SECONDS  # what can be pushed before SIGKILL comes
+                git_ok = _publish(root, options.remote, outcomes, out)
+            elif args.commit and not args.dry_run:
+                git_ok = _commit_locally(root, outcomes, out)
+    if options.stop.requested:
+        out.write(f"mailings: stopped by {options.stop.reason}; what was sent is recorded; the next run resumes\n")
+        return STOPPED_EXIT
     return 0 if git_ok and outcomes is not None and all(o.ok for o in outcomes) else 1
+
+
+STOPPED_EXIT = 130
+# After a signal: how long each git command that records the logs may take (GitHub sends SIGKILL 10 s after
+# SIGINT when a workflow run is cancelled).
+STOPPED_GIT_SECONDS = 4.0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopRequest) -> Iterator[None]:
+    """SIGTERM and SIGINT request a stop (no new transaction; record, push, exit 130) instead of ending the
+    process at once; while a mailing is sent the event loop's own handlers do the same (sender.dispatch)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = (signal.SIGTERM, signal.SIGINT)
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        signal.signal(number, lambda received, _frame: stop.request(signal.Signals(received).name))
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def cmd_record(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
@@ -286,12 +329,43 @@ class StatusRow:
     unknown: int = 0  # no reply to the end of their message: maybe delivered, never sent again by itself
 
 
+HOLD = "MAILINGS_HOLD"
+
+
+def _brake(env: Mapping[str, str], root: Path, out: TextIO) -> Brake:
+    """MAILINGS_HOLD as a Brake, said out loud. A value that is not `all` or mailing ids holds everything (a
+    garbled brake must not let a mailing out); an id that names no mailing is pointed out (a typo holds nothing)."""
+    from sender.dispatch import Brake
+
+    text = env.get(HOLD, "").strip()
+    if not text:
+        return Brake()
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if any(part.lower() == "all" for part in parts):
+        out.write(f"{HOLD}=all: every mailing is held; nothing is sent\n")
+        return Brake(everything=True)
+    wrong = [part for part in parts if not ID_PATTERN.fullmatch(part)]
+    if wrong:
+        out.write(
+            f"{HOLD}: {', '.join(map(repr, wrong))} is not `all` nor a mailing id; every mailing is held until "
+            f"{HOLD} is fixed\n"
+        )
+        return Brake(everything=True)
+    known = {directory.name for directory in discover(root)}
+    for part in parts:
+        if part not in known:
+            out.write(f"{HOLD} names {part}, but there is no mailing {MAILINGS_DIR}/{part}: check the spelling\n")
+    out.write(f"{HOLD}: held: {', '.join(parts)}\n")
+    return Brake(ids=frozenset(parts))
+
+
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     root = repo_root(args)
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
     now = parse_now(args.now, policy.timezone, clock)
     special = special_lists_from_env(env, policy)
-    rows = [_status_row(root, directory, policy, now, special) for directory in discover(root)]
+    brake = _brake(env, root, io.StringIO())  # status says per mailing why it is held
+    rows = [_status_row(root, directory, policy, now, special, brake) for directory in discover(root)]
     if args.format == "json":
         json.dump({"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}, out, indent=2)
         out.write("\n")
@@ -300,14 +374,16 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     return 0
 
 
-def _status_row(root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path]) -> StatusRow:
+def _status_row(
+    root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake
+) -> StatusRow:
     from sender.journal import is_locked, replay
     from sender.plan import request_digest
     from sender.state import MailingState, decide
 
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
-    decision = decide(mailing, log, now, policy, request_digest(mailing))
+    decision = decide(mailing, log, now, policy, request_digest(mailing), brake.reason(mailing.id))
     running = decision.state is MailingState.SENDING and is_locked(directory / SENDLOG_FILE)
     reason = decision.reason
     if decision.state is MailingState.SENDING:
@@ -341,7 +417,7 @@ _COLUMNS: tuple[tuple[str, str, Callable[[StatusRow], Any]], ...] = (
     ("LAST ACTIVITY", "<", lambda r: (r.last_activity or "-").replace("T", " ")[:19]),
 )
 
-_EXPLAINED = frozenset({"blocked", "missed", "sending"})
+_EXPLAINED = frozenset({"blocked", "missed", "sending", "held", "cancelled"})
 
 
 def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
@@ -354,7 +430,7 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
     for row, line in zip(rows, cells, strict=True):
         out.write("  ".join(f"{c:{a}{w}}" for c, (_, a, _), w in zip(line, _COLUMNS, widths, strict=True)).rstrip())
         out.write("\n")
-        if row.state in _EXPLAINED:
+        if row.state in _EXPLAINED or row.reason.startswith("resumes"):
             out.write(f"    {row.state}: {row.reason}\n")
         if row.unknown:
             out.write(
@@ -369,7 +445,7 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
 def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     from sender import eventloop
     from sender.eventloop import choice_from_env
-    from sender.message import MessageError, build_template, make_message_id, preview_text, render
+    from sender.message import MessageError, build_template, copy_message_id, preview_text, render
 
     root = repo_root(args)
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
@@ -377,41 +453,100 @@ def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     directory = root / MAILINGS_DIR / args.id
     if not ID_PATTERN.match(args.id) or not directory.is_dir():
         raise UsageError(f"{args.id}: no mailing {MAILINGS_DIR}/{args.id}")
+    if args.to is None and args.allow_external:
+        raise UsageError("--allow-external: only with --to ADDRESS")
+    if args.to is not None:
+        _check_copy_address(args.to, policy, allow_external=args.allow_external)
     mailing = load_mailing(root, directory, policy)
     try:
         if args.to is None:
             out.write(preview_text(mailing, policy, now))
             return 0
-        problem = address_problem(args.to)
-        if problem is not None:
-            raise UsageError(f"--to {args.to}: not a valid address: {problem}")
-        template = build_template(mailing, policy)
-        message_id = make_message_id(mailing.id, f"test-copy {now.isoformat()} {args.to}", template.domain)
+        template = build_template(mailing, policy, test_copy=True)
+        # A Message-ID of its own for each copy: never one the real send uses, never one of an earlier copy.
+        message_id = copy_message_id(mailing.id, uuid.uuid4().hex, template.domain)
         message = render(template, to=args.to, message_id=message_id, date=now)
     except MessageError as exc:
         out.write(f"{mailing.directory}: the message cannot be built: {exc}; run `mailings check` for details\n")
         return 1
     settings = settings_from_env(env, _outbox(args, root))
     out = _Redacting(out, _secrets(settings))
-    verdict = eventloop.run(_send_one(settings, template.envelope_from, args.to, message), choice_from_env(env))
-    out.write(f"test copy of {mailing.id} to {args.to} via {settings.describe()}: {verdict or 'accepted'}\n")
-    return 0 if verdict is None else 1
+    copy = eventloop.run(
+        _send_one(settings, template.envelope_from, args.to, message, message_id), choice_from_env(env)
+    )
+    out.write(f"test copy of {mailing.id} to {args.to} via {settings.describe()}: {copy.said}\n")
+    return 0 if copy.ok else 1
 
 
-async def _send_one(settings: SmtpSettings | MaildirSettings, sender: str, to: str, message: bytes) -> str | None:
-    """Send *message* to *to* alone (the send log is not touched); None when accepted, else why not."""
+def _check_copy_address(to: str, policy: Policy, *, allow_external: bool) -> None:
+    """UsageError unless *to* is a valid address on an internal domain (any domain with *allow_external*):
+    a test copy carries a mailing before it is sent, which is not for outside eyes by default."""
+    problem = address_problem(to)
+    if problem is not None:
+        raise UsageError(f"--to {to}: not a valid address: {problem}")
+    if not allow_external and not is_internal_domain(domain_of(to), policy):
+        domains = ", ".join(policy.internal_domains)
+        raise UsageError(
+            f"--to {to}: not on an internal domain ({domains} or a subdomain); send the test copy to an internal "
+            "address, or add --allow-external to send it outside"
+        )
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """What became of one test copy: whether it went where it was sent, and what to tell the person who asked."""
+
+    ok: bool
+    said: str
+
+
+async def _send_one(
+    settings: SmtpSettings | MaildirSettings, sender: str, to: str, message: bytes, message_id: str
+) -> _Copy:
+    """Send *message* (whose Message-ID is *message_id*) to *to* alone; the send log is never touched."""
     from sender.transport import transport_factory
 
+    outbox = settings.path if isinstance(settings, MaildirSettings) else None
+    before = _outbox_names(outbox) if outbox is not None else frozenset()
     transport = transport_factory(settings)()
     failure = await transport.open()
     if failure is not None:
         await transport.close()
-        return f"cannot open a session: {failure.code} {failure.message}"
+        return _Copy(False, f"not sent: cannot open a session: {failure}")
     try:
         result = await transport.send(sender, [to], message)
     finally:
         await transport.close()
-    reply = result.refused.get(to) or result.error
+    if result.unknown:
+        # The content went out but no reply came: the copy may yet arrive, so "refused" would mislead.
+        return _Copy(False, f"the relay never confirmed the copy ({result.error}); it may or may not arrive")
+    # The transaction's error first: a refused MAIL FROM also leaves a "need MAIL" refusal of the recipient.
+    reply = result.error or result.refused.get(to)
     if reply is not None or to not in result.accepted:
-        return f"refused: {reply.code} {reply.message}" if reply else "refused"
+        return _Copy(False, f"not sent: the relay refused it: {reply}" if reply else "not sent: the relay refused it")
+    if outbox is None:
+        return _Copy(True, f"mailed: the relay accepted it for delivery to {to}")
+    written = _outbox_file(outbox, before, message_id)
+    where = f"the copy is in {written}" if written is not None else f"the copy was written to the Maildir {outbox}"
+    # A local outbox reaches nobody: say so, or the person waits for a message that never comes.
+    return _Copy(True, f"nothing was mailed; {where} ({HOST} is not set: set it to mail through a relay)")
+
+
+def _outbox_names(outbox: Path) -> frozenset[str]:
+    """The files in the Maildir's new/ (none if it does not exist yet)."""
+    try:
+        return frozenset(entry.name for entry in os.scandir(outbox / "new"))
+    except FileNotFoundError:
+        return frozenset()
+
+
+def _outbox_file(outbox: Path, before: frozenset[str], message_id: str) -> Path | None:
+    """The file in new/ that holds *message_id* and was not there *before*; None if it is gone (a mail
+    reader moved it). The transport does not name the file it writes; the unique Message-ID finds it."""
+    wanted = f"\nMessage-ID: {message_id}\n".encode("ascii")
+    for name in sorted(_outbox_names(outbox) - before):
+        path = outbox / "new" / name
+        with contextlib.suppress(OSError):  # moved or removed meanwhile: not ours to find
+            if wanted in path.read_bytes():
+                return path
     return None

@@ -15,8 +15,11 @@ connection; a fault of one mailing, whatever it is, becomes that mailing's outco
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import threading
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -43,12 +46,20 @@ from sender.journal import (
     stamp,
 )
 from sender.message import MessageError, MessageTemplate, Renderer, build_template, delivery_mode
-from sender.pace import CHECKPOINT_RECIPIENTS, CHECKPOINT_SECONDS, Checkpoints, Lane, RateLimiter
+from sender.pace import (
+    CHECKPOINT_RECIPIENTS,
+    CHECKPOINT_SECONDS,
+    STOP_GRACE_SECONDS,
+    Checkpoints,
+    Lane,
+    RateLimiter,
+    StopRequest,
+)
 from sender.plan import Batch, Recipient, Work, plan, request_digest
 from sender.progress import MailingProgress, NullProgress, Progress
 from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
-from sender.state import Decision, MailingState, decide
+from sender.state import RECORDED, Decision, MailingState, controls, decide, miss_recorded, resumable
 from sender.transport import Reply, TransactionResult, Transport, transport_factory
 
 TransportFactory = Callable[[], Transport]
@@ -88,6 +99,23 @@ class SendOptions:
     factory: TransportFactory | None = None  # default: sender.transport.transport_factory(settings)
     event_loop: LoopChoice = "auto"  # sender.eventloop: uvloop where installed
     remote: RemoteRecord | None = None  # where claims and checkpoints go; None: this checkout alone
+    hold: Brake = field(default_factory=lambda: Brake())  # MAILINGS_HOLD: the emergency brake
+    stop: StopRequest = field(default_factory=StopRequest)  # set by SIGTERM or SIGINT: take no new transaction
+
+
+@dataclass(frozen=True)
+class Brake:
+    """MAILINGS_HOLD: `all`, or the ids of the mailings to hold, without a pull request."""
+
+    everything: bool = False
+    ids: frozenset[str] = frozenset()
+
+    def reason(self, mailing_id: str) -> str | None:
+        if self.everything:
+            return "MAILINGS_HOLD=all (the emergency brake)"
+        if mailing_id in self.ids:
+            return "MAILINGS_HOLD names it (the emergency brake)"
+        return None
 
 
 @dataclass
@@ -134,7 +162,14 @@ def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progres
     directories = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
     run = RunContext(root, policy, options, factory, make_hasher(options.log_key), progress or NullProgress())
-    return [_handle_safely(run, directory) for directory in directories]
+    outcomes = []
+    for directory in directories:
+        if options.stop.requested:
+            note = f"not handled: the run was stopped ({options.stop.reason}); the next run takes it up"
+            outcomes.append(Outcome(directory.name, MailingState.DUE, note, ok=False, acted=True))
+            continue
+        outcomes.append(_handle_safely(run, directory))
+    return outcomes
 
 
 def _handle_safely(run: RunContext, directory: Path) -> Outcome:
@@ -165,8 +200,11 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         return Outcome(mailing.id, MailingState.BLOCKED, note, ok=False, acted=True)
     digest = request_digest(mailing)
     before = replay(log_path)
-    decision = decide(mailing, before, run.options.now, run.policy, digest)
-    if decision.state is MailingState.MISSED and before.missed_digest in ("", digest):
+    brake = run.options.hold.reason(mailing.id)
+    decision = decide(mailing, before, run.options.now, run.policy, digest, brake)
+    if decision.state in RECORDED and not _news(mailing, run.policy, before, decision, brake):
+        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+    if decision.state is MailingState.MISSED and miss_recorded(before, digest, controls(mailing, run.policy)):
         # Recorded by an earlier run.
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if not decision.actionable and decision.state is not MailingState.MISSED:
@@ -188,12 +226,44 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
             remote = adopted
         # Decide again under the lock: the log may have grown while we waited for it, or on the remote.
         log = journal.read()
-        decision = decide(mailing, log, run.options.now, run.policy, digest)
+        decision = decide(mailing, log, run.options.now, run.policy, digest, brake)
+        if decision.state in RECORDED:
+            return _record_control(run, mailing, journal, log, decision, digest, brake)
         outcome = _handle_locked(run, mailing, journal, log, decision, digest, remote)
         # A miss this run recorded is news: until then the mailing was merely overdue.
         recorded_miss = outcome.state is MailingState.MISSED and outcome.log is not None
         outcome.previous = MailingState.DUE if recorded_miss else decision.state
         return outcome
+
+
+def _news(mailing: Mailing, policy: Policy, log: Replay, decision: Decision, brake: str | None) -> bool:
+    """True when a held or cancelled state is not in the send log yet (the run records it once)."""
+    if decision.state is MailingState.CANCELLED:
+        return log.cancelled is None
+    return log.held != controls(mailing, policy, brake).hold
+
+
+def _record_control(
+    run: RunContext,
+    mailing: Mailing,
+    journal: Journal,
+    log: Replay,
+    decision: Decision,
+    digest: str,
+    brake: str | None,
+) -> Outcome:
+    """Write a hold or a cancellation into the send log the first time a run finds it, so that it is news once
+    (and a cancellation stays final even if the field were removed)."""
+    if not _news(mailing, run.policy, log, decision, brake):
+        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+    control = controls(mailing, run.policy, brake)
+    kind = "cancelled" if decision.state is MailingState.CANCELLED else "held"
+    reason = control.cancel if kind == "cancelled" else control.hold
+    journal.append({"event": kind, "time": stamp(run.options.wallclock()), "reason": reason})
+    before = decide(mailing, log, run.options.now, run.policy, digest, with_controls=False)
+    outcome = _outcome(mailing, decision.state, decision.reason, log, written=journal.path)
+    outcome.previous = before.state
+    return outcome
 
 
 def _adopt_remote(record: RemoteRecord, mailing: Mailing, journal: Journal) -> RemoteLog | str:
@@ -233,8 +303,12 @@ def _handle_locked(
     options = run.options
     written_at = stamp(options.wallclock())
     if decision.state is MailingState.MISSED:
-        if log.missed_digest not in ("", digest):  # not recorded yet for this content
-            journal.append({"event": "missed", "time": written_at, "reason": decision.reason, "digest": digest})
+        if not miss_recorded(log, digest, controls(mailing, run.policy)):
+            missed = {"event": "missed", "time": written_at, "reason": decision.reason, "digest": digest}
+            control = controls(mailing, run.policy)
+            if control.resume_text is not None and resumable(log):
+                missed["resume_at"] = control.resume_text
+            journal.append(missed)
             return _outcome(mailing, decision.state, decision.reason, log, ok=False, written=journal.path)
         return Outcome(mailing.id, decision.state, decision.reason)
     if not decision.actionable:
@@ -251,12 +325,18 @@ def _handle_locked(
         if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
             journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
-    work = plan(mailing, run.policy, run.hasher, log)
+    work = plan(mailing, run.policy, run.hasher, log, resend_unknown=_resends_unknown(mailing, run.policy, log))
     claimed = _claim(run, mailing, journal, work, digest, remote, written_at)
     if claimed is not None:
         return claimed
     sending = MailingRun(run, mailing, journal, journal.read(), work, template)
     return eventloop.run(sending.run(), options.event_loop)
+
+
+def _resends_unknown(mailing: Mailing, policy: Policy, log: Replay) -> bool:
+    """resume_at with resume_unknown: the person asked for the unknown recipients to be sent again."""
+    control = controls(mailing, policy)
+    return control.resume_unknown and control.resume_at is not None and resumable(log)
 
 
 def _live_claim(run: RunContext, log: Replay) -> str | None:
@@ -423,7 +503,7 @@ class FirstTries:
     async def next(self) -> Batch | None:
         run, todo = self.run, self.todo
         # A batch to retry ends the stream: the connection backs off, as a retry wants, before it goes on.
-        while todo and run.stop_reason is None and not self.retry:
+        while todo and not run.stopping() and not self.retry:
             batch = todo.popleft()
             if batch.unhashed is not None:
                 batch.hash_recipients()
@@ -472,6 +552,31 @@ class FirstTries:
         if self.held:
             self.lane.add(self.run.write(self.held), self.held_recipients)
             self.held, self.held_recipients = [], 0
+
+
+@contextlib.contextmanager
+def _signals_stop(stop: StopRequest, delivery: asyncio.Future[None]) -> Iterator[None]:
+    """While *delivery* runs, SIGTERM and SIGINT request a stop: no new transaction; those under way get
+    STOP_GRACE_SECONDS to be answered, then *delivery* is cancelled. The handlers in force before come back
+    afterwards (asyncio would leave the default ones)."""
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (a test that sends from a thread)
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+
+    def on_signal(name: str) -> None:
+        stop.request(name)
+        loop.call_later(STOP_GRACE_SECONDS, delivery.cancel)
+
+    for number in previous:
+        loop.add_signal_handler(number, on_signal, signal.Signals(number).name)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            loop.remove_signal_handler(number)
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 class MailingRun:
@@ -568,6 +673,12 @@ class MailingRun:
         if self.stop_reason is None:
             self.stop_reason = reason
 
+    def stopping(self) -> bool:
+        """True once the mailing stops taking new transactions: for its own reasons, or a signal's."""
+        if self.stop_reason is None and self.options.stop.requested:
+            self.stop(f"stopped by {self.options.stop.reason}; the rest is left for the next run")
+        return self.stop_reason is not None
+
     def _now(self) -> str:
         """The send log's time stamp. Stamps have milliseconds: one reading of the wall clock serves every event
         within a millisecond of it (a one-recipient message has two events, and reading and formatting the
@@ -611,7 +722,15 @@ class MailingRun:
         self.progress = self.progress_source.begin(self.mailing.id, self.total)
         self._report_progress()
         if todo:
-            await self._deliver_all(todo, connections)
+            delivery = asyncio.ensure_future(self._deliver_all(todo, connections))
+            with _signals_stop(self.options.stop, delivery):
+                try:
+                    await delivery
+                except asyncio.CancelledError:
+                    if not self.options.stop.requested:
+                        raise
+                    # Cut off after the grace: those transactions stay in flight, and the next run sends them.
+                    self.stopping()
         await self._settle_suspects()
         return await self._finish()
 
@@ -662,7 +781,7 @@ class MailingRun:
         transport (a bug) ends this worker alone: the batch it had is left attempted without an outcome, which
         the next run sends again, and the other connections go on with the rest."""
         lane = Lane(self.journal, max(1, self.policy.sending.batch_size))
-        while todo and self.stop_reason is None:
+        while todo and not self.stopping():
             tries = FirstTries(self, todo, lane)
             try:
                 await transport.send_stream(self.template.envelope_from, tries)
@@ -674,7 +793,7 @@ class MailingRun:
         """Send each batch's *waiting* recipients again after a backoff, until each has an outcome or the retries
         run out (deferred)."""
         attempt = 1
-        while waiting and self.stop_reason is None:
+        while waiting and not self.stopping():
             await asyncio.sleep(self._backoff(attempt))
             again: list[tuple[Batch, list[Recipient]]] = []
             for batch, pending in waiting:

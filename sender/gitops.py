@@ -153,23 +153,26 @@ def upstream(root: Path) -> tuple[str, str]:
     return _upstream(root, _current_branch(root, env), env)
 
 
-def fetch(root: Path, remote: str, refspecs: Sequence[str]) -> None:
+def fetch(root: Path, remote: str, refspecs: Sequence[str], *, timeout: float | None = None) -> None:
     """Fetch *refspecs* from *remote*, pruning the refs they cover that the remote no longer has."""
-    _git(root, ["fetch", "--quiet", "--no-tags", "--prune", remote, *refspecs], _env(BOT_AUTHOR))
+    _git(root, ["fetch", "--quiet", "--no-tags", "--prune", remote, *refspecs], _env(BOT_AUTHOR), timeout=timeout)
 
 
 class PushLost(GitError):
     """The remote's ref was not what the push expected: someone else moved it first."""
 
 
-def push_ref(root: Path, remote: str, commit: str | None, ref: str, expected: str | None) -> None:
+def push_ref(
+    root: Path, remote: str, commit: str | None, ref: str, expected: str | None, *, timeout: float | None = None
+) -> None:
     """Set *ref* on *remote* to *commit* (None deletes it) if, and only if, it is *expected* now (None: absent).
 
     The remote decides (a compare and swap): PushLost when the ref had moved, GitError for any other refusal
     (a hook, a rule, a key without write access, a remote that cannot be reached)."""
     lease = f"--force-with-lease={ref}:{expected or ''}"
     source = f"{commit}:{ref}" if commit else f":{ref}"
-    push = _git(root, ["push", "--porcelain", "--no-verify", lease, remote, source], _env(BOT_AUTHOR), check=False)
+    args = ["push", "--porcelain", "--no-verify", lease, remote, source]
+    push = _git(root, args, _env(BOT_AUTHOR), check=False, timeout=timeout)
     if push.returncode == 0:
         return
     if _PORCELAIN_LOST.search(push.stdout):
@@ -326,7 +329,13 @@ def _git_bytes(root: Path, args: list[str], env: Mapping[str, str], data: bytes)
 
 
 def _git(
-    root: Path, args: list[str], env: Mapping[str, str], *, check: bool = True, stdin: str | None = None
+    root: Path,
+    args: list[str],
+    env: Mapping[str, str],
+    *,
+    check: bool = True,
+    stdin: str | None = None,
+    timeout: float | None = None,
 ) -> subprocess.CompletedProcess[str]:
     command = ["git", "-C", str(root), *args]
     try:
@@ -336,14 +345,15 @@ def _git(
             input=stdin if stdin is not None else "",
             capture_output=True,
             text=True,
-            timeout=GIT_TIMEOUT_SECONDS,
+            timeout=timeout or GIT_TIMEOUT_SECONDS,
             check=False,
         )
     except FileNotFoundError:
         raise GitError("git is not installed or not on PATH") from None
     except subprocess.TimeoutExpired as exc:
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        raise GitError(f"git {args[0]} did not finish within {GIT_TIMEOUT_SECONDS:.0f} s", stderr=stderr) from None
+        limit = timeout or GIT_TIMEOUT_SECONDS
+        raise GitError(f"git {args[0]} did not finish within {limit:g} s", stderr=stderr) from None
     if check and result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed", stderr=result.stderr, returncode=result.returncode)
     return result

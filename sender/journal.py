@@ -22,8 +22,10 @@ Events (all carry ``event`` and ``time``)::
     deferred  run, batch, rcpt: [hash, ...], code, message  (left pending for the next run)
     unknown   run, batch, rcpt: [hash, ...], code, message  (no reply to the end of the message: it may have been
                                                            delivered, so it is never sent again by itself)
-    blocked   reason, [digest]                             (not sent: a rule failed, the key changed, ...)
-    missed    reason, digest                               (too late to send; final for this content)
+    blocked   reason                                       (not sent: a rule failed, the key changed, ...)
+    missed    reason, digest, [resume_at]                  (too late to send; final for this content and resume_at)
+    held      reason                                       (a hold stands: nothing more is sent while it does)
+    cancelled reason                                       (cancelled: nothing more is ever sent; final)
     end       run, accepted, failed, pending, unknown, attempted, complete, [reason]
 """
 
@@ -180,6 +182,10 @@ class Replay:
     claim_open: bool = False  # the last claim has no end yet: that run is sending, or was killed
     attempts: int = 0  # attempt events: transactions that may have delivered something
     missed_digest: str | None = None  # the request's digest when it was recorded as missed ("" for an old log)
+    missed_resume: str | None = None  # the resume_at it was recorded as missed for
+    held: str | None = None  # the reason, when the last thing that happened was a hold
+    held_ever: bool = False  # a hold was recorded: once released, resume_at may set the time
+    cancelled: str | None = None  # why it was cancelled: final
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -213,7 +219,7 @@ class Replay:
 
     def _note(self, kind: str, time: str) -> None:
         self.last_event, self.last_time = kind, time
-        self.blocked = self.missed = None
+        self.blocked = self.missed = self.held = None
 
     def apply(self, event: Event) -> None:
         kind = event.get("event")
@@ -221,6 +227,7 @@ class Replay:
         self.last_time = event.get("time", self.last_time)
         self.blocked = event.get("reason") if kind == "blocked" else None
         self.missed = event.get("reason") if kind == "missed" else None
+        self.held = event.get("reason") if kind == "held" else None
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         if handler is not None:
             handler(self, event)
@@ -237,6 +244,17 @@ def _on_claim(replay: Replay, event: Event) -> None:
 def _on_missed(replay: Replay, event: Event) -> None:
     digest = event.get("digest")
     replay.missed_digest = digest if isinstance(digest, str) else ""
+    resume = event.get("resume_at")
+    replay.missed_resume = resume if isinstance(resume, str) else None
+
+
+def _on_held(replay: Replay, event: Event) -> None:
+    replay.held_ever = True
+
+
+def _on_cancelled(replay: Replay, event: Event) -> None:
+    reason = event.get("reason")
+    replay.cancelled = reason if isinstance(reason, str) and reason else "cancelled"
 
 
 def _on_start(replay: Replay, event: Event) -> None:
@@ -298,6 +316,8 @@ def _on_end(replay: Replay, event: Event) -> None:
 _HANDLERS = {
     "claim": _on_claim,
     "missed": _on_missed,
+    "held": _on_held,
+    "cancelled": _on_cancelled,
     "start": _on_start,
     "attempt": _on_attempt,
     "accepted": _on_accepted,

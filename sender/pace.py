@@ -1,6 +1,7 @@
-"""Pace: when the next transaction may start. It owns the rate limit, how far the send log on disk may lag
-(`Lane`) and how far the record on the remote may lag (`Checkpoints`); it never decides what is sent or
-what became of it, and never talks to a relay.
+"""Pace: when the next transaction may start, and whether one may start at all. It owns the rate limit, how far
+the send log on disk may lag (`Lane`), how far the record on the remote may lag (`Checkpoints`) and a request to
+stop (`StopRequest`, from SIGTERM or SIGINT); it never decides what is sent or what became of it, and never
+talks to a relay.
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from sender.journal import Journal
+
+# After a stop request, transactions already under way get this long to be answered before they are cut off
+# (their recipients stay in flight: the next run sends them again). Cancelling a workflow run on GitHub sends
+# SIGINT, SIGTERM 7.5 s later and SIGKILL 2.5 s after that, so the run must have ended well before.
+STOP_GRACE_SECONDS = 3.0
 
 # The remote record may lag behind what was attempted by at most this many recipients or seconds: what a lost
 # runner (killed, out of disk, off the network) can cost in duplicates.
@@ -159,3 +165,19 @@ class Checkpoints:
             self.pushes += 1
         finally:
             self._task = None
+
+
+class StopRequest:
+    """A request to stop taking new transactions (a signal), shared by the whole run: the transactions under way
+    settle and are recorded, the logs are pushed, and the command exits 130."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None

@@ -14,14 +14,11 @@ from itertools import repeat
 from typing import NamedTuple
 
 from checks.loader import MAX_LIST_BYTES, read_regular
-from checks.model import MAILING_FILE, SENDLOG_FILE, Mailing
+from checks.model import CONTROL_FIELDS, MAILING_FILE, SENDLOG_FILE, Mailing
 from checks.policy import Policy
 from sender.journal import Hasher, Replay
 from sender.message import delivery_mode
 
-# The fields of mailing.yaml that steer a mailing without changing what it sends or to whom: a change of them
-# is not a change of the approved content.
-CONTROL_FIELDS = frozenset({"hold", "cancel", "resume_at", "resume_unknown"})
 DIGEST_PREFIX = "sha256:"
 
 
@@ -131,10 +128,11 @@ class Work:
     unknown: int = 0  # by an earlier run: may have been delivered, so not sent again
 
 
-def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay) -> Work:
+def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay, *, resend_unknown: bool = False) -> Work:
     """The batches still to send: those of `batches` over the recipients the log has no outcome for. Recipients
-    whose outcome is unknown (the relay never answered the end of their message) are not sent again."""
-    done = log.accepted | log.failed.keys() | log.unknown
+    whose outcome is unknown (the relay never answered the end of their message) are not sent again, unless a
+    person asked for it (*resend_unknown*: resume_at with resume_unknown)."""
+    done = log.accepted | log.failed.keys() | (set() if resend_unknown else log.unknown)
     size = batch_size(mailing, policy)
     if not done and size > 1:
         # A bulk mailing's first run: nobody to leave out, so each batch is hashed when it is first sent. (In
@@ -147,7 +145,8 @@ def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay) -> Work:
         return Work(len(recipients), 0, 0, batches(mailing, policy, recipients))
     hashes = frozenset(r.hash for r in recipients)
     todo = batches(mailing, policy, [r for r in recipients if r.hash not in done])
-    accepted, failed, unknown = len(hashes & log.accepted), len(hashes & log.failed.keys()), len(hashes & log.unknown)
+    unknown = 0 if resend_unknown else len(hashes & log.unknown)
+    accepted, failed = len(hashes & log.accepted), len(hashes & log.failed.keys())
     return Work(len(hashes), accepted, failed, todo, unknown)
 
 

@@ -80,6 +80,7 @@ class RemoteRecord:
         self._pushed: dict[str, str] = {}  # mailing id -> the claim branch's commit as this run left it
         self._seen: dict[str, str] = {}  # mailing id -> the claim branch's commit as the last read found it
         self._fetched = False
+        self.timeout: float | None = None  # seconds per network git command; None: sender.gitops's default
 
     def _tracking(self, ref: str) -> str:
         return f"refs/remotes/{self.remote}/{ref.removeprefix('refs/heads/')}"
@@ -91,7 +92,7 @@ class RemoteRecord:
             f"+refs/heads/{CLAIM_BRANCH_PREFIX}*:refs/remotes/{self.remote}/{CLAIM_BRANCH_PREFIX}*",
         ]
         try:
-            gitops.fetch(self.root, self.remote, refspecs)
+            gitops.fetch(self.root, self.remote, refspecs, timeout=self.timeout)
         except GitError as exc:
             raise RecordError(f"cannot read the send logs on {self.remote}: {exc}") from None
         self._fetched = True
@@ -137,7 +138,7 @@ class RemoteRecord:
         ref = claim_branch(mailing_id)
         try:
             commit = gitops.write_commit(self.root, parent, {log_path(mailing_id): log}, message)
-            gitops.push_ref(self.root, self.remote, commit, ref, expected)
+            gitops.push_ref(self.root, self.remote, commit, ref, expected, timeout=self.timeout)
         except PushLost:
             raise ClaimLost(
                 f"the branch {ref.removeprefix('refs/heads/')} on {self.remote} moved: another dispatcher is "
@@ -163,7 +164,7 @@ class RemoteRecord:
                 return False
             try:
                 commit = gitops.write_commit(self.root, main, files, message)
-                gitops.push_ref(self.root, self.remote, commit, self.main_ref, main)
+                gitops.push_ref(self.root, self.remote, commit, self.main_ref, main, timeout=self.timeout)
             except PushLost:
                 if attempt == attempts:
                     raise RecordError(
@@ -195,7 +196,7 @@ class RemoteRecord:
         if last is None:
             return None
         try:
-            gitops.push_ref(self.root, self.remote, None, claim_branch(mailing_id), last)
+            gitops.push_ref(self.root, self.remote, None, claim_branch(mailing_id), last, timeout=self.timeout)
         except GitError as exc:
             # Harmless: main holds the same log or a longer one, and the longer one is the record.
             return f"the branch {CLAIM_BRANCH_PREFIX}{mailing_id} stays: {exc}"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from checks.model import Mailing
+from checks.model import Mailing, parse_local_datetime
 from checks.policy import Policy
 from sender.journal import Replay
 
@@ -18,12 +18,16 @@ class MailingState(StrEnum):
     SENT = "sent"
     SENT_WITH_FAILURES = "sent-with-failures"  # complete, some recipients refused for good
     BLOCKED = "blocked"  # the last run found a reason not to send (a rule failed, ...); re-checked each run
-    MISSED = "missed"  # later than the max lateness: a person must give it a new date
+    MISSED = "missed"  # later than the max lateness: a person must give it a new date (or a resume_at)
+    HELD = "held"  # `hold` in mailing.yaml, or MAILINGS_HOLD: nothing more is sent while it stands
+    CANCELLED = "cancelled"  # `cancel` in mailing.yaml: nothing more is ever sent (final)
 
 
 # The states in which a send run acts on a mailing: it sends a due one, resumes one
 # that is sending, and checks a blocked one again (it may have been fixed since).
 ACTIONABLE = frozenset({MailingState.DUE, MailingState.SENDING, MailingState.BLOCKED})
+# The states a run records in the send log when it first finds them, so that they are news once.
+RECORDED = frozenset({MailingState.HELD, MailingState.CANCELLED})
 
 
 @dataclass(frozen=True)
@@ -37,27 +41,89 @@ class Decision:
         return self.state in ACTIONABLE
 
 
-def decide(mailing: Mailing, replay: Replay, now: datetime, policy: Policy, digest: str | None = None) -> Decision:
-    """The state of *mailing* at *now*, from its send log's replay and the policy's max lateness.
+@dataclass(frozen=True)
+class Controls:
+    """The control fields of mailing.yaml (checks.model.CONTROL_FIELDS) and the emergency brake, read once."""
 
-    A recorded miss is final for the content it was recorded for (*digest*, sender.plan.request_digest):
-    neither a later lateness limit nor a run whose clock is behind undoes it, only a person changing the
-    request. Without a digest (status of an old log), a recorded miss is final."""
+    hold: str | None = None  # why it is held (the field, or the brake)
+    cancel: str | None = None  # why it is cancelled
+    resume_at: datetime | None = None
+    resume_text: str | None = None  # resume_at as written: a recorded miss names it
+    resume_unknown: bool = False
+
+
+def controls(mailing: Mailing, policy: Policy, brake: str | None = None) -> Controls:
+    """*mailing*'s control fields; *brake* is why MAILINGS_HOLD holds it, if it does."""
+    hold = mailing.get("hold", "reason", kind=str)
+    cancel = mailing.get("cancel", "reason", kind=str)
+    text = mailing.get("resume_at", kind=str)
+    resume = parse_local_datetime(text, policy.timezone, policy.default_send_time) if text else None
+    return Controls(
+        hold=f"{hold} (hold in mailing.yaml)" if hold else brake,
+        cancel=cancel,
+        resume_at=resume,
+        resume_text=text.strip() if resume and text else None,
+        resume_unknown=mailing.get("resume_unknown", kind=bool) is True,
+    )
+
+
+def resumable(replay: Replay) -> bool:
+    """True when resume_at may set the time: the mailing was missed, interrupted (a run started it) or held.
+    For a mailing never started it would be a way around the lead time, so send_at counts then."""
+    return replay.missed_digest is not None or replay.runs > 0 or replay.held_ever
+
+
+def miss_recorded(replay: Replay, digest: str | None, control: Controls) -> bool:
+    """True when the send log already records a miss of this content (*digest*; None: any) and this resume_at."""
+    if replay.missed_digest is None or (digest is not None and replay.missed_digest not in ("", digest)):
+        return False
+    resume = control.resume_text if control.resume_at is not None and resumable(replay) else None
+    return replay.missed_resume == resume
+
+
+def decide(
+    mailing: Mailing,
+    replay: Replay,
+    now: datetime,
+    policy: Policy,
+    digest: str | None = None,
+    brake: str | None = None,
+    *,
+    with_controls: bool = True,
+) -> Decision:
+    """The state of *mailing* at *now*, from its send log's replay, its control fields, the emergency brake
+    (*brake*: why MAILINGS_HOLD holds it) and the policy's max lateness.
+
+    A recorded miss is final for the content and the resume_at it was recorded for (*digest*,
+    sender.plan.request_digest): neither a later lateness limit nor a run whose clock is behind undoes it,
+    only a person changing the request or giving it a resume_at. Without a digest (status of an old log),
+    a recorded miss is final. *with_controls* False gives the state as if no control field nor brake stood."""
     if replay.complete:
         failed = len(replay.failed)
         unknown = f", {len(replay.unknown)} unknown (may have been delivered)" if replay.unknown else ""
         if failed:
             return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good{unknown}")
         return Decision(MailingState.SENT, f"every recipient accepted{unknown}")
-    if replay.missed_digest is not None and (digest is None or replay.missed_digest in ("", digest)):
+    control = controls(mailing, policy, brake) if with_controls else Controls()
+    if replay.cancelled is not None or control.cancel is not None:
+        reason = replay.cancelled if replay.cancelled is not None else control.cancel
+        return Decision(MailingState.CANCELLED, f"cancelled: {reason}; nothing more is ever sent{_sent_so_far(replay)}")
+    if control.hold is not None:
+        return Decision(
+            MailingState.HELD, f"held: {control.hold}; nothing more is sent until it is released{_sent_so_far(replay)}"
+        )
+    resume = control.resume_at if control.resume_at is not None and resumable(replay) else None
+    if miss_recorded(replay, digest, control):
         return Decision(MailingState.MISSED, _recorded_miss(replay))
-    if mailing.send_at is None:
+    start = resume or mailing.send_at
+    if start is None:
         return Decision(MailingState.BLOCKED, "send_at is missing or not a valid time")
-    deadline = mailing.send_at + timedelta(hours=policy.sending.max_lateness_hours)
-    if now < mailing.send_at:
-        return Decision(MailingState.SCHEDULED, f"to be sent at {_shown(mailing.send_at)}", deadline)
+    deadline = start + timedelta(hours=policy.sending.max_lateness_hours)
+    if now < start:
+        verb = "resumes" if resume else "to be sent"
+        return Decision(MailingState.SCHEDULED, f"{verb} at {_shown(start)}", deadline)
     if now > deadline:
-        return Decision(MailingState.MISSED, _missed_reason(mailing.send_at, deadline, policy, replay), deadline)
+        return Decision(MailingState.MISSED, _missed_reason(start, deadline, policy, replay), deadline)
     if replay.open_run or replay.claim_open:
         return Decision(MailingState.SENDING, "a run started and has not finished", deadline)
     if replay.blocked is not None:
@@ -66,18 +132,27 @@ def decide(mailing: Mailing, replay: Replay, now: datetime, policy: Policy, dige
     return Decision(MailingState.DUE, f"{pending}; may be sent until {_shown(deadline)}", deadline)
 
 
+def _sent_so_far(replay: Replay) -> str:
+    return f" ({len(replay.accepted)} recipient(s) were sent before)" if replay.accepted else ""
+
+
 def _recorded_miss(replay: Replay) -> str:
     sent = f"; {len(replay.accepted)} recipient(s) were sent before, the rest were not" if replay.accepted else ""
-    return f"recorded as missed, too late to send{sent}; a person must give the mailing a new send_at"
+    return (
+        f"recorded as missed, too late to send{sent}; a person must give the mailing a new send_at, or a "
+        "resume_at to send the rest"
+    )
 
 
 def _missed_reason(send_at: datetime, deadline: datetime, policy: Policy, replay: Replay) -> str:
     hours = f"{policy.sending.max_lateness_hours:g}"
     sent = f"; {len(replay.accepted)} recipient(s) were sent before, the rest were not" if replay.accepted else ""
-    return (
-        f"send_at {_shown(send_at)} is more than {hours} hours ago (the limit was {_shown(deadline)}){sent}; "
-        "give the mailing a new send_at to send it"
+    what = (
+        "give it a resume_at in mailing.yaml to send the rest"
+        if replay.runs
+        else "give the mailing a new send_at (or a resume_at) to send it"
     )
+    return f"send_at {_shown(send_at)} is more than {hours} hours ago (the limit was {_shown(deadline)}){sent}; {what}"
 
 
 def _shown(moment: datetime) -> str:

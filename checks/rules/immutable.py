@@ -22,6 +22,12 @@ is its base); without a base it has nothing to compare and finds nothing.
   any mailing: the dispatch job writes send logs on the main branch, never a
   pull request, so a forged log cannot mark a mailing as sent (or unsent).
 
+The control fields of ``mailing.yaml`` (``hold``, ``cancel``, ``resume_at``,
+``resume_unknown``) are the exception: an edit of a sent mailing's
+``mailing.yaml`` that adds, changes or removes only them (comments and layout
+aside) passes. Removing ``cancel`` is an error in any mailing: a cancellation
+on the main branch is final.
+
 A rename changes both paths, so moving a sent mailing to a new id fails at the
 old one. A deleted path counts whatever now stands there: a sent mailing's
 directory replaced by a file or a link (to a directory, a file or nothing) is
@@ -74,6 +80,14 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
                     f"this change {_what(change, path, 'send log')}, but only the dispatch job writes send logs, "
                     f"on the main branch: {_undo(change, context.base)}",
                 )
+            elif (edit := context.yaml_edits.get(path)) is not None and edit.cancel_removed:
+                yield error(
+                    Loc(path),
+                    "this change removes `cancel` from the mailing; a cancellation on the main branch is final: "
+                    f"restore `cancel` as it is on {context.base} (to send the content again, make a new request)",
+                )
+            elif sent_on is not None and edit is not None and edit.control_only:
+                continue  # hold, cancel, resume_at, resume_unknown: the controls of a mailing that was sent
             elif sent_on is not None:
                 yield error(
                     Loc(path),

@@ -34,7 +34,8 @@ def options(settings: SmtpSettings | MaildirSettings, *, now: str = NOW, **chang
     changes.setdefault("wallclock", lambda: moment)
     changes.setdefault("monotonic", time.monotonic)
     changes.setdefault("event_loop", LOOP)
-    return SendOptions(now=moment, run_id="test-run", settings=settings, **changes)
+    changes.setdefault("run_id", "test-run")
+    return SendOptions(now=moment, settings=settings, **changes)
 
 
 def send(repo: Repo, server: RunningServer, *, now: str = NOW, **changes: Any) -> list[Outcome]:

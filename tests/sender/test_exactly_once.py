@@ -141,7 +141,7 @@ def test_two_dispatchers_on_two_machines_send_each_recipient_once(
     results: dict[str, list[Outcome]] = {}
 
     def dispatch(name: str, clone: Path) -> None:
-        results[name] = send_from(clone, server)
+        results[name] = send_from(clone, server, run_id=f"run-{name}")
 
     threads = [threading.Thread(target=dispatch, args=(n, c)) for n, c in (("a", first), ("b", second))]
     for thread in threads:

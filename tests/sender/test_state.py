@@ -93,5 +93,5 @@ def test_send_acts_on_due_sending_and_blocked_only() -> None:
 
 def test_states_have_the_names_status_prints() -> None:
     assert [s.value for s in MailingState] == [
-        "scheduled", "due", "sending", "sent", "sent-with-failures", "blocked", "missed"
+        "scheduled", "due", "sending", "sent", "sent-with-failures", "blocked", "missed", "held", "cancelled"
     ]  # fmt: skip
