@@ -59,7 +59,16 @@ from sender.plan import Batch, Recipient, Work, plan, request_digest
 from sender.progress import MailingProgress, NullProgress, Progress
 from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
-from sender.state import RECORDED, Decision, MailingState, controls, decide, miss_recorded, resumable
+from sender.state import (
+    RECORDED,
+    Decision,
+    MailingState,
+    controls,
+    decide,
+    miss_recorded,
+    resends_unknown,
+    resumable,
+)
 from sender.transport import Reply, TransactionResult, Transport, transport_factory
 
 TransportFactory = Callable[[], Transport]
@@ -202,12 +211,14 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
     before = replay(log_path)
     brake = run.options.hold.reason(mailing.id)
     decision = decide(mailing, before, run.options.now, run.policy, digest, brake)
-    if decision.state in RECORDED and not _news(mailing, run.policy, before, decision, brake):
-        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+    news = decision.state in RECORDED and _news(mailing, run.policy, before, decision, brake)
+    if decision.state in RECORDED and not news:
+        # Reported every run (a held mailing must not look forgotten), recorded once.
+        return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
     if decision.state is MailingState.MISSED and miss_recorded(before, digest, controls(mailing, run.policy)):
         # Recorded by an earlier run.
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
-    if not decision.actionable and decision.state is not MailingState.MISSED:
+    if not decision.actionable and decision.state is not MailingState.MISSED and not news:
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if run.options.dry_run:
         return _dry_run(run, mailing, before, decision, digest)
@@ -255,7 +266,7 @@ def _record_control(
     """Write a hold or a cancellation into the send log the first time a run finds it, so that it is news once
     (and a cancellation stays final even if the field were removed)."""
     if not _news(mailing, run.policy, log, decision, brake):
-        return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+        return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
     control = controls(mailing, run.policy, brake)
     kind = "cancelled" if decision.state is MailingState.CANCELLED else "held"
     reason = control.cancel if kind == "cancelled" else control.hold
@@ -325,18 +336,14 @@ def _handle_locked(
         if log.blocked != reason:  # the same reason again (every scheduled run) is not news for the log
             journal.append({"event": "blocked", "time": written_at, "reason": reason})
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
-    work = plan(mailing, run.policy, run.hasher, log, resend_unknown=_resends_unknown(mailing, run.policy, log))
-    claimed = _claim(run, mailing, journal, work, digest, remote, written_at)
+    control = controls(mailing, run.policy)
+    resend = resends_unknown(log, control)
+    work = plan(mailing, run.policy, run.hasher, log, resend_unknown=resend)
+    claimed = _claim(run, mailing, journal, work, digest, remote, written_at, control.resume_text if resend else None)
     if claimed is not None:
         return claimed
     sending = MailingRun(run, mailing, journal, journal.read(), work, template)
     return eventloop.run(sending.run(), options.event_loop)
-
-
-def _resends_unknown(mailing: Mailing, policy: Policy, log: Replay) -> bool:
-    """resume_at with resume_unknown: the person asked for the unknown recipients to be sent again."""
-    control = controls(mailing, policy)
-    return control.resume_unknown and control.resume_at is not None and resumable(log)
 
 
 def _live_claim(run: RunContext, log: Replay) -> str | None:
@@ -370,6 +377,7 @@ def _claim(
     digest: str,
     remote: RemoteLog | None,
     written_at: str,
+    resume_unknown: str | None = None,
 ) -> Outcome | None:
     """Write this run's claim, and push it when there is a remote record; the outcome when it cannot be
     pushed (nothing was sent, and the claim is taken back out of the log), else None: send."""
@@ -384,6 +392,8 @@ def _claim(
         "recipients": work.total,
         "pending": pending,
     }
+    if resume_unknown is not None:
+        event["resume_unknown"] = resume_unknown
     try:
         journal.append(event)
         data = journal.read_bytes()

@@ -14,7 +14,9 @@ instead of taking everybody for new.
 
 Events (all carry ``event`` and ``time``)::
 
-    claim     run, digest, recipients, pending             (a run is about to send: on the remote before any message)
+    claim     run, digest, recipients, pending, [resume_unknown]  (a run is about to send: on the remote before any
+                                                           message; resume_unknown: the resume_at it resends the
+                                                           unknown for)
     start     run, recipients, pending, mode, hash, key_check
     attempt   run, batch, rcpt: [hash, ...]
     accepted  run, batch, rcpt: [hash, ...], code
@@ -186,6 +188,7 @@ class Replay:
     held: str | None = None  # the reason, when the last thing that happened was a hold
     held_ever: bool = False  # a hold was recorded: once released, resume_at may set the time
     cancelled: str | None = None  # why it was cancelled: final
+    unknown_resumed: set[str] = field(default_factory=set)  # the resume_at values a run sent the unknown for
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -239,6 +242,9 @@ def _on_claim(replay: Replay, event: Event) -> None:
     if replay.claim_digest is None and isinstance(digest, str):
         replay.claim_digest = digest  # the first claim pins the content; later claims resume it
     replay.claim_open = True
+    resumed = event.get("resume_unknown")
+    if isinstance(resumed, str):
+        replay.unknown_resumed.add(resumed)
 
 
 def _on_missed(replay: Replay, event: Event) -> None:

@@ -73,6 +73,18 @@ def resumable(replay: Replay) -> bool:
     return replay.missed_digest is not None or replay.runs > 0 or replay.held_ever
 
 
+def resends_unknown(replay: Replay, control: Controls) -> bool:
+    """resume_at with resume_unknown: a person asked for the unknown recipients to be sent again, once for that
+    resume_at (a run that did so records it in its claim)."""
+    return (
+        control.resume_unknown
+        and control.resume_at is not None
+        and bool(replay.unknown)
+        and resumable(replay)
+        and control.resume_text not in replay.unknown_resumed
+    )
+
+
 def miss_recorded(replay: Replay, digest: str | None, control: Controls) -> bool:
     """True when the send log already records a miss of this content (*digest*; None: any) and this resume_at."""
     if replay.missed_digest is None or (digest is not None and replay.missed_digest not in ("", digest)):
@@ -98,13 +110,13 @@ def decide(
     sender.plan.request_digest): neither a later lateness limit nor a run whose clock is behind undoes it,
     only a person changing the request or giving it a resume_at. Without a digest (status of an old log),
     a recorded miss is final. *with_controls* False gives the state as if no control field nor brake stood."""
-    if replay.complete:
+    control = controls(mailing, policy, brake) if with_controls else Controls()
+    if replay.complete and not resends_unknown(replay, control):
         failed = len(replay.failed)
         unknown = f", {len(replay.unknown)} unknown (may have been delivered)" if replay.unknown else ""
         if failed:
             return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good{unknown}")
         return Decision(MailingState.SENT, f"every recipient accepted{unknown}")
-    control = controls(mailing, policy, brake) if with_controls else Controls()
     if replay.cancelled is not None or control.cancel is not None:
         reason = replay.cancelled if replay.cancelled is not None else control.cancel
         return Decision(MailingState.CANCELLED, f"cancelled: {reason}; nothing more is ever sent{_sent_so_far(replay)}")
