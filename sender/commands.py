@@ -517,8 +517,9 @@ async def _send_one(
         result = await transport.send(sender, [to], message)
     finally:
         await transport.close()
-    if result.unknown:
-        # The content went out but no reply came: the copy may yet arrive, so "refused" would mislead.
+    # The content went out but no reply came: the copy may yet arrive, so "refused" would mislead. (getattr:
+    # only transports that can tell an uncertain outcome set `unknown`.)
+    if getattr(result, "unknown", False):
         return _Copy(False, f"the relay never confirmed the copy ({result.error}); it may or may not arrive")
     # The transaction's error first: a refused MAIL FROM also leaves a "need MAIL" refusal of the recipient.
     reply = result.error or result.refused.get(to)

@@ -31,6 +31,9 @@ DIVIDER = "-" * 40
 MAX_LINE = 998
 CRLF = b"\r\n"
 MAILING_ID_HEADER = "X-Mailing-Id"
+# A test copy (`mailings preview --to`) says what it is, in its subject and in a header filters can match.
+TEST_COPY_PREFIX = "[TEST COPY] "
+TEST_COPY_HEADER = "X-Mailings-Test-Copy"
 
 Delivery = Literal["bulk", "individual"]
 
@@ -66,8 +69,11 @@ def delivery_mode(mailing: Mailing, policy: Policy) -> Delivery:
     return policy.sending.delivery
 
 
-def build_template(mailing: Mailing, policy: Policy) -> MessageTemplate:
-    """The message of *mailing*; MessageError when a part is missing or unsafe (the checks report why first)."""
+def build_template(mailing: Mailing, policy: Policy, *, test_copy: bool = False) -> MessageTemplate:
+    """The message of *mailing*; MessageError when a part is missing or unsafe (the checks report why first).
+
+    test_copy: the message of one test copy, marked in its Subject (TEST_COPY_PREFIX) and by TEST_COPY_HEADER.
+    The marks are part of the template, so a real send pays nothing for them per message."""
     if not ID_PATTERN.fullmatch(mailing.id):
         raise MessageError(f"mailing id {mailing.id!r} cannot go into a header")
     languages = mailing.languages
@@ -79,6 +85,8 @@ def build_template(mailing: Mailing, policy: Policy) -> MessageTemplate:
     if unit not in policy.units:
         raise MessageError(f"{mailing.yaml_file}: sender.unit {unit!r} is not a unit in the policy")
     subject = " / ".join(_subject(mailing, lang) for lang in languages)
+    if test_copy:
+        subject = TEST_COPY_PREFIX + subject  # encoded with the rest by _field, so it decodes back exactly
     group = _checked("recipients.group", mailing.get("recipients", "group", kind=str) or "Recipients")
     text = _body(mailing, languages)
     cte, encoded = _encode_body(text)
@@ -93,6 +101,7 @@ def build_template(mailing: Mailing, policy: Policy) -> MessageTemplate:
             b"Auto-Submitted: auto-generated\r\n",
             b"Precedence: bulk\r\n",
             f"{MAILING_ID_HEADER}: {mailing.id}\r\n".encode("ascii"),
+            f"{TEST_COPY_HEADER}: yes\r\n".encode("ascii") if test_copy else b"",
             CRLF,
             encoded,
         )
@@ -178,6 +187,19 @@ def make_message_id(mailing_id: str, key: str, domain: str) -> str:
         raise MessageError(f"mailing id {mailing_id!r} cannot go into a Message-ID")
     digest = hashlib.sha256(f"{mailing_id}\x00{key}".encode()).hexdigest()[:32]
     return f"<{mailing_id}.{digest}@{_ascii_domain(domain)}>"
+
+
+def copy_message_id(mailing_id: str, token: str, domain: str) -> str:
+    """'<mailing-id.test-copy.token@domain>': the Message-ID of one test copy, *token* (hex) unique to it.
+
+    A real send's Message-IDs (make_message_id) have one dot before the '@' and a mailing id has none, so no
+    real message of any mailing can have this one: a recipient's duplicate filter never drops the real
+    message for a test copy seen before."""
+    if not ID_PATTERN.fullmatch(mailing_id):
+        raise MessageError(f"mailing id {mailing_id!r} cannot go into a Message-ID")
+    if not re.fullmatch(r"[0-9a-f]{8,64}", token):
+        raise MessageError(f"test copy token {token!r} must be 8 to 64 lower-case hex digits")
+    return f"<{mailing_id}.test-copy.{token}@{_ascii_domain(domain)}>"
 
 
 def undisclosed_to(group: str) -> str:

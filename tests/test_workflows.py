@@ -75,7 +75,7 @@ def run_actionlint(*files: Path, cwd: Path = PROJECT) -> subprocess.CompletedPro
 
 def test_the_workflows_pass_actionlint() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} >= {"check.yml", "dispatch.yml", "ci.yml"}
+    assert {f.name for f in files} >= {"check.yml", "dispatch.yml", "ci.yml", "test-copy.yml"}
     done = run_actionlint(*files)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
@@ -120,16 +120,22 @@ def test_every_workflow_declares_least_privilege() -> None:
                 assert writes == set(), f"{name}: job {job_id} asks for write access to {writes}"
 
 
-def test_secrets_only_in_the_dispatch_job() -> None:
+# The jobs that may see secrets, all from the protected environment: sending, and one test copy.
+SECRET_JOBS = {("dispatch.yml", "dispatch"), ("test-copy.yml", "test-copy")}
+RELAY_SECRETS = {f"MAILINGS_SMTP_{part}" for part in ("HOST", "PORT", "SECURITY", "USERNAME", "PASSWORD")}
+
+
+def test_secrets_only_in_the_dispatch_and_test_copy_jobs() -> None:
     for name, workflow in workflows().items():
         outside = {key: value for key, value in workflow.items() if key != "jobs"}
         assert "secrets." not in json.dumps(outside), f"{name}: secrets outside a job"
         for job_id, job in workflow["jobs"].items():
             text = json.dumps(job)
-            if (name, job_id) != ("dispatch.yml", "dispatch"):
+            if (name, job_id) not in SECRET_JOBS:
                 assert "secrets." not in text and "secrets: inherit" not in text, f"{name}: job {job_id} sees secrets"
-    dispatch = workflows()["dispatch.yml"]["jobs"]["dispatch"]
-    assert isinstance(dispatch["environment"], str) and dispatch["environment"], "secrets come from an environment"
+    for name, job_id in SECRET_JOBS:
+        job = workflows()[name]["jobs"][job_id]
+        assert job["environment"] == "mailings-dispatch", f"{name}: secrets come from the protected environment"
 
 
 def test_no_expression_is_interpolated_into_a_script() -> None:
@@ -182,6 +188,76 @@ def test_dispatch_sends_and_always_records() -> None:
         "MAILINGS_LIST_$name="
         in step_named(workflow, "dispatch", "Special lists from the environment's secrets")["run"]
     )
+
+
+def test_test_copy_is_dispatched_by_hand_from_main_with_least_privilege() -> None:
+    workflow = workflows()["test-copy.yml"]
+    on = triggers(workflow)
+    assert set(on) == {"workflow_dispatch"}
+    inputs = on["workflow_dispatch"]["inputs"]
+    assert set(inputs) == {"mailing", "to"}
+    assert all(spec["required"] is True and spec["type"] == "string" for spec in inputs.values())
+    assert workflow["permissions"] == {}
+    assert set(workflow["jobs"]) == {"test-copy"}
+    job = workflow["jobs"]["test-copy"]
+    assert job["permissions"] == {"contents": "read"}
+    assert job["environment"] == "mailings-dispatch"
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    assert isinstance(job["timeout-minutes"], int) and job["timeout-minutes"] <= 15
+    checkout = steps(workflow, "test-copy")[0]
+    assert checkout["uses"].startswith("actions/checkout@")
+    assert checkout["with"] == {"ref": "main", "persist-credentials": False}  # main's code, no token kept
+    install = step_named(workflow, "test-copy", "Install")["run"]
+    assert install == step_named(workflows()["dispatch.yml"], "dispatch", "Install")["run"]
+
+
+def test_test_copy_passes_its_inputs_only_through_env() -> None:
+    workflow = workflows()["test-copy.yml"]
+    send = step_named(workflow, "test-copy", "Send the test copy")
+    assert send["env"]["MAILING"] == "${{ inputs.mailing }}" and send["env"]["TO"] == "${{ inputs.to }}"
+    # the relay's secrets and nothing else: no log key, no deploy key
+    assert {k for k, v in send["env"].items() if "secrets." in v} == RELAY_SECRETS
+    assert all(send["env"][name] == f"${{{{ secrets.{name} }}}}" for name in RELAY_SECRETS)
+    # nowhere but in that env: not in a script, a condition or another step
+    mentions = re.findall(r"(?:inputs|github\.event)\.\w+", json.dumps(workflow))
+    assert sorted(mentions) == ["inputs.mailing", "inputs.to"]
+    assert shlex.split(send["run"].strip().splitlines()[-1]) == ["mailings", "preview", "$MAILING", "--to", "$TO"]
+
+
+def test_test_copy_fails_without_a_relay_and_takes_its_inputs_literally(tmp_path: Path) -> None:
+    """The step's script, run by bash with a stand-in `mailings` that records its arguments."""
+    script = step_named(workflows()["test-copy.yml"], "test-copy", "Send the test copy")["run"]
+    stub = tmp_path / "bin" / "mailings"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {shlex.quote(str(tmp_path / "argv"))}\n', encoding="utf-8")
+    stub.chmod(0o755)
+    hostile = "$(touch pwned)'; touch pwned; '"
+
+    def step(host: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": f"{stub.parent}{os.pathsep}{os.environ['PATH']}",
+            "MAILING": hostile,
+            "TO": "tester@kth.se`touch pwned`",
+            "MAILINGS_SMTP_HOST": host,
+        }
+        # as GitHub runs a `run:` script: bash -e {0}, with pipefail
+        return subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    done = step("")
+    assert done.returncode == 1 and "MAILINGS_SMTP_HOST is not set" in done.stdout
+    assert not (tmp_path / "argv").exists(), "without a relay `mailings` must not run"
+    done = step("smtp.example.org")
+    assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "argv").read_text(encoding="utf-8").splitlines()
+    assert argv == ["preview", hostile, "--to", "tester@kth.se`touch pwned`"]
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_check_passes_the_pull_requests_creation_time() -> None:
