@@ -41,6 +41,11 @@ class Sending:
 
 
 @dataclass(frozen=True)
+class Notify:
+    team: str = "@kth-mailings/it"  # mentioned in the alert issue when a mailing needs a person
+
+
+@dataclass(frozen=True)
 class Policy:
     path: Path
     organisation: str
@@ -63,6 +68,7 @@ class Policy:
     units: MappingProxyType[str, str]  # id -> name
     special_lists: MappingProxyType[str, tuple[str, int]]  # id -> (name, approximate size)
     sending: Sending
+    notify: Notify = Notify()
 
     @cached_property
     def holidays(self) -> HolidayBase:
@@ -156,6 +162,7 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
             {k: (v["name"], v["approximate_size"]) for k, v in data["special_lists"].items()}
         ),
         sending=Sending(**sending),
+        notify=Notify(**data.get("notify", {})),
     )
 
 

@@ -131,6 +131,11 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
                 git_ok = _publish(root, options.remote, outcomes, out)
             elif args.commit and not args.dry_run:
                 git_ok = _commit_locally(root, outcomes, out)
+    # Word back on GitHub and the job summary, now that the logs are recorded; never changes the exit code.
+    from sender.notify import word_back
+
+    stopped = options.stop.requested
+    word_back(root, policy, outcomes or [], env, out, now=now, git_ok=git_ok, dry_run=args.dry_run, stopped=stopped)
     if options.stop.requested:
         out.write(f"mailings: stopped by {options.stop.reason}; what was sent is recorded; the next run resumes\n")
         return STOPPED_EXIT
