@@ -246,7 +246,9 @@ def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetim
 # Send-log events, as checks.model.dispatched reads them (sender.journal writes them).
 # Any other event but an end (attempt, accepted, failed, deferred, unknown, or one unknown here) means sending.
 OPENING_EVENTS = frozenset({"claim", "start"})  # a run is about to send; open until that run's end
-NOT_SENDING_EVENTS = frozenset({"blocked", "missed"})  # only why a mailing was not sent
+# Events that say why a mailing was not sent, or what a person decided, or that its contact person was told:
+# none of them sends anything.
+NOT_SENDING_EVENTS = frozenset({"blocked", "missed", "held", "cancelled", "notice"})
 _END = "end"
 # Counts in an end event that say the run tried a transaction (`attempted` is the number of them).
 _END_SENDING_COUNTS = ("attempted", "accepted", "failed", "unknown")

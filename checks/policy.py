@@ -43,6 +43,8 @@ class Sending:
 @dataclass(frozen=True)
 class Notify:
     team: str = "@kth-mailings/it"  # mentioned in the alert issue when a mailing needs a person
+    mail_contact: bool = False  # the contact person hears by mail when a mailing completes or is stopped
+    ask: str | None = None  # whom that message says to ask (and its Reply-To); default_from_address when None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from sender.journal import (
     stamp,
 )
 from sender.message import MessageError, MessageTemplate, Renderer, build_template, delivery_mode
+from sender.notice import OPENINGS, build_notice, contact_address, deliver_notice
 from sender.pace import (
     CHECKPOINT_RECIPIENTS,
     CHECKPOINT_SECONDS,
@@ -244,6 +245,7 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         # A miss this run recorded is news: until then the mailing was merely overdue.
         recorded_miss = outcome.state is MailingState.MISSED and outcome.log is not None
         outcome.previous = MailingState.DUE if recorded_miss else decision.state
+        _tell_contact(run, mailing, journal, outcome)
         return outcome
 
 
@@ -274,7 +276,30 @@ def _record_control(
     before = decide(mailing, log, run.options.now, run.policy, digest, with_controls=False)
     outcome = _outcome(mailing, decision.state, decision.reason, log, written=journal.path)
     outcome.previous = before.state
+    _tell_contact(run, mailing, journal, outcome)
     return outcome
+
+
+def _tell_contact(run: RunContext, mailing: Mailing, journal: Journal, outcome: Outcome) -> None:
+    """Word back by mail (sender.notice): the contact person hears once that the mailing completed, or was
+    blocked, missed or cancelled. The send log records the notice before it goes, so it never goes twice; a
+    notice that cannot be sent is said in the outcome's note and changes nothing else."""
+    state = outcome.state.value
+    if not run.policy.notify.mail_contact or not outcome.changed or state not in OPENINGS:
+        return
+    to = contact_address(mailing)
+    log = journal.read()
+    if to is None or state in log.noticed:
+        return
+    when = run.options.wallclock()
+    counts = (outcome.total, outcome.accepted, outcome.failed, outcome.unknown, outcome.pending)
+    message = build_notice(mailing, run.policy, state, counts, outcome.note, when, to)
+    journal.append({"event": "notice", "time": stamp(when), "state": state})
+    outcome.log = journal.path
+    sender = run.policy.default_from_address
+    failure = eventloop.run(deliver_notice(run.factory, sender, to, message), run.options.event_loop)
+    if failure is not None:
+        outcome.note += f"; the contact person could not be told ({failure})"
 
 
 def _adopt_remote(record: RemoteRecord, mailing: Mailing, journal: Journal) -> RemoteLog | str:

@@ -28,6 +28,7 @@ Events (all carry ``event`` and ``time``)::
     missed    reason, digest, [resume_at]                  (too late to send; final for this content and resume_at)
     held      reason                                       (a hold stands: nothing more is sent while it does)
     cancelled reason                                       (cancelled: nothing more is ever sent; final)
+    notice    state                                        (the contact person is told of this state by mail, once)
     end       run, accepted, failed, pending, unknown, attempted, complete, [reason]
 """
 
@@ -189,6 +190,7 @@ class Replay:
     held_ever: bool = False  # a hold was recorded: once released, resume_at may set the time
     cancelled: str | None = None  # why it was cancelled: final
     unknown_resumed: set[str] = field(default_factory=set)  # the resume_at values a run sent the unknown for
+    noticed: set[str] = field(default_factory=set)  # the states the contact person was told of by mail
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -226,6 +228,9 @@ class Replay:
 
     def apply(self, event: Event) -> None:
         kind = event.get("event")
+        if kind == "notice":  # word to the contact person: what the log said before still stands
+            _on_notice(self, event)
+            return
         self.last_event = kind
         self.last_time = event.get("time", self.last_time)
         self.blocked = event.get("reason") if kind == "blocked" else None
@@ -256,6 +261,12 @@ def _on_missed(replay: Replay, event: Event) -> None:
 
 def _on_held(replay: Replay, event: Event) -> None:
     replay.held_ever = True
+
+
+def _on_notice(replay: Replay, event: Event) -> None:
+    state = event.get("state")
+    if isinstance(state, str):
+        replay.noticed.add(state)
 
 
 def _on_cancelled(replay: Replay, event: Event) -> None:
@@ -324,6 +335,7 @@ _HANDLERS = {
     "missed": _on_missed,
     "held": _on_held,
     "cancelled": _on_cancelled,
+    "notice": _on_notice,
     "start": _on_start,
     "attempt": _on_attempt,
     "accepted": _on_accepted,
