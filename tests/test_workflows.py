@@ -179,6 +179,8 @@ def test_dispatch_sends_and_always_records() -> None:
         "MAILINGS_LOG_KEY",
     } <= set(send["env"])
     assert send["timeout-minutes"] < workflow["jobs"]["dispatch"]["timeout-minutes"]
+    # the emergency brake comes from a repository variable, so stopping a mailing needs no pull request
+    assert send["env"]["MAILINGS_HOLD"] == "${{ vars.MAILINGS_HOLD }}"
     # the token reaches the send step alone, for the word back on GitHub
     assert send["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
     for step in steps(workflow, "dispatch"):
