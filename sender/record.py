@@ -160,7 +160,16 @@ class RemoteRecord:
             main = gitops.resolve(self.root, self._tracking(self.main_ref))
             if main is None:
                 raise RecordError(f"{self.remote} has no {self.main_ref}")
-            if all(gitops.read_blob(self.root, main, path) == data for path, data in files.items()):
+            on_main = {path: gitops.read_blob(self.root, main, path) or b"" for path in files}
+            diverged = [path for path, data in files.items() if not data.startswith(on_main[path])]
+            if diverged:
+                # Logs only grow: a log on main that ours does not extend was written by another run.
+                raise RecordError(
+                    f"the send log on {self.main_ref.removeprefix('refs/heads/')} of {', '.join(diverged)} is not "
+                    "a beginning of this run's; another run recorded what this one did not see. Nothing was "
+                    "overwritten: a person must compare the two and keep the true one"
+                )
+            if all(on_main[path] == data for path, data in files.items()):
                 return False
             try:
                 commit = gitops.write_commit(self.root, main, files, message)
