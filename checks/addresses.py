@@ -200,5 +200,5 @@ def recipient_count(mailing: Mailing, policy: Policy) -> int:
     count = len(mailing.recipients.unique)
     for lst in mailing.lists:
         if lst.kind == "special" and not lst.resolved and lst.name in policy.special_lists:
-            count += policy.special_lists[lst.name][1]
+            count += policy.special_lists[lst.name].approximate_size
     return count

@@ -36,7 +36,7 @@ from checks.model import (
     YamlEdit,
     dispatched,
 )
-from checks.policy import Policy
+from checks.policy import FileSource, Policy
 from checks.rules import RULES, immutable
 from checks.yamlsafe import YamlError, loads
 
@@ -71,6 +71,44 @@ def git(root: Path, *args: str) -> bytes:
         reason = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise UsageError(f"git {args[0]} failed: {reason[-1] if reason else f'exit {done.returncode}'}")
     return done.stdout
+
+
+@dataclass(frozen=True)
+class LastChange:
+    """The last commit that changed a file: its id and committer date (ISO 8601); whether the working tree differs."""
+
+    commit: str
+    date: str
+    uncommitted: bool = False
+
+
+def last_change(root: Path, path: str) -> LastChange | None:
+    """`git log -1 --format='%H %cI' -- PATH`: when *path* last changed; None outside a git repository, without
+    git, or for a file no commit has."""
+    try:
+        log = subprocess.run(
+            ["git", "-C", str(root), "log", "-1", "--format=%H %cI", "--", path], capture_output=True, check=False
+        )
+        status = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", path], capture_output=True, check=False
+        )
+    except OSError:
+        return None
+    fields = log.stdout.decode("ascii", "replace").split()
+    if log.returncode != 0 or len(fields) != 2:
+        return None
+    return LastChange(fields[0], fields[1], uncommitted=status.returncode != 0 or bool(status.stdout.strip()))
+
+
+def list_changes(root: Path, policy: Policy) -> dict[str, LastChange]:
+    """The last change of each special list's encrypted file, by list id (lists without a committed file left out)."""
+    found: dict[str, LastChange] = {}
+    for special in policy.special_lists.values():
+        if isinstance(special.source, FileSource):
+            change = last_change(root, special.source.path)
+            if change is not None:
+                found[special.id] = change
+    return found
 
 
 def read_base(root: Path, ref: str) -> BaseState:

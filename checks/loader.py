@@ -23,15 +23,19 @@ from checks.model import (
     EntryKind,
     Finding,
     Layout,
+    ListFile,
     ListProblem,
     Loc,
     Mailing,
     RecipientList,
+    SpecialListError,
     dispatched,
     error,
+    is_age_file,
     parse_local_datetime,
 )
-from checks.policy import Policy
+from checks.policy import FileSource, Policy
+from checks.policy import special_list_variable as special_list_variable  # where callers found it before
 from checks.yamlsafe import Document, YamlError, loads
 
 MAILINGS_DIR = "mailings"
@@ -52,15 +56,53 @@ def discover(root: Path) -> list[Path]:
     return sorted(p for p in base.iterdir() if p.is_dir())
 
 
-def load_layout(root: Path) -> Layout:
-    """What stands directly under <root>/mailings, for the rules about the folder as a whole."""
+def load_layout(root: Path, policy: Policy | None = None) -> Layout:
+    """What stands directly under <root>/mailings, for the rules about the folder as a whole; with *policy*, also
+    the encrypted files of its special lists."""
+    lists = _list_files(root, policy) if policy is not None else ()
     base = root / MAILINGS_DIR
     kind = _kind(base)
     if kind != "dir":
-        return Layout(MAILINGS_DIR, kind)
+        return Layout(MAILINGS_DIR, kind, list_files=lists)
     entries = tuple(_entries(base))
     linked = frozenset(e.name for e in entries if e.kind == "symlink" and (base / e.name).is_dir())
-    return Layout(MAILINGS_DIR, kind, entries, linked)
+    return Layout(MAILINGS_DIR, kind, entries, linked, lists)
+
+
+def _list_files(root: Path, policy: Policy) -> tuple[ListFile, ...]:
+    """Each special list whose source is a file: what stands at its path, whether it is encrypted, and whether its
+    plain text stands beside it."""
+    found: list[ListFile] = []
+    for special in policy.special_lists.values():
+        if not isinstance(special.source, FileSource):
+            continue
+        path = special.source.path
+        kind = _kind(root / path)
+        encrypted = False
+        if kind == "file":
+            try:
+                encrypted = is_age_file(read_head(root / path, AGE_HEAD_BYTES))
+            except OSError:
+                encrypted = False
+        plain = path.removesuffix(".age")
+        beside = plain if _kind(root / plain) is not None else None
+        found.append(ListFile(special.id, path, kind, encrypted, beside))
+    return tuple(found)
+
+
+# Enough of a file to tell whether it begins as an age file does (armour may follow a little blank space).
+AGE_HEAD_BYTES = 256
+
+
+def read_head(path: Path, size: int) -> bytes:
+    """The first *size* bytes of a regular file (a link is not followed); OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        return os.read(fd, size)
+    finally:
+        os.close(fd)
 
 
 def _kind(path: Path) -> EntryKind | None:
@@ -281,17 +323,17 @@ def _unread(index: int, kind: Literal["file", "special"], name: str, problem: Li
     return RecipientList(index, kind, name, error=words, problem=problem)
 
 
-def special_list_variable(list_id: str) -> str:
-    """The environment variable naming a special list's file at send time (MAILINGS_LIST_ALL_EMPLOYEES)."""
-    return "MAILINGS_LIST_" + list_id.upper().replace("-", "_")
-
-
 def _special_list(index: int, list_id: str, policy: Policy, special: Mapping[str, Path]) -> RecipientList:
     if list_id not in policy.special_lists:
         return _unread(index, "special", list_id, "unknown-special", "is not a special list in the policy")
     if list_id not in special:
         return RecipientList(index, "special", list_id)
-    path = special[list_id]
+    try:
+        # The sender's mapping resolves a list on first use (sender.lists): a directory that is down, a key that
+        # does not fit, a list far from its size, and the like come back as the reason.
+        path = special[list_id]
+    except SpecialListError as exc:
+        return _unread(index, "special", list_id, "unresolved", str(exc))
     try:
         # IT's own file, named by the environment: a link to it is followed, unlike in a request.
         text = read_regular(path, MAX_LIST_BYTES, follow=True).decode("utf-8-sig")

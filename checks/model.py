@@ -79,13 +79,16 @@ class DirEntry:
 
 @dataclass(frozen=True)
 class Layout:
-    """What stands directly under mailings/: the folder the requests live in, judged as a whole."""
+    """What stands directly under mailings/: the folder the requests live in, judged as a whole; and the other
+    files of the repository that every request depends on (IT's encrypted lists)."""
 
     directory: str  # "mailings", relative to the root
     kind: EntryKind | None  # what the folder itself is; None when there is none
     entries: tuple[DirEntry, ...] = ()
     # Entries that are symbolic links to a directory: linked requests, which [attachments] reports.
     linked_dirs: frozenset[str] = frozenset()
+    # The encrypted files of IT's special lists that the policy names ([special-lists] judges them).
+    list_files: tuple[ListFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,44 @@ class Address(NamedTuple):
 
 
 # Why a list could not be read. "outside" and "symlink" are the attachments rule's to report for a list
-# file; the recipients rule reports every other kind.
+# file; the recipients rule reports every other kind ("unresolved": a special list the sender could not resolve).
 ListProblem = Literal[
-    "outside", "symlink", "not-a-list", "missing", "unreadable", "encoding", "no-email-column", "csv", "unknown-special"
+    "outside",
+    "symlink",
+    "not-a-list",
+    "missing",
+    "unreadable",
+    "encoding",
+    "no-email-column",
+    "csv",
+    "unknown-special",
+    "unresolved",
 ]
+
+
+class SpecialListError(Exception):
+    """Why the sender could not resolve a special list, in words (raised by the mapping of special lists that the
+    loader reads; the loader turns it into an unresolved list, which blocks every mailing that uses it)."""
+
+
+# How an age-encrypted file begins: the binary format, and the ASCII armour (age-encryption.org/v1).
+AGE_HEADERS = (b"age-encryption.org/v1\n", b"-----BEGIN AGE ENCRYPTED FILE-----")
+
+
+def is_age_file(head: bytes) -> bool:
+    """Whether a file that starts with *head* is encrypted with age (the armour may follow blank space)."""
+    return head.startswith(AGE_HEADERS[0]) or head.lstrip().startswith(AGE_HEADERS[1])
+
+
+@dataclass(frozen=True)
+class ListFile:
+    """A special list's encrypted file in the repository, as the policy names it and as it stands."""
+
+    list_id: str
+    path: str  # relative to the root, as policy.yaml gives it
+    kind: EntryKind | None  # None: nothing there
+    encrypted: bool  # it begins as an age file does
+    plain_beside: str | None = None  # a file next to it with its name less .age: the plain list, most likely
 
 
 @dataclass(frozen=True)

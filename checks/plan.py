@@ -13,18 +13,18 @@ block for the message that nothing inside it can close).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
-from checks.changes import check_gone, mailing_of
+from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.hosts import host_is_internal
 from checks.linter import check_mailing
 from checks.loader import load_mailing
 from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
-from checks.policy import Policy
+from checks.policy import EnvSource, LdapSource, ListSource, Policy
 from checks.report import check_repository
 from checks.rules.links import mailing_links, target
 
@@ -77,9 +77,11 @@ def render(
     """The whole plan; with *preview*, each mailing's message too."""
     out = [*_header(len(targets) + len(gone), policy, context)]
     out += folder_section(check_repository(root, policy, context))
+    lists = list_changes(root, policy) if targets else {}
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
-        out += mailing_section(mailing, policy, context, check_mailing(mailing, policy, context), preview)
+        problems = check_mailing(mailing, policy, context)
+        out += mailing_section(mailing, policy, context, problems, preview, lists)
     for mailing_id in gone:
         out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
     out += _other_files(context.changes)
@@ -102,11 +104,17 @@ def _header(count: int, policy: Policy, context: Context) -> Iterator[str]:
 
 
 def mailing_section(
-    mailing: Mailing, policy: Policy, context: Context, problems: Sequence[Problem], preview: Preview | None = None
+    mailing: Mailing,
+    policy: Policy,
+    context: Context,
+    problems: Sequence[Problem],
+    preview: Preview | None = None,
+    lists: Mapping[str, LastChange] | None = None,
 ) -> list[str]:
-    """One mailing: facts, problems, the relevance checklist and the message."""
+    """One mailing: facts, problems, the relevance checklist and the message. *lists*: the last change of each
+    special list's encrypted file (checks.changes.list_changes)."""
     out = ["", f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}", ""]
-    out += _facts(mailing, policy, context)
+    out += _facts(mailing, policy, context, lists or {})
     out += ["", "#### Links", "", *_links(mailing, policy)]
     if mailing.get("event") is not None:
         out += ["", "#### Event", "", *_event(mailing)]
@@ -145,7 +153,7 @@ def _counts(problems: Sequence[Problem]) -> str:
     return f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
 
 
-def _facts(mailing: Mailing, policy: Policy, context: Context) -> Iterator[str]:
+def _facts(mailing: Mailing, policy: Policy, context: Context, lists: Mapping[str, LastChange]) -> Iterator[str]:
     yield f"- **Dispatch:** {local_time(mailing.send_at, policy) if mailing.send_at else _missing('send_at')}"
     if mailing.is_crisis:
         yield "- **Earliest allowed date:** none: a crisis mailing is exempt from the lead time"
@@ -155,7 +163,7 @@ def _facts(mailing: Mailing, policy: Policy, context: Context) -> Iterator[str]:
         yield f"- **Earliest allowed date:** {long_date(earliest)}, for a request submitted on {submitted}"
     count = recipient_count(mailing, policy)
     yield f"- **Recipients:** {count} (unique addresses; IT's lists at their approximate size)"
-    yield from _lists(mailing, policy)
+    yield from _lists(mailing, policy, lists)
     yield f"- **Recipient group:** {_field(mailing, 'recipients', 'group')}"
     yield f"- **Why this group:** {_field(mailing, 'recipients', 'why')}"
     yield f"- **Purpose:** {_field(mailing, 'purpose')}"
@@ -175,15 +183,33 @@ def _facts(mailing: Mailing, policy: Policy, context: Context) -> Iterator[str]:
         )
 
 
-def _lists(mailing: Mailing, policy: Policy) -> Iterator[str]:
+def _lists(mailing: Mailing, policy: Policy, lists: Mapping[str, LastChange]) -> Iterator[str]:
     for lst in mailing.lists:
         if lst.error is not None:
             yield f"  - {code(lst.name)}: {text(lst.error)}"
         elif lst.kind == "file":
             yield f"  - {code(lst.name)}: {len(lst.addresses)} address{'es' if len(lst.addresses) != 1 else ''}"
         else:
-            name, size = policy.special_lists[lst.name]
-            yield f"  - {code(lst.name)} ({text(name)}): about {size}, a list IT provides"
+            special = policy.special_lists[lst.name]
+            yield (
+                f"  - {code(lst.name)} ({text(special.name)}): about {special.approximate_size}, a list IT provides, "
+                f"{_provenance(special.source, lists.get(special.id))}"
+            )
+
+
+def _provenance(source: ListSource, change: LastChange | None) -> str:
+    """Where a special list comes from when the mailing is sent, and for a file its last change."""
+    if isinstance(source, LdapSource):
+        return f"read at send time from the user directory: {code(source.filter)} under {code(source.base)}"
+    if isinstance(source, EnvSource):
+        return f"read at send time from the file that {code(source.variable)} names"
+    if change is None:
+        return f"decrypted at send time from {code(source.path)}, which is not committed"
+    edited = " (and edited since, not committed)" if change.uncommitted else ""
+    return (
+        f"decrypted at send time from {code(source.path)}, last changed in {code(change.commit[:12])} on "
+        f"{text(change.date[:10])}{edited}"
+    )
 
 
 def _sender(mailing: Mailing, policy: Policy) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import time
 from functools import cached_property
@@ -47,6 +48,76 @@ class Notify:
     ask: str | None = None  # whom that message says to ask (and its Reply-To); default_from_address when None
 
 
+ScopeName = Literal["base", "one", "sub"]
+
+
+@dataclass(frozen=True)
+class LdapSource:
+    """A special list read from the user directory at send time: *attribute* of every entry that *filter* matches
+    under *base* (the connection and bind come from the environment, MAILINGS_LDAP_*)."""
+
+    base: str
+    filter: str
+    attribute: str = "mail"
+    scope: ScopeName = "sub"
+
+    def describe(self) -> str:
+        return f"LDAP {self.attribute} of {self.filter} under {self.base} (scope {self.scope})"
+
+
+@dataclass(frozen=True)
+class FileSource:
+    """A special list in the repository, encrypted with age; *path* is relative to the repository root."""
+
+    path: str
+
+    def describe(self) -> str:
+        return f"the encrypted file {self.path}"
+
+
+@dataclass(frozen=True)
+class EnvSource:
+    """A special list in a file that an environment variable names (small lists; the way before the others)."""
+
+    variable: str
+
+    def describe(self) -> str:
+        return f"the file that {self.variable} names"
+
+
+ListSource = LdapSource | FileSource | EnvSource
+
+DEFAULT_TOLERANCE = 0.30
+
+
+@dataclass(frozen=True)
+class SpecialList:
+    """One of IT's lists: its name, how many addresses it should hold, and where it comes from at send time."""
+
+    id: str
+    name: str
+    approximate_size: int
+    source: ListSource
+    tolerance: float = DEFAULT_TOLERANCE  # how far the resolved size may be from approximate_size, as a fraction
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """The fewest and the most addresses a resolved list may hold (both inclusive)."""
+        slack = self.approximate_size * self.tolerance
+        return max(1, math.ceil(self.approximate_size - slack)), math.floor(self.approximate_size + slack)
+
+    def size_problem(self, size: int) -> str | None:
+        """Why *size* addresses cannot be this list (a truncated or stale list), or None when it is plausible."""
+        low, high = self.bounds
+        if low <= size <= high:
+            return None
+        return (
+            f"it has {size} addresses, but policy.yaml expects about {self.approximate_size} (within "
+            f"{self.tolerance:.0%}: {low} to {high}); a list that far off may be truncated or stale: check its "
+            f"source, or correct approximate_size in policy.yaml if the list really changed"
+        )
+
+
 @dataclass(frozen=True)
 class Policy:
     path: Path
@@ -68,9 +139,11 @@ class Policy:
     roles: MappingProxyType[str, str]  # id -> name
     crisis_roles: frozenset[str]
     units: MappingProxyType[str, str]  # id -> name
-    special_lists: MappingProxyType[str, tuple[str, int]]  # id -> (name, approximate size)
+    special_lists: MappingProxyType[str, SpecialList]  # id -> the list
     sending: Sending
     notify: Notify = Notify()
+    # Who can read IT's encrypted list files: the age public keys `mailings lists encrypt` encrypts for.
+    list_recipients: tuple[str, ...] = ()
 
     @cached_property
     def holidays(self) -> HolidayBase:
@@ -160,12 +233,31 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
         roles=MappingProxyType({k: v["name"] for k, v in data["roles"].items()}),
         crisis_roles=frozenset(k for k, v in data["roles"].items() if v.get("crisis")),
         units=MappingProxyType({k: v["name"] for k, v in data["units"].items()}),
-        special_lists=MappingProxyType(
-            {k: (v["name"], v["approximate_size"]) for k, v in data["special_lists"].items()}
-        ),
+        special_lists=MappingProxyType({k: _special_list(k, v) for k, v in data["special_lists"].items()}),
         sending=Sending(**sending),
         notify=Notify(**data.get("notify", {})),
+        list_recipients=tuple(data.get("special_lists_recipients", ())),
     )
+
+
+def special_list_variable(list_id: str) -> str:
+    """The environment variable naming a special list's file by default (MAILINGS_LIST_ALL_EMPLOYEES)."""
+    return "MAILINGS_LIST_" + list_id.upper().replace("-", "_")
+
+
+def _special_list(list_id: str, data: dict[str, Any]) -> SpecialList:
+    source = data.get("source") or {}
+    found: ListSource
+    if "ldap" in source:
+        ldap = source["ldap"]
+        found = LdapSource(ldap["base"], ldap["filter"], ldap.get("attribute", "mail"), ldap.get("scope", "sub"))
+    elif "file" in source:
+        found = FileSource(source["file"])
+    else:
+        # No source: the file that MAILINGS_LIST_<ID> names, as before sources existed.
+        found = EnvSource(source.get("env") or special_list_variable(list_id))
+    tolerance = data.get("tolerance", DEFAULT_TOLERANCE)
+    return SpecialList(list_id, data["name"], data["approximate_size"], found, float(tolerance))
 
 
 def _holidays(

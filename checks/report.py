@@ -39,6 +39,7 @@ def check_all(root: Path, targets: list[Path], policy: Policy, context: Context)
 
 
 def check_repository(root: Path, policy: Policy, context: Context) -> list[Problem]:
-    """Problems of the mailings/ folder as a whole ([layout]). Every command reports them, whatever requests it
-    checks: a file there concerns every request's send log, and a pull request may add one and change no request."""
-    return check_layout(load_layout(root), policy, context)
+    """Problems of the mailings/ folder as a whole ([layout]) and of IT's list files ([special-lists]). Every
+    command reports them, whatever requests it checks: such a file concerns every request, and a pull request may
+    add one and change no request."""
+    return check_layout(load_layout(root, policy), policy, context)

@@ -23,7 +23,14 @@ from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
 from checks.options import add_common, add_now, clock, parse_now, repo_root
 from checks.policy import Policy, load_policy
-from sender.config import HOST, MaildirSettings, SmtpSettings, settings_from_env, special_lists_from_env
+from sender.config import (
+    HOST,
+    MaildirSettings,
+    SmtpSettings,
+    settings_from_env,
+    special_lists_for_send,
+    special_lists_from_env,
+)
 
 if TYPE_CHECKING:
     from sender.dispatch import Brake, Outcome
@@ -80,6 +87,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     preview.set_defaults(func=cmd_preview)
 
+    lists = sub.add_parser(
+        "lists", help="IT's special lists: source and size; encrypt or edit a list file for the policy's keys"
+    )
+    add_common(lists, submitted=False)
+    add_now(lists)
+    lists.add_argument(
+        "--resolve", action="store_true", help="resolve each list now (with the credentials set) and say its size"
+    )
+    lists.set_defaults(func=cmd_lists)
+    actions = lists.add_subparsers(dest="lists_action", metavar="ACTION", required=False)
+    encrypt = actions.add_parser("encrypt", help="encrypt a plain list for policy.yaml's special_lists_recipients")
+    encrypt.add_argument("plain", metavar="PLAIN", help="the plain list: one address per line")
+    encrypt.add_argument("out", metavar="OUT.age", help="the encrypted file to write, e.g. lists/all-students.txt.age")
+    _add_root(encrypt)
+    encrypt.set_defaults(func=cmd_lists_encrypt)
+    edit = actions.add_parser("edit", help="decrypt a list file to a private copy, run $EDITOR, encrypt it again")
+    edit.add_argument("out", metavar="OUT.age", help="the encrypted list to edit (created when it does not exist)")
+    edit.add_argument("--identity", metavar="FILE", help=f"your age identity file (default: {AGE_IDENTITY})")
+    _add_root(edit)
+    edit.set_defaults(func=cmd_lists_edit)
+
 
 # --- send -------------------------------------------------------------------------------------------------------
 
@@ -102,7 +130,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         settings=settings,
         wallclock=lambda: clock().astimezone(policy.timezone),
         monotonic=time.monotonic,
-        special=special_lists_from_env(env, policy),
+        special=special_lists_for_send(env, policy, root, out),
         hold=_brake(env, root, out),
         log_key=env.get(LOG_KEY) or None,
         only=args.only,
@@ -442,6 +470,36 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
                 f"    unknown: {row.unknown} recipient(s) whose message the relay never confirmed; they may have it, "
                 "so they are not sent again\n"
             )
+
+
+# --- lists ------------------------------------------------------------------------------------------------------
+
+AGE_IDENTITY = "MAILINGS_AGE_IDENTITY"
+
+
+def _add_root(parser: argparse.ArgumentParser) -> None:
+    # No default here: a subcommand's default would overwrite a --root given before its name.
+    parser.add_argument(
+        "--root", default=argparse.SUPPRESS, help="the repository root (default: the current directory)"
+    )
+
+
+def cmd_lists(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    from sender import listcmd  # age and LDAP only for this command
+
+    return listcmd.cmd_lists(args, env, out)
+
+
+def cmd_lists_encrypt(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    from sender import listcmd
+
+    return listcmd.cmd_encrypt(args, env, out)
+
+
+def cmd_lists_edit(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    from sender import listcmd
+
+    return listcmd.cmd_edit(args, env, out)
 
 
 # --- preview ----------------------------------------------------------------------------------------------------

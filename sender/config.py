@@ -11,11 +11,11 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TextIO
 
 from checks.errors import UsageError
-from checks.loader import special_list_variable
-from checks.policy import Policy
+from checks.policy import EnvSource, Policy
+from checks.policy import special_list_variable as special_list_variable  # where callers found it before
 
 Security = Literal["starttls", "tls", "none"]
 
@@ -98,13 +98,24 @@ def settings_from_env(env: Mapping[str, str], outbox: Path) -> SmtpSettings | Ma
 
 
 def special_lists_from_env(env: Mapping[str, str], policy: Policy) -> dict[str, Path]:
-    """The files that hold IT's special lists: MAILINGS_LIST_<ID> with the id upper-cased and '-' as '_'."""
+    """The files that hold IT's special lists whose source is an environment variable (by default
+    MAILINGS_LIST_<ID>, the id upper-cased and '-' as '_'), as they are: nothing is resolved or checked."""
     found: dict[str, Path] = {}
-    for list_id in policy.special_lists:
-        value = env.get(special_list_variable(list_id), "").strip()
+    for list_id, special in policy.special_lists.items():
+        if not isinstance(special.source, EnvSource):
+            continue
+        value = env.get(special.source.variable, "").strip()
         if value:
             found[list_id] = Path(value)
     return found
+
+
+def special_lists_for_send(env: Mapping[str, str], policy: Policy, root: Path, out: TextIO) -> Mapping[str, Path]:
+    """IT's special lists for a send run: each resolved from its source when a mailing that uses it is loaded,
+    cleaned and held to its size (sender.lists), with a line in *out* for each."""
+    from sender.lists import SpecialLists
+
+    return SpecialLists(policy, env, root, lambda line: out.write(line + "\n"))
 
 
 def _security(text: str) -> Security:

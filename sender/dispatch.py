@@ -743,6 +743,8 @@ class MailingRun:
         scheme: dict[str, object] = {"hash": self.hasher.scheme}
         if self.hasher.key_check:
             scheme["key_check"] = self.hasher.key_check
+        from sender.lists import start_fields  # the special lists' provenance: source, size, version
+
         await self._record(
             self._event(
                 "start",
@@ -752,6 +754,7 @@ class MailingRun:
                 batch_size=self.policy.sending.batch_size,
                 connections=connections,
                 **scheme,
+                **start_fields(self.options.special, self.mailing),
             )
         )
         self.progress = self.progress_source.begin(self.mailing.id, self.total)

@@ -68,7 +68,8 @@ def test_facts_for_the_reviewer(branch: Repo, capsys: pytest.CaptureFixture[str]
         "- **Earliest allowed date:** Monday 25 January 2027, for a request submitted on Monday 11 January 2027",
         "- **Recipients:** 6100 (unique addresses; IT's lists at their approximate size)",
         "  - ` recipients.txt `: 600 addresses",
-        "  - ` all-employees ` (All employees): about 5500, a list IT provides",
+        "  - ` all-employees ` (All employees): about 5500, a list IT provides, read at send time from the file that "
+        "` MAILINGS_LIST_ALL_EMPLOYEES ` names",
         "- **Recipient group:** All employees who book business travel",
         "- **Purpose:** Announce the new travel booking system\\.",
         "- **Sender:** KTH IT (` it `) from ` noreply@kth.se `",

@@ -3,8 +3,9 @@
 Each rule module has ``ID``, ``STAGES`` (when it runs: at submission, at send
 time, or both), a docstring with passing and failing examples, and
 ``check(mailing, policy, context)`` yielding findings. A rule about the
-``mailings/`` folder as a whole has ``check(layout, policy, context)`` instead,
-and runs once per check, whichever requests it checks.
+``mailings/`` folder as a whole, or another file every request depends on
+(IT's encrypted lists), has ``check(layout, policy, context)`` instead, and runs
+once per check, whichever requests it checks.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from checks.rules import (
     schema,
     send_time,
     sender,
+    special_lists,
     yaml_file,
 )
 
@@ -66,5 +68,6 @@ _MODULES = (
 
 RULES: dict[str, Rule] = {module.ID: module for module in _MODULES}  # type: ignore[misc]
 
-# Rules about what stands directly under mailings/, not about one request.
-LAYOUT_RULES: dict[str, LayoutRule] = {module.ID: module for module in (layout,)}  # type: ignore[misc]
+# Rules about the repository around the requests (what stands directly under mailings/, IT's list files), not
+# about one request.
+LAYOUT_RULES: dict[str, LayoutRule] = {module.ID: module for module in (layout, special_lists)}  # type: ignore[misc]

@@ -9,7 +9,11 @@ is a warning naming where the address first appeared. A list that is missing,
 unreadable, empty, a CSV without an ``email`` column, or an unknown special
 list is an error at its entry in mailing.yaml. Using a special list is a
 warning: IT's lists are a qualified guess that cannot be adjusted. At send
-time a special list whose file was not given is an error.
+time a special list that the sender could not resolve (its file not given,
+the directory down, a key that does not fit, a size far from the policy's
+``approximate_size``: the reason comes from ``sender.lists``) is an error at
+the entry, so the mailing is blocked and nothing of it is sent. Whether IT's
+list files in the repository are encrypted is [special-lists]'s to judge.
 
 Passes::
 
@@ -33,9 +37,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.addresses import Duplicate, ListVerdict, recipient_count, shown
-from checks.loader import special_list_variable
 from checks.model import Context, Finding, ListProblem, Loc, Mailing, RecipientList, Stage, error, warning
-from checks.policy import Policy
+from checks.policy import EnvSource, Policy, special_list_variable
 
 ID = "recipients"
 STAGES: tuple[Stage, ...] = ("submit", "send")
@@ -99,31 +102,35 @@ def _entry_error(lst: RecipientList, policy: Policy) -> str:
         if lst.name not in policy.special_lists:
             known = ", ".join(sorted(policy.special_lists))
             return f"{shown(lst.name)} {lst.error}; use one of: {known}, or a list file of your own"
-        variable = special_list_variable(lst.name)
-        return f"the special list {lst.name} {lst.error}; check the file that {variable} names"
+        if lst.problem == "unresolved":
+            return f"the special list {lst.name} could not be resolved, so nothing of this mailing is sent: {lst.error}"
+        return f"the special list {lst.name} {lst.error}; check {policy.special_lists[lst.name].source.describe()}"
     hint = _FILE_HINTS.get(lst.problem, "") if lst.problem else ""
     return f"the list file {shown(lst.name)} {lst.error}{hint}"
 
 
 def _special(mailing: Mailing, loc: Loc, lst: RecipientList, policy: Policy, context: Context) -> Iterator[Finding]:
-    name, size = policy.special_lists[lst.name]
+    special = policy.special_lists[lst.name]
     yield warning(
         loc,
-        f"the special list {lst.name} ({name}, about {size} addresses) is IT's qualified guess from the user "
+        f"the special list {lst.name} ({special.name}, about {special.approximate_size} addresses) is IT's "
+        "qualified guess from the user "
         "database: its quality is not guaranteed and it cannot be adjusted; prefer a specific list of the "
         "recipients",
     )
     if context.stage != "send":
         return
-    variable = special_list_variable(lst.name)
+    source = special.source
     if not lst.resolved:
+        # Only a list from an environment variable can be left unresolved: the others say why they failed.
+        variable = source.variable if isinstance(source, EnvSource) else special_list_variable(lst.name)
         yield error(
             loc,
             f"the special list {lst.name} could not be read by the sender: set the environment variable "
             f"{variable} to the file that holds its addresses, one per line",
         )
     elif not lst.addresses:
-        yield error(loc, f"the special list {lst.name} holds no addresses; check the file that {variable} names")
+        yield error(loc, f"the special list {lst.name} holds no addresses; check {source.describe()}")
     else:
         yield from _special_invalid(loc, lst, mailing.recipients.lists[lst.index])
 

@@ -107,10 +107,14 @@ def test_special_lists_come_from_mailings_list_variables(
 ) -> None:
     staff = tmp_path / "staff.txt"
     staff.write_text(addresses(100, prefix="staff"), encoding="utf-8")
+    # A list is sent to only when its size is near the policy's (sender.lists): this one is meant to hold 100.
+    policy = repo.root / "policy.yaml"
+    policy.write_text(policy.read_text().replace("approximate_size: 5500", "approximate_size: 100"))
     repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
     env = relay(smtp_server, MAILINGS_LIST_ALL_EMPLOYEES=str(staff))
-    code, _ = run(["send", "--root", str(repo.root), "--now", NOW], env)
+    code, out = run(["send", "--root", str(repo.root), "--now", NOW], env)
     assert code == 0 and len(smtp_server.handler.counts()) == 700
+    assert "special list all-employees: 100 addresses, from the file that MAILINGS_LIST_ALL_EMPLOYEES names" in out
 
 
 def test_the_log_key_from_the_environment_keys_the_hashes(repo: Repo, smtp_server: RunningServer) -> None:
