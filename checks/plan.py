@@ -126,10 +126,12 @@ def mailing_section(
 
 
 def folder_section(problems: Sequence[Problem]) -> list[str]:
-    """What is wrong with the mailings/ folder as a whole; nothing when all is well."""
+    """What is wrong with the mailings/ folder as a whole, or IT's list files; nothing when all is well."""
     if not problems:
         return []
-    out = ["", f"### {_verdict(problems)} {code('mailings/')}: {_counts(problems)}", ""]
+    # Named by where the problems are: the mailings/ folder ([layout]), or IT's list files ([special-lists]) too.
+    places = sorted({p.file.split("/", 1)[0] + ("/" if "/" in p.file else "") for p in problems})
+    out = ["", f"### {_verdict(problems)} {', '.join(code(place) for place in places)}: {_counts(problems)}", ""]
     return [*out, "#### Problems", "", *_problems(problems)]
 
 

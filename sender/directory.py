@@ -25,8 +25,8 @@ PASSWORD = "MAILINGS_LDAP_PASSWORD"
 CA_FILE = "MAILINGS_LDAP_CA_FILE"
 
 PAGE_SIZE = 1000  # Active Directory's MaxPageSize by default; OpenLDAP takes any
-CONNECT_SECONDS = 10.0
-REPLY_SECONDS = 60.0
+CONNECT_SECONDS = 10
+REPLY_SECONDS = 60  # whole seconds: ldap3 packs it into a socket option
 PAGED_RESULTS = "1.2.840.113556.1.4.319"
 SIZE_LIMIT_EXCEEDED = 4
 _SCOPES = {"base": "BASE", "one": "LEVEL", "sub": "SUBTREE"}

@@ -263,6 +263,10 @@ class SpecialLists(Mapping[str, Path]):
         except SpecialListError as exc:
             self._report(f"special list {list_id}: cannot be sent to: {exc}")
             return exc
+        except Exception as exc:  # a fault of a client library: the list is not to be had, said as it is
+            failure = SpecialListError(_scrub(f"resolving it failed ({type(exc).__name__}: {exc})", self._env))
+            self._report(f"special list {list_id}: cannot be sent to: {failure}")
+            return failure
         self._resolved[list_id] = resolved
         self._report(f"special list {list_id}: {resolved.summary()}, from {special.source.describe()}")
         return self._write(list_id, resolved.addresses)
