@@ -143,8 +143,10 @@ def cmd_new(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> in
     }
     target.mkdir(parents=True)
     for source in sorted(template_dir.iterdir()):
+        # LF on every system: read_text reads any line ending as "\n", and newline="\n" keeps Windows from
+        # writing CRLF, so a request starts the same everywhere (.gitattributes keeps it so in git).
         (target / source.name).write_text(
-            Template(source.read_text(encoding="utf-8")).safe_substitute(values), encoding="utf-8"
+            Template(source.read_text(encoding="utf-8")).safe_substitute(values), encoding="utf-8", newline="\n"
         )
     out.write(
         f"created {target.relative_to(root)}/ with send_at {values['send_at']} (the earliest allowed date);\n"

@@ -1,21 +1,35 @@
-"""[plain-text] Bodies are plain text: no formatting, no colours, no markup.
+"""[plain-text] Bodies are plain text: no formatting, no colours, no markup, nothing hidden.
 
-A body is UTF-8 without a byte-order mark, with LF line endings and no
-control characters but the newline (a tab is a warning). ANSI terminal codes,
-HTML tags and entities, and Markdown markup (emphasis and strong, inline
-links and images, ``#`` headings, code spans and fences, strikethrough),
-found by parsing the body with markdown-it-py, are errors: recipients would
-see them as stray characters. A line over 998 octets is an error (the mail
-format's limit), over 78 characters a warning.
+A body is UTF-8 without a byte-order mark, with no control characters but
+the newline (a tab is a warning). Windows (CRLF) line endings are fine: the
+lines are read, and sent, the same either way; a lone carriage return (old
+Mac line endings) is an error. ANSI terminal codes, HTML tags and entities,
+and Markdown markup (emphasis and strong, inline links and images, ``#``
+headings, code spans and fences, strikethrough), found by parsing the body
+with markdown-it-py, are errors: recipients would see them as stray
+characters.
+
+Invisible formatting is shown as ``U+XXXX`` at its line and column. Errors:
+bidirectional controls of every kind (U+061C, U+200E, U+200F,
+U+202A-U+202E, U+2066-U+2069), which make mail programs show the text in
+another order than it was reviewed in, and tag characters
+(U+E0000-U+E007F), which hide text from readers. Warnings: zero-width
+characters (U+200B, U+200C, U+200D, U+2060, U+FEFF; a joiner inside an emoji
+is part of it), the soft hyphen U+00AD, every other format character and the
+Hangul fillers (letters that show as nothing). Each is reported once per
+line; a run of tag characters once, with the text it hides.
+
+A line over 78 characters is a warning; so is a line over 998 octets (the
+mail format's limit), which the sender encodes as quoted-printable.
 
 Plain-text habits are fine: ``-`` and ``1.`` lists, separator lines
 (``----``, ``====``, ``****``), an underlined title, underscores inside words
 and addresses (``first_name``, ``user_name@kth.se``), a lone asterisk, bare
-addresses and ``<https://...>``, quoted (``>``) and indented text.
+addresses and ``<https://...>``, quoted (``>``) and indented text, emoji.
 
 Passes::
 
-    Hello!
+    Hello!\r\n                          (CRLF line endings)
 
     - Book travel at https://www.kth.se/travel
     - Questions: first_name.last_name@kth.se
@@ -26,6 +40,9 @@ Fails::
     **Important**: read <b>this</b> &amp; [the page](https://www.kth.se/x)
     # New system
     ```
+    Pay to account 1234\u202e5678      (error: U+202E, right-to-left override)
+    Hello\U000e0068\U000e0069          (error: tag characters hiding "hi")
+    Log\u00adin at\u200bhttps://...     (warnings: U+00AD, U+200B)
 """
 
 from __future__ import annotations
@@ -49,7 +66,7 @@ if TYPE_CHECKING:
 ID = "plain-text"
 STAGES: tuple[Stage, ...] = ("submit", "send")
 
-MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1: a hard limit
+MAX_LINE_OCTETS = 998  # RFC 5322 section 2.1.1: longer lines must be encoded
 MAX_LINE_CHARS = 78  # RFC 5322 section 2.1.1: what every mail program shows unwrapped
 
 # Every piece of markup the rule reports is made of one of these: emphasis and strong (* _), strikethrough
@@ -149,31 +166,186 @@ def _position(prefix: str) -> tuple[int, int]:
 
 
 def _line_endings(text: str) -> Iterator[_Spot]:
-    # Once per file: every line of a Windows file would otherwise be reported.
-    at = text.find("\r")
-    if at < 0:
+    # Windows (CRLF) line endings are read and sent as LF; a lone CR is not a line ending any editor of today
+    # writes. Once per file: every line of such a file would otherwise be reported.
+    found = _LONE_CR.search(text)
+    if found is None:
         return
-    line, column = _position(text[:at])
-    kind = "Windows (CRLF)" if text.startswith("\r\n", at) else "carriage-return (CR)"
-    yield _Spot(line, column, "error", f"the file has {kind} line endings; save it with LF (Unix) line endings")
+    line, column = _position(text[: found.start()])
+    yield _Spot(
+        line,
+        column,
+        "error",
+        "the file has carriage-return (CR) line endings, as old Macs wrote them; save it with LF (Unix) or CRLF "
+        "(Windows) line endings",
+    )
+
+
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+# Every character _character may report: control characters, line and paragraph separators, format
+# characters (Unicode category Cf, as of Unicode 15.1) and the Hangul fillers. A line without any is not
+# looked at character by character.
+_SUSPECT = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+    "\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb\U000110bd"
+    "\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
+)
+# The same without the control characters: what invisible_in looks for.
+_INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160\u180e\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e007f]"
+)
+
+BIDI_CONTROLS = frozenset({0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)})
+ZERO_WIDTH = frozenset({0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF})
+SOFT_HYPHEN = 0x00AD
+TAGS = range(0xE0000, 0xE0080)
+HANGUL_FILLERS = frozenset({0x115F, 0x1160, 0x3164, 0xFFA0})
+_ZWJ = "\u200d"
+_RETYPE = "type the text again, or paste it as plain text"
+
+
+@dataclass(frozen=True)
+class Invisible:
+    """A character (or a run of tag characters) that readers cannot see, in words for a message."""
+
+    start: int  # index in the text
+    end: int
+    level: Level
+    what: str  # "the invisible character U+202E (right-to-left override)"
+    why: str  # what it does, and what to do
+
+
+def invisible_in(text: str) -> Iterator[Invisible]:
+    """Every invisible formatting character in *text*, a run of tag characters as one."""
+    found = _INVISIBLE.search(text)
+    while found is not None:
+        spot = invisible_at(text, found.start())
+        if spot is not None:
+            yield spot
+        found = _INVISIBLE.search(text, spot.end if spot is not None else found.start() + 1)
+
+
+def invisible_at(text: str, index: int) -> Invisible | None:
+    """The invisible character at *index* of *text*, or None (a visible one, or a joiner inside an emoji)."""
+    ch = text[index]
+    point = ord(ch)
+    name = _name(ch)
+    if point in BIDI_CONTROLS:
+        return Invisible(
+            index,
+            index + 1,
+            "error",
+            f"the invisible character U+{point:04X} ({name})",
+            "it changes the order in which mail programs show the text, so that recipients may read something "
+            f"other than what the reviewers read: remove it ({_RETYPE})",
+        )
+    if point in TAGS:
+        return _tags(text, index)
+    if point in ZERO_WIDTH:
+        if ch == _ZWJ and _joins_emoji(text, index):
+            return None
+        return Invisible(
+            index,
+            index + 1,
+            "warning",
+            f"the invisible character U+{point:04X} ({name})",
+            "recipients cannot see it, but it splits or joins words where the text shows nothing, so that "
+            "searching, copying and links go wrong: remove it (delete the characters around it and type them again)",
+        )
+    if point == SOFT_HYPHEN:
+        return Invisible(
+            index,
+            index + 1,
+            "warning",
+            f"the invisible soft hyphen U+{point:04X}",
+            "mail programs show it as a hyphen or not at all, each as it pleases: remove it (delete the word and "
+            "type it again)",
+        )
+    if point in HANGUL_FILLERS:
+        return Invisible(
+            index,
+            index + 1,
+            "warning",
+            f"the character U+{point:04X} ({name})",
+            "a letter that shows as nothing: remove it",
+        )
+    if unicodedata.category(ch) == "Cf":
+        return Invisible(
+            index,
+            index + 1,
+            "warning",
+            f"the formatting character U+{point:04X} ({name})",
+            "mail programs show it differently or not at all: remove it unless the text needs it",
+        )
+    return None
+
+
+def _name(ch: str) -> str:
+    return unicodedata.name(ch, "unnamed").lower()
+
+
+def _tags(text: str, start: int) -> Invisible:
+    """A run of tag characters: they spell ASCII text that readers do not see, but programs do."""
+    end = start
+    while end < len(text) and ord(text[end]) in TAGS:
+        end += 1
+    hidden = "".join(chr(ord(ch) - 0xE0000) for ch in text[start:end] if 0xE0020 <= ord(ch) <= 0xE007E)
+    shown = hidden if len(hidden) <= 40 else hidden[:37] + "..."
+    first, last = ord(text[start]), ord(text[end - 1])
+    what = (
+        f"the invisible tag character U+{first:04X}"
+        if end - start == 1
+        else f"{end - start} invisible tag characters (U+{first:04X} to U+{last:04X})"
+    )
+    hides = (
+        f"they hide the text {shown!r} from readers, while programs that read the mail see it"
+        if hidden
+        else ("they hide text from readers, while programs that read the mail see it")
+    )
+    return Invisible(start, end, "error", what, f"{hides}: remove them ({_RETYPE})")
+
+
+def _joins_emoji(text: str, index: int) -> bool:
+    """True for a zero-width joiner between two parts of one emoji (a family, a profession: 👩‍💻)."""
+    if index == 0 or index + 1 >= len(text):
+        return False
+    before, after = text[index - 1], text[index + 1]
+    emoji_before = unicodedata.category(before) in ("So", "Sk") or before == "\ufe0f"  # VS16: shown as emoji
+    return emoji_before and unicodedata.category(after) == "So"
 
 
 def _characters(number: int, line: str) -> Iterator[_Spot]:
-    """The first tab, ANSI code and other control character on a line, one of each."""
+    """The first tab, ANSI code and other control character on a line, one of each, and each invisible
+    character once."""
     seen: set[str] = set()
-    index = 0
-    while index < len(line):
-        found = _character(line, index)
-        if found is not None and found[0] not in seen:
-            seen.add(found[0])
-            yield _Spot(number, index + 1, found[1], found[2])
-        # An ANSI code is one problem, not one per character it holds.
-        code = _ANSI.match(line, index) if line[index] == "\x1b" else None
-        index = code.end() if code is not None and code.end() > index else index + 1
+    found = _SUSPECT.search(line)
+    while found is not None:
+        index = found.start()
+        end = index + 1
+        if line[index] == "\x1b":  # an ANSI code is one problem, not one per character it holds
+            code = _ANSI.match(line, index)
+            end = code.end() if code is not None and code.end() > index else end
+        control = _character(line, index)
+        if control is not None:
+            if control[0] not in seen:
+                seen.add(control[0])
+                yield _Spot(number, index + 1, control[1], control[2])
+        else:
+            spot = invisible_at(line, index)
+            if spot is not None:
+                end = spot.end
+                if spot.what not in seen:
+                    seen.add(spot.what)
+                    yield _Spot(number, index + 1, spot.level, f"{spot.what}; {spot.why}")
+        found = _SUSPECT.search(line, end)
 
 
 def _character(line: str, index: int) -> tuple[str, Level, str] | None:
-    """(kind, level, message) when the character at *index* does not belong in plain text."""
+    """(kind, level, message) when the character at *index* is a control character."""
     ch = line[index]
     if ch == "\t":
         return "tab", "warning", _TAB
@@ -203,15 +375,18 @@ _CONTROL = "the invisible control character U+{:04X}; remove it, a body may hold
 
 
 def _length(number: int, line: str) -> Iterator[_Spot]:
+    if len(line) <= MAX_LINE_CHARS:
+        return  # not even 78 characters can be more than 998 octets (4 octets a character at most)
     octets = len(line.encode("utf-8", errors="replace"))
     if octets > MAX_LINE_OCTETS:
-        column = _column_at_octet(line, MAX_LINE_OCTETS)
+        # The sender encodes such a line (quoted-printable), so it arrives whole; but it is a wall of text.
         yield _Spot(
             number,
-            column,
-            "error",
-            f"the line is {octets} bytes long; mail cannot carry lines over {MAX_LINE_OCTETS} bytes: break it into "
-            f"lines of at most {MAX_LINE_CHARS} characters",
+            _column_at_octet(line, MAX_LINE_OCTETS),
+            "warning",
+            f"the line is {octets} bytes long, more than the {MAX_LINE_OCTETS} a line of mail may have, so the sender "
+            f"has to encode it; break it into lines of at most {MAX_LINE_CHARS} characters so that every mail program "
+            "shows it as written",
         )
     elif len(line) > MAX_LINE_CHARS:
         yield _Spot(
