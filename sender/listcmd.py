@@ -52,7 +52,7 @@ def cmd_lists(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
         if not args.resolve:
             continue
         try:
-            resolved = resolve(special, env, root)
+            resolved = resolve(special, env, root, age=True)
         except SpecialListError as exc:
             failed += 1
             out.write(f"    resolved: no: {exc}\n")
