@@ -198,6 +198,26 @@ def test_dispatch_sends_and_always_records() -> None:
     )
 
 
+def test_dispatch_resolves_special_lists_from_age_files_or_the_directory() -> None:
+    """The identity for encrypted lists and the directory's bind reach the send step alone; the password and the
+    key as secrets, where the directory is and its CA as the environment's variables."""
+    workflow = workflows()["dispatch.yml"]
+    send = step_named(workflow, "dispatch", "Send, commit and push the send logs")
+    assert send["env"]["MAILINGS_AGE_IDENTITY"] == "${{ secrets.MAILINGS_AGE_IDENTITY }}"
+    assert send["env"]["MAILINGS_LDAP_PASSWORD"] == "${{ secrets.MAILINGS_LDAP_PASSWORD }}"
+    for name in ("MAILINGS_LDAP_URL", "MAILINGS_LDAP_BIND_DN", "MAILINGS_LDAP_CA_FILE"):
+        assert send["env"][name] == f"${{{{ vars.{name} }}}}"
+    for step in steps(workflow, "dispatch"):
+        if step is not send:
+            text = json.dumps(step)
+            assert "MAILINGS_AGE_IDENTITY" not in text and "MAILINGS_LDAP" not in text, step.get("name")
+    # GitHub's runner, or the self-hosted runner in the campus network that the repository variable names; the
+    # test copy goes where the dispatch job goes (the relay may be reachable from there alone).
+    runner = "${{ vars.MAILINGS_RUNNER || 'ubuntu-latest' }}"
+    assert workflow["jobs"]["dispatch"]["runs-on"] == runner
+    assert workflows()["test-copy.yml"]["jobs"]["test-copy"]["runs-on"] == runner
+
+
 def test_test_copy_is_dispatched_by_hand_from_main_with_least_privilege() -> None:
     workflow = workflows()["test-copy.yml"]
     on = triggers(workflow)
