@@ -29,7 +29,7 @@ addresses and ``<https://...>``, quoted (``>``) and indented text, emoji.
 
 Passes::
 
-    Hello!\r\n                          (CRLF line endings)
+    Hello!\\r\\n                          (CRLF line endings)
 
     - Book travel at https://www.kth.se/travel
     - Questions: first_name.last_name@kth.se
@@ -40,9 +40,9 @@ Fails::
     **Important**: read <b>this</b> &amp; [the page](https://www.kth.se/x)
     # New system
     ```
-    Pay to account 1234\u202e5678      (error: U+202E, right-to-left override)
-    Hello\U000e0068\U000e0069          (error: tag characters hiding "hi")
-    Log\u00adin at\u200bhttps://...     (warnings: U+00AD, U+200B)
+    Pay to account 1234\\u202e5678      (error: U+202E, right-to-left override)
+    Hello\\U000e0068\\U000e0069          (error: tag characters hiding "hi")
+    Log\\u00adin at\\u200bhttps://...     (warnings: U+00AD, U+200B)
 """
 
 from __future__ import annotations
