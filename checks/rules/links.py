@@ -96,10 +96,14 @@ _LINKIFY = LinkifyIt(schemas={"ftp:": None}, options={"fuzzy_link": False, "fuzz
 # A host name as written in text: labels of letters, digits and hyphens (any script) joined by dots, the
 # ideographic and full-width dots included, since IDNA reads them as dots. Not part of a longer word, of
 # a mail address (before or after its "@"), or of a dotted name that goes on.
-_DOT = r"[.\u3002\uff0e\uff61]"
-_LABEL = r"[^\W_](?:[\w-]{0,61}[^\W_])?"
+_IGNORED = (
+    "\u00ad\u200b\u2060\ufeff"  # invisible characters that IDNA drops: "kth.se\u00ad.evil.com" is kth.se.evil.com
+)
+_DOT = rf"[{_IGNORED}]*[.\u3002\uff0e\uff61][{_IGNORED}]*"
+_LABEL = rf"[^\W_](?:[\w\-{_IGNORED}]{{0,61}}[^\W_])?"
 _NAME = re.compile(rf"(?<![\w@.\-\u3002\uff0e\uff61])(?:{_LABEL}{_DOT})+{_LABEL}(?![\w@-]|{_DOT}[^\W_])")
 _DOTS = re.compile(r"[\u3002\uff0e\uff61]")
+_IGNORED_CHARACTERS = re.compile(f"[{_IGNORED}]")
 # What turns a host name into an address: a path, a query, a fragment or a port after it.
 _ADDRESS_AFTER_HOST = re.compile(r"\.?(?:[/?#\\]|:\d)")
 
@@ -257,7 +261,8 @@ def _names(line: str, file: str, number: int, covered: list[tuple[int, int]]) ->
         start, name = found.start(), found.group(0)
         if _inside(start, covered):
             continue
-        tld = _DOTS.sub(".", name).rsplit(".", 1)[1]
+        plain = _IGNORED_CHARACTERS.sub("", _DOTS.sub(".", name))
+        tld = plain.rsplit(".", 1)[1]
         if len(tld) < 2 or not (tld.isalpha() or tld.lower().startswith("xn--")):
             continue  # 1.2.3, e.g, Ph.D: no top-level domain
         written = _trimmed(line, start, found.end())
@@ -266,7 +271,7 @@ def _names(line: str, file: str, number: int, covered: list[tuple[int, int]]) ->
             written = name
             if tld[0].isupper() and tld[1:].islower():
                 continue  # M.Sc, B.Sc: an abbreviation; host names are written in small letters or capitals
-        host = canonical_host(_DOTS.sub(".", name))
+        host = canonical_host(plain)
         if host is None and not address:
             continue  # not a valid host name, and nothing else makes it an address
         if host is not None and not _on_suffix_list(host):

@@ -236,6 +236,24 @@ def test_bare_name_made_to_pass_for_an_internal_one_is_an_error(repo: Repo, writ
     ]
 
 
+@pytest.mark.parametrize(
+    ("written", "host", "level"),
+    [
+        ("kth.se\u00ad.evil.com", "kth.se.evil.com", "error"),  # IDNA drops the soft hyphen: kth.se.evil.com
+        ("www.kth\u200b.se.evil.com", "www.kth.se.evil.com", "error"),
+        ("www.ev\u2060il.com", "www.evil.com", "error"),
+        ("ev\ufeffil.co\u00adm/x", "evil.com", "error"),
+        ("ev\u00adil.com", "evil.com", "warning"),
+    ],
+)
+def test_invisible_characters_that_idna_drops_do_not_split_a_host_name(
+    repo: Repo, written: str, host: str, level: str
+) -> None:
+    (message,) = body_messages(repo, f"Go to {written} now")
+    assert message.startswith(f"body.en.txt:2:7: {level} [links] ")
+    assert f"outside the university, to {host}" in message or f"outside the university ({host})" in message
+
+
 def test_bare_name_with_a_declared_stopover_points_to_it(repo: Repo) -> None:
     found = body_messages(repo, f"Visit {STOPOVER} or example.org", **entry(url="https://example.org"))
     assert found == [
