@@ -105,6 +105,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     edit = actions.add_parser("edit", help="decrypt a list file to a private copy, run $EDITOR, encrypt it again")
     edit.add_argument("out", metavar="OUT.age", help="the encrypted list to edit (created when it does not exist)")
     edit.add_argument("--identity", metavar="FILE", help=f"your age identity file (default: {AGE_IDENTITY})")
+    edit.add_argument(
+        "--reencrypt", action="store_true", help="no editor: encrypt it again for the keys policy.yaml names now"
+    )
     _add_root(edit)
     edit.set_defaults(func=cmd_lists_edit)
 

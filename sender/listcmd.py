@@ -108,7 +108,8 @@ def cmd_encrypt(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
 
 
 def cmd_edit(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, run: Run | None = None) -> int:
-    """Decrypt OUT.age into a private temporary file, run $EDITOR on it, and encrypt it again if it changed."""
+    """Decrypt OUT.age into a private temporary file, run $EDITOR on it, and encrypt it again if it changed; with
+    --reencrypt, encrypt it again for the policy's keys as it is (after a change of keys), with no editor."""
     root = repo_root(args)
     policy = load_policy(root, check_holidays=False)
     target = _target(args.out)
@@ -116,6 +117,11 @@ def cmd_edit(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, run:
     before = b""
     if target.exists():
         before = _decrypt(target, _identity_text(args, env))
+    if args.reencrypt:
+        if not target.exists():
+            raise UsageError(f"{target}: no such file to encrypt again")
+        _write(target, before, policy, out, before=before)
+        return 0
     directory = Path(tempfile.mkdtemp(prefix="mailings-edit-"))  # 0700
     try:
         draft = directory / target.name.removesuffix(".age")

@@ -19,7 +19,7 @@ import yaml
 from checks.cli import build_parser
 from checks.model import SpecialListError
 from checks.policy import load_policy
-from sender.agefile import decrypt_list, encrypt_list, identities
+from sender.agefile import AgeError, decrypt_list, encrypt_list, identities
 from sender.lists import SpecialLists, resolve
 from tests.conftest import Repo, addresses, git
 from tests.sender.ldapserver import (
@@ -346,9 +346,8 @@ def test_the_check_refuses_a_plain_list_where_an_encrypted_one_is_expected(repo:
 def test_lists_encrypt_and_edit_keep_the_list_private(
     repo: Repo, keys: Keys, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    set_list(
-        repo, "all-employees", 5_500, {"file": "lists/all-employees.txt.age"}, special_lists_recipients=keys.public
-    )
+    source = {"file": "lists/all-employees.txt.age"}
+    set_list(repo, "all-employees", 5_500, source, special_lists_recipients=keys.public)
     plain = tmp_path_factory.mktemp("private") / "staff.txt"
     plain.write_text("\n".join(STAFF) + "\n", encoding="utf-8")
     target = repo.root / "lists" / "all-employees.txt.age"
@@ -383,7 +382,42 @@ def test_lists_encrypt_and_edit_keep_the_list_private(
     assert not str(info["path"]).startswith(str(repo.root))
     text = decrypt_list(target.read_bytes(), [keys.dispatch], 10**8).decode()
     assert text.splitlines() == [*STAFF, "new.person@kth.se"]
-    # The dispatch job resolves it, and `mailings lists` says where it comes from.
+    # The dispatch job resolves it.
     env = {"MAILINGS_AGE_IDENTITY": Keys.text(keys.dispatch)}
     resolved = resolve(load_policy(repo.root).special_lists["all-employees"], env, repo.root)
     assert len(resolved.addresses) == 5_501
+    # A change of keys: the person's key leaves the policy, and the list is encrypted again for the rest.
+    set_list(repo, "all-employees", 5_500, source, special_lists_recipients=keys.public[:1])
+    argv = ["lists", "edit", str(target), "--reencrypt", "--identity", str(identity), "--root", str(repo.root)]
+    assert run(argv, {}) == (0, f"{target}: 5501 addresses, was 5501 addresses; encrypted for 1 public key(s)\n")
+    assert len(resolve(load_policy(repo.root).special_lists["all-employees"], env, repo.root).addresses) == 5_501
+    with pytest.raises(AgeError, match="not encrypted for the key given"):
+        decrypt_list(target.read_bytes(), [keys.person], 10**8)
+
+
+def test_mailings_lists_says_where_each_list_comes_from(repo: Repo, keys: Keys) -> None:
+    with_age_list(repo, keys)
+    set_list(repo, "all-students", 20_000, students(), special_lists_recipients=keys.public)
+    commit, date = git(repo.root, "log", "-1", "--format=%H %cI").split()
+    code, out = run(["lists", "--root", str(repo.root)], {})
+    assert code == 0
+    assert out == (
+        "all-employees: All Employees\n"
+        f"    source: the encrypted file lists/all-employees.txt.age, last changed in {commit[:12]} on {date}\n"
+        "    size: about 5500; a mailing to it is blocked outside 3850 to 7150 (tolerance 30%)\n"
+        "all-students: All Students\n"
+        f"    source: LDAP mail of {STUDENTS_FILTER} under {PEOPLE} (scope sub)\n"
+        "    size: about 20000; a mailing to it is blocked outside 14000 to 26000 (tolerance 30%)\n"
+    )
+
+
+def test_lists_given_as_plain_files_are_recorded_as_given(repo: Repo, smtp_server: RunningServer) -> None:
+    """A caller's own mapping of files (not resolved here) says nothing of where they came from, but its size."""
+    from tests.sender.sending import send as send_with
+
+    staff = repo.root.parent / "staff.txt"
+    staff.write_text(addresses(600, prefix="staff"), encoding="utf-8")
+    add_mailing(repo, "all-employees")
+    [outcome] = send_with(repo, smtp_server, special={"all-employees": staff})
+    [start] = events(repo, "start")
+    assert outcome.ok and start["special_lists"] == {"all-employees": {"source": "given", "size": 600}}
