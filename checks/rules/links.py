@@ -266,7 +266,7 @@ def _names(line: str, file: str, number: int, covered: list[tuple[int, int]]) ->
         if len(tld) < 2 or not (tld.isalpha() or tld.lower().startswith("xn--")):
             continue  # 1.2.3, e.g, Ph.D: no top-level domain
         written = _trimmed(line, start, found.end())
-        address = name.lower().startswith("www.") or bool(_ADDRESS_AFTER_HOST.match(written, len(name)))
+        address = plain.lower().startswith("www.") or bool(_ADDRESS_AFTER_HOST.match(written, len(name)))
         if not address:
             written = name
             if tld[0].isupper() and tld[1:].islower():
