@@ -206,7 +206,7 @@ def _generalized_time(text: str) -> datetime | None:
 
 def _connect_failure(where: str, exc: Exception) -> str:
     text = _plain(exc)
-    if "certificate" in text.lower() or "CERTIFICATE" in text:
+    if "certificate" in text.lower():
         return (
             f"the certificate of the directory at {where} could not be verified ({text}); set {CA_FILE} to the "
             "CA certificate that issued it, and use the host name the certificate names"

@@ -43,6 +43,7 @@ class Resolved:
     duplicates: int = 0
     invalid: int = 0
     without_address: int = 0  # directory entries without the attribute
+    several: int = 0  # directory entries with more than one value of it (the first counts)
     changed: datetime | None = None  # when the list last changed: commit, file time, newest directory entry
     provenance: Mapping[str, Any] = field(default_factory=dict)  # for the send log: the source, and its version
 
@@ -55,6 +56,9 @@ class Resolved:
         if self.without_address:
             dropped.append(f"{self.without_address} entr{'ies' if self.without_address != 1 else 'y'} without one")
         left_out = f"; dropped {', '.join(dropped)}" if dropped else ""
+        if self.several:
+            entries = f"{self.several} entr{'ies' if self.several != 1 else 'y'}"
+            left_out += f"; {entries} with more than one (the first counts)"
         return f"{len(self.addresses)} addresses{left_out}"
 
 
@@ -120,7 +124,12 @@ def _from_directory(list_id: str, source: LdapSource, env: Mapping[str, str], ag
     if found.newest_change is not None:
         provenance["newest_change"] = found.newest_change.isoformat()
     resolved = clean(
-        found.values, list_id, without_address=found.without, changed=found.newest_change, provenance=provenance
+        found.values,
+        list_id,
+        without_address=found.without,
+        several=found.several,
+        changed=found.newest_change,
+        provenance=provenance,
     )
     if not resolved.addresses:
         raise SpecialListError(
