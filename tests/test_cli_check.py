@@ -57,7 +57,10 @@ def test_text_output_and_exit_one(repo: Repo) -> None:
         "mailings/2027-02-10-travel/mailing.yaml:1:1: error [lead-time] send_at 2027-01-22 is 9 working days after "
         "submission on 2027-01-11; the earliest allowed date is 2027-01-25 (skipped: weekends). "
         "Move send_at to 2027-01-25 or later (only crisis mailings are exempt)",
-        "1 mailing checked: 1 error, 0 warnings",
+        "mailings/2027-02-10-travel/mailing.yaml:1:1: warning [send-time] the request's id 2027-02-10-travel says "
+        "2027-02-10, but send_at is 2027-01-22; rename the directory to 2027-01-22-travel, or correct send_at, so "
+        "that the id says when the mailing goes out",
+        "1 mailing checked: 1 error, 1 warning",
     ]
 
 
@@ -76,8 +79,9 @@ def test_github_format_is_chosen_on_actions(repo: Repo) -> None:
     assert lines[1].startswith(
         "::error file=mailings/2027-02-10-travel/mailing.yaml,line=1,col=1,title=lead-time::send_at 2027-01-22"
     )
-    assert lines[2].startswith("::error file=mailings/2027-02-10-travel/mailing.yaml,line=20,col=1,title=schema::")
-    assert lines[-2:] == ["::endgroup::", "1 mailing checked: 2 errors, 0 warnings"]
+    assert lines[2].startswith("::warning file=mailings/2027-02-10-travel/mailing.yaml,line=1,col=1,title=send-time::")
+    assert lines[3].startswith("::error file=mailings/2027-02-10-travel/mailing.yaml,line=20,col=1,title=schema::")
+    assert lines[-2:] == ["::endgroup::", "1 mailing checked: 2 errors, 1 warning"]
 
 
 def test_github_escapes_properties_and_newlines() -> None:
@@ -198,7 +202,8 @@ def test_new_scaffolds_a_request_that_only_lacks_content(repo: Repo) -> None:
     assert 'send_at: "2027-01-25 09:00"' in text and "# What is the purpose of the mailing?" in text
     code, out, _ = run(["check", "--root", str(repo.root), "--submitted", "2027-01-11"])
     rules = {line.split("[")[1].split("]")[0] for line in out.splitlines() if "[" in line}
-    assert code == 1 and rules == {"recipients"}  # only the recipients are left to fill in
+    # Left to do: the recipients, the template's placeholders, and a send_at that matches the id's date.
+    assert code == 1 and rules == {"recipients", "content", "send-time"}
 
 
 @pytest.mark.parametrize("bad", ["Bad_Id", "../escape", "x.y", "Ärende"])
@@ -248,4 +253,4 @@ def test_markdown_format_groups_per_file_and_escapes(repo: Repo) -> None:
     assert lines[:3] == ["## mailings check", "", "### ` mailings/2027-02-10-travel/mailing.yaml `"]
     assert lines[4].startswith("- **error** line 1, column 1, ` lead-time `: send\\_at 2027\\-01\\-22 is 9 working")
     assert "<b>" not in out and "\\<b\\>x\\<\\/b\\>" in out
-    assert lines[-1] == "1 mailing checked: 2 errors, 0 warnings"
+    assert lines[-1] == "1 mailing checked: 2 errors, 1 warning"  # the warning: the id's date is not send_at's

@@ -157,8 +157,11 @@ def test_request_check_merge_dispatch_and_immutability(origin: Path, relay: Runn
         f"::error file=mailings/{MAILING}/mailing.yaml,line=1,col=1,title=lead-time::send_at 2027-01-20 is 7 working "
         "days after submission on 2027-01-11; the earliest allowed date is 2027-01-25 (skipped: weekends). "
         "Move send_at to 2027-01-25 or later (only crisis mailings are exempt)",
+        f"::warning file=mailings/{MAILING}/mailing.yaml,line=1,col=1,title=send-time::the request's id {MAILING} "
+        "says 2027-02-10, but send_at is 2027-01-20; rename the directory to 2027-01-20-travel, or correct "
+        "send_at, so that the id says when the mailing goes out",
         "::endgroup::",
-        "1 mailing checked: 1 error, 0 warnings",
+        "1 mailing checked: 1 error, 1 warning",
     ]
     _, _, written = run_step("check.yml", "check", "Did the pull request change code?", ci, PULL_REQUEST, work)
     assert written["OUTPUT"] == "code=false\n"  # a request alone: the code's tests are skipped

@@ -212,7 +212,7 @@ def test_nothing_changed(branch: Repo, capsys: pytest.CaptureFixture[str]) -> No
 def test_problems_do_not_fail_the_plan(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     branch.add(MAILING, changes={"send_at": "2027-01-20 09:00"})
     out = plan(branch, capsys)  # exit 0 asserted inside: `check` is the step that fails
-    assert f"### ❌ ` mailings/{MAILING} `: 1 error, 0 warnings" in out
+    assert f"### ❌ ` mailings/{MAILING} `: 1 error, 1 warning" in out  # the warning: the id's date
     assert f"- error ` mailings/{MAILING}/mailing.yaml:1:1 ` \\[lead\\-time\\] send\\_at 2027\\-01\\-20 is" in out
 
 

@@ -369,7 +369,7 @@ def test_the_local_mailings_hook_is_the_published_one() -> None:
 def test_the_hook_checks_what_a_commit_changes(repo: Repo, plain_git: None) -> None:
     """pre-commit passes files, nested ones too; each maps to its request, and only changed requests count."""
     repo.add("2027-02-10-travel")
-    repo.add("2027-02-11-library")
+    repo.add("2027-02-11-library", changes={"send_at": "2027-02-11 09:00"})
     git(repo.root, "init", "--quiet", "--initial-branch=main")
     git(repo.root, "add", "--all")
     git(repo.root, "commit", "--quiet", "-m", "Two requests")
