@@ -1,8 +1,16 @@
 """Delivery of pre-rendered messages: SMTP over aiosmtplib, or a Maildir outbox.
 
-A transport never raises for what a server says: every outcome is a Reply with its code, and the dispatcher
-decides by code // 100 (4xx: try again later, 5xx: give up). A lost connection or a timeout is Reply(421, ...),
-and the next send() connects again.
+A transport never raises for what a server says or for what becomes of its connection: every outcome is a Reply
+with its code, and the dispatcher decides by code // 100 (4xx: try again later, 5xx: give up). A lost
+connection or a timeout is Reply(421, ...), and the next send() connects again. Nothing but
+asyncio.CancelledError leaves open(), send(), send_stream() or close() (send_stream() also passes on what the
+stream's own methods raise), and a connection that failed or was cancelled is dropped, never used again.
+
+Uncertain outcomes (RFC 1047): once a message's content and final dot have left this process, a connection
+lost or silent before the reply to the dot means the server may have delivered it. Such a result has
+`unknown` set (its error is 421 too, for callers that look only there), and its recipients must not be sent it
+again automatically. Before the dot has left (a fault during MAIL FROM, RCPT TO or DATA, or during the
+content) nothing can have been delivered: a plain 421.
 
 SMTP: aiosmtplib opens the session (TCP, TLS or STARTTLS with certificate validation, EHLO, AUTH). For the
 transactions its protocol object is replaced, on the same transport, by one that keeps every byte the server
@@ -18,12 +26,14 @@ import asyncio
 import contextlib
 import mailbox
 import re
+import select
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from time import monotonic
+from typing import Generic, Protocol, TypeVar, cast
 
 import aiosmtplib
 from aiosmtplib.errors import (
@@ -46,6 +56,10 @@ CRLF = b"\r\n"
 # A reply cannot be longer than this; a server that sends more without a line end is broken.
 MAX_REPLY = 64 * 1024
 MAX_REPLY_LINES = 1000
+# A stream that kept the connection waiting longer than this (for the rate limit, the disk, or work that blocked
+# the event loop) polls its socket before the next write, in case the relay closed it meanwhile. Shorter waits
+# cost nothing, and in them the event loop will have read whatever came.
+IDLE_CHECK = 0.05
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _UNSAFE = re.compile(r"[\x00-\x20<>\x7f]")
 _UNSAFE_IN_LIST = re.compile(r"[\x00-\x09\x0b-\x20<>\x7f]")  # _UNSAFE but for the newline that joins a list
@@ -71,11 +85,19 @@ class TransactionResult:
     """What became of one transaction.
 
     error set: the transaction failed as a whole (MAIL FROM or DATA refused, every recipient refused, the
-    connection lost); accepted is then empty. refused holds each recipient's own refusal, error or not."""
+    connection lost); accepted is then empty. refused holds each recipient's own refusal, error or not.
+
+    unknown: the message content and its final dot were written to the server but no reply to the dot came
+    (it timed out, or the connection was lost or closed after the dot). The server may have delivered it
+    (RFC 1047): every recipient given that is not in `refused` may have it, and must not be sent it again
+    automatically. error is then set as well (421), so that a caller that looks only at error sees a failure.
+    A reply to the dot, whatever its code (421 included), is never unknown, nor is a fault before the dot went
+    out."""
 
     accepted: list[str] = field(default_factory=list)
     refused: dict[str, Reply] = field(default_factory=dict)
     error: Reply | None = None
+    unknown: bool = False
 
 
 class Outgoing(Protocol):
@@ -98,7 +120,9 @@ class TransactionStream(Protocol[T]):
     before its message content can be written; `done` gets its outcome, once, whatever happens. Between a
     `done` and the transport's next write to the server the stream is always asked `next` or `before_data`
     first, so it can record the outcome before anything else goes out. A streaming transport asks `next` for
-    the following transaction before it awaits `before_data` for the content it holds."""
+    the following transaction before it awaits `before_data` for the content it holds. A transaction of which
+    nothing has gone out when its connection turns out closed (by a relay's idle timeout, while the stream
+    waited) may start again on a new connection, and then `before_data` is awaited for it again."""
 
     async def next(self) -> T | None: ...
 
@@ -114,7 +138,8 @@ class Transport(Protocol):
 
     async def send_stream(self, envelope_from: str, stream: TransactionStream[T]) -> None:
         """Send what *stream* hands out until it says None; returns early, after `done` for every transaction
-        it started, when the connection is lost (the next send or send_stream connects again)."""
+        it started, when the connection is lost with a transaction under way (the next send or send_stream
+        connects again). Raises only what the stream's own methods raise, and asyncio.CancelledError."""
         ...
 
     async def close(self) -> None: ...
@@ -154,6 +179,23 @@ class _ClosedByServer(Exception):
         self.reply = reply
 
 
+class _DeadOnArrival(Exception):
+    """The connection ended (EOF, reset) before any reply to the first commands of a transaction: nothing of it
+    can have been delivered, and a relay that closed the connection while it was idle looks just like this."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.reply = Reply(421, f"4.4.2 connection lost: {_describe(cause)}")
+
+
+class _StreamError(Exception):
+    """What a TransactionStream's own method raised: the caller's, passed on after the connection is dropped."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _ReplyReader(SMTPProtocol):
     """aiosmtplib's protocol with a reply queue: every reply that arrives is kept, in order, until read."""
 
@@ -172,15 +214,76 @@ class _ReplyReader(SMTPProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timed_out = False
         self.writes = 0  # writes to the server since the transactions began (each a send() system call or less)
+        # Whether the final dot of the content last written may still be in this process (the transport's
+        # buffer), where a connection lost now, or dropped by us, means the message cannot have been delivered.
+        self.unsent_dot = False
+        self._tail = -1  # while a write is made: how many of its bytes follow a content's final dot (-1: none)
+        self._tracking = False  # whether the transport reports every byte it holds back (see track_writes)
+        self._marked = False  # the high-water mark is raised to the bytes after a held dot
+        self._out: asyncio.WriteTransport | None = None  # the transport, for writing
 
-    def write(self, data: bytes) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._out = cast(asyncio.WriteTransport, transport)
+
+    def track_writes(self) -> None:
+        """Have the transport call pause_writing as soon as it holds back any byte of a write, and
+        resume_writing once it holds none, so that unsent_dot is known. Plain TCP only: asyncio's TLS transport
+        pauses at a size >= the mark, which with 0 would be always; over TLS a written dot counts as gone, which
+        can make a lost message unknown but never a delivered one look undelivered."""
+        if self._out is not None and not self._over_ssl:
+            self._out.set_write_buffer_limits(high=0, low=0)
+            self._tracking = True
+
+    def write(self, data: bytes, tail: int = -1) -> None:
+        """Write *data* to the server. *tail*: for a write that carries a message's content, how many bytes of
+        it follow the content's final dot (the next transaction's commands); -1 for one that carries none."""
         self.writes += 1
-        super().write(data)
+        # Each write waits for the replies to the one before, so the transport holds nothing older than this
+        # write, and pause_writing can tell where in it the dot is.
+        self._tail = tail
+        self.unsent_dot = False
+        out = self._out
+        if out is None or out.is_closing():
+            raise SMTPServerDisconnected("Connection lost")
+        out.write(data)  # calls pause_writing at once if the socket did not take all of it
+        if tail >= 0 and out.is_closing():
+            self.unsent_dot = True  # the socket refused the write (a reset): nothing of it went out
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        tail, self._tail = self._tail, -1
+        out = self._out
+        if self._tracking and tail >= 0 and out is not None and out.get_write_buffer_size() > tail:
+            self.unsent_dot = True
+            if tail:
+                # Be told again as soon as no more than the bytes after the dot are held: the dot has gone.
+                out.set_write_buffer_limits(high=tail, low=tail)
+                self._marked = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.unsent_dot = False
+        if self._marked:
+            self._marked = False
+            if self._out is not None:
+                self._out.set_write_buffer_limits(high=0, low=0)  # may pause again at once, for the bytes left
 
     @property
     def unread(self) -> bool:
         """True if a reply arrived that no command has read."""
         return bool(self._replies)
+
+    @property
+    def in_step(self) -> bool:
+        """True while the connection is up as far as this side has read and no reply came unasked."""
+        return self._failure is None and not self._replies
+
+    def out_of_step(self) -> str:
+        """Why the connection is not in step: the reply that came unasked, or how the connection ended."""
+        if self._replies:
+            return f"the server said {self._replies[0]}"
+        return _describe(self._failure) if self._failure is not None else "no fault"
 
     def data_received(self, data: bytes) -> None:
         self._incoming += data
@@ -188,8 +291,8 @@ class _ReplyReader(SMTPProtocol):
             self._parse()
         except SMTPResponseException as exc:
             self._fail(exc)
-            if self.transport is not None:
-                self.transport.close()
+            if self._out is not None:
+                self._out.abort()  # out of step for good; nothing still buffered is sent
             return
         if len(self._replies) >= self._wanted:
             self._wake()
@@ -200,6 +303,7 @@ class _ReplyReader(SMTPProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        self._out = None
         self._fail(SMTPServerDisconnected(f"connection closed ({exc})" if exc else "connection closed"))
         if self._timer is not None:
             self._timer.cancel()
@@ -315,7 +419,13 @@ class _ReplyReader(SMTPProtocol):
 
 
 class SmtpTransport:
-    """One SMTP connection, opened on demand and again after it was lost; one transaction at a time."""
+    """One SMTP connection, opened on demand and again after it was lost; one transaction at a time.
+
+    A connection the relay closed while it was idle (an idle timeout while the sender waited, a restart; with
+    or without a 421 first) is noticed before the next transaction is written, and that transaction goes out
+    on a new connection. If a connection turns out dead only at a transaction's first write (EOF or reset
+    before any reply), the transaction goes out once more on a new connection: nothing of it can have been
+    delivered. close() never writes QUIT into a transaction that another task has open."""
 
     def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None = None) -> None:
         self._settings = settings
@@ -325,6 +435,8 @@ class SmtpTransport:
         self.pipelining = False  # whether the open connection pipelines
         self.connections = 0  # how many connections this transport opened
         self._writes = 0  # writes of the connections dropped so far
+        self._busy = 0  # sends in progress: close() must not write QUIT into their transaction
+        self._closes = 0  # close() calls: a send that one interrupted does not open a new connection
 
     @property
     def writes(self) -> int:
@@ -333,9 +445,9 @@ class SmtpTransport:
 
     @property
     def connected(self) -> bool:
-        """True for an open connection in step with the server (no reply waiting that nobody asked for)."""
+        """True for an open connection in step with the server (no reply waiting that nobody asked for, no EOF)."""
         smtp, reader = self._smtp, self._reader
-        return smtp is not None and smtp.is_connected and reader is not None and not reader.unread
+        return smtp is not None and smtp.is_connected and reader is not None and reader.in_step
 
     async def open(self) -> Reply | None:
         """Connect, secure, greet and log in; an error Reply (never raised) if that fails."""
@@ -357,35 +469,52 @@ class SmtpTransport:
             await smtp.connect()
             if smtp.is_ehlo_or_helo_needed:  # no STARTTLS or AUTH has greeted yet
                 await _greet(smtp)
-        except (SMTPException, OSError) as exc:
-            smtp.close()
+            self._install(smtp)
+        except Exception as exc:
+            _abort(smtp)
+            self._smtp = self._reader = None
             return self._open_failure(exc)
-        self._install(smtp)
+        except BaseException:  # cancelled: nothing of a half-open session is kept
+            _abort(smtp)
+            self._smtp = self._reader = None
+            raise
         self.connections += 1
         return None
 
     async def send(self, envelope_from: str, recipients: Sequence[str], message: bytes) -> TransactionResult:
         if not recipients:
-            raise ValueError("a transaction needs at least one recipient")
-        if not self.connected:
-            failure = await self.open()
-            if failure is not None:
-                return TransactionResult(error=failure)
+            return TransactionResult(error=Reply(554, "5.5.1 a transaction needs at least one recipient"))
         envelope = _envelope(envelope_from, recipients)
         if isinstance(envelope, TransactionResult):
             return envelope
         sender, sendable, refused = envelope
+        closes = self._closes
+        self._busy += 1
         try:
-            return await self._transaction(sender, sendable, message, refused)
+            for last in (False, True):
+                failure = await self._ready()
+                if failure is not None:
+                    return TransactionResult(refused=refused, error=failure)
+                try:
+                    return await self._transaction(sender, sendable, message, refused)
+                except _DeadOnArrival as dead:
+                    # Nothing of the transaction went out: once more on a new connection, unless closed meanwhile.
+                    self._drop()
+                    if last or self._closes != closes:
+                        return TransactionResult(refused=refused, error=dead.reply)
+            raise AssertionError("unreachable")  # the second round always returns
         except _ClosedByServer as closed:
             self._drop()
             return TransactionResult(refused=refused, error=closed.reply)
-        except (SMTPException, OSError) as exc:
+        except Exception as exc:
+            # A lost connection or a timeout before the content went out (after it, _transaction settles).
             self._drop()
-            return TransactionResult(refused=refused, error=Reply(421, f"4.4.2 connection lost: {_describe(exc)}"))
-        except asyncio.CancelledError:
-            self._drop()  # replies may still be on their way: this connection is out of step for good
+            return TransactionResult(refused=refused, error=_failure(exc))
+        except BaseException:
+            self._drop()  # cancelled: replies may still be on their way, this connection is out of step for good
             raise
+        finally:
+            self._busy -= 1
 
     async def send_stream(self, envelope_from: str, stream: TransactionStream[T]) -> None:
         """Transactions back to back. Where the server pipelines, one write per transaction carries the previous
@@ -393,166 +522,352 @@ class SmtpTransport:
         the content to open a group), and one wait reads all their replies: the final reply of one message
         and the envelope replies of the next. A message's content goes out only after the stream's
         `before_data` and its own 354, so no more than one message per connection is ever in the server's
-        hands without a final reply."""
-        failure = None if self.connected else await self.open()
-        if failure is not None:
-            item = await stream.next()
-            if item is not None:
-                stream.done(item, TransactionResult(error=failure))
-            return
-        sender = _envelope_address(envelope_from) if envelope_from else b""
-        if not self.pipelining or sender is None:
-            await send_each(self, envelope_from, stream)
-            return
+        hands without a final reply. What the stream's own methods raise is passed on (after the connection
+        is dropped); every fault of the connection ends as a `done`."""
+        closes = self._closes
+        self._busy += 1
         try:
-            await self._stream(b"MAIL FROM:<" + sender + b">\r\n", stream)
-        except asyncio.CancelledError:
-            self._drop()  # replies may still be on their way: this connection is out of step for good
+            failure = await self._ready()
+            if failure is not None or self._reader is None:
+                try:
+                    item = await stream.next()
+                except Exception as exc:
+                    raise _StreamError(exc) from exc
+                if item is not None:
+                    _done(stream, item, TransactionResult(error=failure or Reply(421, "4.4.1 not connected")))
+                return
+            sender = _envelope_address(envelope_from) if envelope_from else b""
+            if not self.pipelining or sender is None:
+                await send_each(self, envelope_from, stream)
+                return
+            await self._stream(self._reader, envelope_from, b"MAIL FROM:<" + sender + b">\r\n", stream, closes)
+        except _StreamError as failed:
+            self._drop()
+            raise failed.error from None
+        except BaseException:
+            self._drop()  # cancelled, or the stream failed: replies may be on their way, the connection is lost
             raise
+        finally:
+            self._busy -= 1
 
     async def close(self) -> None:
-        """QUIT politely if connected, then close."""
-        if self.connected and self._smtp is not None:
-            with contextlib.suppress(SMTPException, OSError):  # closing anyway
-                await self._smtp.quit(timeout=min(self._settings.timeout, 5.0))
-        self._drop()
+        """QUIT and close an idle connection in step with the server; drop any other at once (a QUIT written
+        into an open transaction would become part of its message). Waits at most min(timeout, 5) s."""
+        self._closes += 1
+        smtp = self._smtp
+        if smtp is None or self._busy or not self.connected:
+            self._drop()
+            return
+        wait = min(self._settings.timeout, 5.0)
+        try:
+            with contextlib.suppress(Exception):  # closing anyway, whatever the server says or does not
+                async with asyncio.timeout(wait):
+                    await smtp.quit(timeout=wait)
+        finally:
+            self._drop()
 
     # the transaction
+
+    async def _ready(self) -> Reply | None:
+        """Make sure of a connection in step with the server before a transaction's first write: connect if
+        there is none, and again if the relay closed or spoke unasked while it was idle, including what has
+        reached the socket but not yet the event loop (a loop kept busy by other work reads it only later)."""
+        reader = self._reader
+        if self.connected and reader is not None and not _quiet(reader):
+            for _ in range(2):  # asyncio runs a task resumed after sleep(0) before the reads polled with it
+                await asyncio.sleep(0)
+        return None if self.connected else await self.open()
 
     async def _transaction(
         self, sender: bytes, recipients: list[tuple[str, bytes]], message: bytes, refused: dict[str, Reply]
     ) -> TransactionResult:
+        reader = self._reader
+        if reader is None:
+            raise SMTPServerDisconnected("not connected")
         mail = b"MAIL FROM:<" + sender + b">\r\n"
         addresses = [address for _, address in recipients]
+        data_reply: Reply | None
         if self.pipelining:
-            mail_reply, rcpt_replies, data_reply = await self._pipelined(mail, addresses)
+            rcpts = b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\n"
+            replies = await self._first(reader, mail + rcpts + b"DATA\r\n", len(addresses) + 2)
+            mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
         else:
-            mail_reply, rcpt_replies, data_reply = await self._stepwise(mail, addresses)
+            [mail_reply] = await self._first(reader, mail, 1)
+            rcpt_replies, data_reply = await self._stepwise(mail_reply, addresses)
         accepted = _sort_recipients(recipients, rcpt_replies, refused)
         if not mail_reply.ok or not accepted or data_reply is None or data_reply.code != 354:
-            if data_reply is not None and data_reply.code == 354:
-                await self._command(b".\r\n")  # a server that wants data for nobody gets none
-            await self._command(b"RSET\r\n")
             error = _transaction_error(mail_reply, accepted, refused, data_reply)
+            try:
+                if data_reply is not None and data_reply.code == 354:
+                    await self._command(b".\r\n")  # a server that wants data for nobody gets none
+                await self._command(b"RSET\r\n")
+            except (_ClosedByServer, SMTPException, OSError):
+                self._drop()  # the refusal stands; only the connection is lost
             return TransactionResult(refused=refused, error=error)
-        final = await self._command(_payload(message))
+        reader.write(_payload(message), 0)  # raises, with nothing written, if the connection is already closing
+        failure = await reader.wait(1, self._settings.timeout)
+        if failure is not None:
+            error, unknown = self._no_final_reply(reader, failure)
+            return TransactionResult(refused=refused, error=error, unknown=unknown)
+        [final] = reader.pop(1)
+        if final.code == 421:
+            self._drop()  # a definite reply: the message was refused, and the server closes
         if not final.ok:
             return TransactionResult(refused=refused, error=final)
         return TransactionResult(accepted=accepted, refused=refused)
 
-    async def _pipelined(self, mail: bytes, addresses: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
-        rcpts = b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\n"
-        self._write(mail + rcpts + b"DATA\r\n")
-        replies = await self._replies(len(addresses) + 2)
-        return replies[0], replies[1:-1], replies[-1]
+    async def _first(self, reader: _ReplyReader, data: bytes, count: int) -> list[Reply]:
+        """Write a transaction's first commands and read their *count* replies; _DeadOnArrival if the
+        connection ends before any of them came."""
+        try:
+            reader.write(data)
+        except SMTPServerDisconnected as exc:
+            raise _DeadOnArrival(exc) from exc
+        failure = await reader.wait(count, self._settings.timeout)
+        if isinstance(failure, SMTPServerDisconnected) and not reader.unread:
+            raise _DeadOnArrival(failure)
+        return self._checked(reader.pop(count), count, failure)
 
-    async def _stream(self, mail: bytes, stream: TransactionStream[T]) -> None:
+    async def _stepwise(self, mail_reply: Reply, addresses: list[bytes]) -> tuple[list[Reply], Reply | None]:
+        if not mail_reply.ok:
+            return [], None
+        rcpt_replies = [await self._command(b"RCPT TO:<" + address + b">\r\n") for address in addresses]
+        if not any(reply.ok for reply in rcpt_replies):
+            return rcpt_replies, None
+        return rcpt_replies, await self._command(b"DATA\r\n")
+
+    async def _command(self, data: bytes) -> Reply:
         reader = self._reader
         if reader is None:
             raise SMTPServerDisconnected("not connected")
-        timeout = self._settings.timeout
-        ready: _Envelope[T] | None = None  # 354 received: its content goes out with the next write
-        cleanup = b""  # ends a refused envelope (RSET, after a "." if the server said 354 anyway)
-        ending = False
-        while True:
-            # The next transaction is asked for before the waiting content's `before_data`: the stream then
-            # writes the last outcome and the next attempt to its log at once, and a wait for the disk in
-            # `before_data` covers both. On the wire the content still comes first.
-            started: _Envelope[T] | None = None
-            commands = b""  # its MAIL FROM, RCPT TO and DATA
-            while not ending and started is None:
-                item = await stream.next()
-                if item is None:
-                    ending = True
-                    break
-                sendable, refused = _recipients(item.addresses)
-                if not sendable:
-                    stream.done(item, TransactionResult(refused=refused, error=_all_refused(refused)))
-                    continue
-                started = _Envelope(item, sendable, refused)
-                addresses = [address for _, address in sendable]
-                commands = mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n"
-            out: list[bytes] = []
-            sending = ready
-            if ready is not None:
-                await stream.before_data(ready.item)
-                out.append(_payload(ready.item.message))
-                ready = None
-            cleanups = cleanup.count(b"\n")
-            if cleanup:
-                out.append(cleanup)
-                cleanup = b""
-            if commands:
-                out.append(commands)
-            if not out:
-                return
-            reader.write(b"".join(out) if len(out) > 1 else out[0])
-            expected = (sending is not None) + cleanups + (len(started.sendable) + 2 if started else 0)
-            failure = await reader.wait(expected, timeout)
-            replies = reader.pop(expected)
-            closing = next((reply for reply in replies if reply.code == 421), None)
-            if closing is None and failure is not None:
-                closing = Reply(421, f"4.4.2 connection lost: {_describe(failure)}")
-            position = 0
-            if sending is not None:
-                final = replies[0] if replies else closing
-                position = 1
-                assert final is not None  # fewer replies than expected means a failure
-                if final.ok:
-                    stream.done(sending.item, TransactionResult(accepted=sending.accepted, refused=sending.refused))
-                else:
-                    stream.done(sending.item, TransactionResult(refused=sending.refused, error=final))
-            position += cleanups
-            if started is not None:
-                envelope = replies[position:]
-                if closing is not None:
-                    # The envelope is answered in full without a 421 only if the failure came after it; the
-                    # connection is no use either way.
-                    stream.done(started.item, TransactionResult(refused=started.refused, error=closing))
-                else:
-                    mail_reply, data_reply = envelope[0], envelope[-1]
-                    started.accepted = _sort_recipients(started.sendable, envelope[1:-1], started.refused)
-                    if mail_reply.ok and started.accepted and data_reply.code == 354:
-                        ready = started
-                    else:
-                        # A server that wants data for nobody gets none; RSET puts both sides back in step.
-                        cleanup = b".\r\nRSET\r\n" if data_reply.code == 354 else b"RSET\r\n"
-                        error = _transaction_error(mail_reply, started.accepted, started.refused, data_reply)
-                        stream.done(started.item, TransactionResult(refused=started.refused, error=error))
-            if closing is not None:
-                self._drop()
-                return
-
-    async def _stepwise(self, mail: bytes, addresses: list[bytes]) -> tuple[Reply, list[Reply], Reply | None]:
-        mail_reply = await self._command(mail)
-        if not mail_reply.ok:
-            return mail_reply, [], None
-        rcpt_replies = [await self._command(b"RCPT TO:<" + address + b">\r\n") for address in addresses]
-        if not any(reply.ok for reply in rcpt_replies):
-            return mail_reply, rcpt_replies, None
-        return mail_reply, rcpt_replies, await self._command(b"DATA\r\n")
-
-    async def _command(self, data: bytes) -> Reply:
-        self._write(data)
-        [reply] = await self._replies(1)
+        reader.write(data)
+        failure = await reader.wait(1, self._settings.timeout)
+        [reply] = self._checked(reader.pop(1), 1, failure)
         return reply
 
-    def _write(self, data: bytes) -> None:
-        if self._reader is None:
-            raise SMTPServerDisconnected("not connected")
-        self._reader.write(data)
-
-    async def _replies(self, count: int) -> list[Reply]:
-        """The replies to the last *count* commands, in order; _ClosedByServer at a 421."""
-        if self._reader is None:
-            raise SMTPServerDisconnected("not connected")
-        replies = await self._reader.take(count, self._settings.timeout)
+    @staticmethod
+    def _checked(replies: list[Reply], count: int, failure: Exception | None) -> list[Reply]:
+        """*replies*, all *count* of them; _ClosedByServer at a 421, else the *failure* that cut them short."""
         closing = next((reply for reply in replies if reply.code == 421), None)
         if closing is not None:
             raise _ClosedByServer(closing)
         if len(replies) < count:
-            raise SMTPServerDisconnected("the connection ended before every reply arrived")
+            raise failure or SMTPServerDisconnected("the connection ended before every reply arrived")
         return replies
+
+    def _no_final_reply(self, reader: _ReplyReader, failure: BaseException) -> tuple[Reply, bool]:
+        """The error of a message whose final reply did not come, and whether it may have been delivered: it may
+        unless its dot never left this process. Drops the connection, aborting it, so that what is still held
+        here is never sent after that decision."""
+        unsent = reader.unsent_dot
+        self._drop()
+        if unsent:
+            return Reply(
+                421, f"4.4.2 connection lost before the end of the message went out: {_describe(failure)}"
+            ), False
+        return Reply(421, f"4.4.2 no reply to the end of the message: {_describe(failure)}"), True
+
+    async def _stream(
+        self, reader: _ReplyReader, envelope_from: str, mail: bytes, stream: TransactionStream[T], closes: int
+    ) -> None:
+        timeout = self._settings.timeout
+        again: deque[T] = deque()  # handed out, and to start again on a new connection
+        ready: _Envelope[T] | None = None  # 354 received: its content goes out with the next write
+        sending: _Envelope[T] | None = None  # its content written, its final reply not read yet
+        started: _Envelope[T] | None = None  # its envelope in the write being made, or being answered
+        cleanup = b""  # ends a refused envelope (RSET, after a "." if the server said 354 anyway)
+        ending = False
+        reconnected = False  # a new connection replaced a lost one, and has not answered a write yet
+        clock, idle_check = monotonic, IDLE_CHECK
+        answered = clock()  # when the server last answered (or _ready checked the connection)
+        try:
+            while True:
+                # The next transaction is asked for before the waiting content's `before_data`: the stream then
+                # writes the last outcome and the next attempt to its log at once, and a wait for the disk in
+                # `before_data` covers both. On the wire the content still comes first.
+                commands = b""  # its MAIL FROM, RCPT TO and DATA
+                while started is None and (again or not ending):
+                    try:
+                        item = again.popleft() if again else await stream.next()
+                    except Exception as exc:
+                        raise _StreamError(exc) from exc
+                    if item is None:
+                        ending = True
+                        break
+                    sendable, refused = _recipients(item.addresses)
+                    if not sendable:
+                        _done(stream, item, TransactionResult(refused=refused, error=_all_refused(refused)))
+                        continue
+                    started = _Envelope(item, sendable, refused)
+                    addresses = [address for _, address in sendable]
+                    commands = mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n"
+                if ready is not None:
+                    try:
+                        await stream.before_data(ready.item)
+                    except Exception as exc:
+                        raise _StreamError(exc) from exc
+                if clock() - answered > idle_check and not _quiet(reader):
+                    for _ in range(2):  # asyncio runs a task resumed after sleep(0) before the reads polled with it
+                        await asyncio.sleep(0)
+                if reader._failure is not None or reader._replies:  # reader.in_step, without a call per message
+                    # The relay closed the connection (or spoke unasked) while the stream waited: nothing of
+                    # this write has gone out, so all of it can go again on a new connection.
+                    waiting = [envelope.item for envelope in (ready, started) if envelope is not None]
+                    ready = started = None
+                    lost = Reply(421, f"4.4.2 connection lost while idle: {reader.out_of_step()}")
+                    if not waiting:
+                        self._drop()
+                        return
+                    if reconnected or self._closes != closes:
+                        self._drop()
+                        for item in waiting:
+                            _done(stream, item, TransactionResult(error=lost))
+                        return
+                    if await self._reopen(waiting, stream) is not None or self._reader is None:
+                        return
+                    reader, reconnected, cleanup = self._reader, True, b""
+                    if not self.pipelining:  # the relay came back without PIPELINING
+                        await self._each(envelope_from, waiting, stream, ending)
+                        return
+                    again.extend(waiting)
+                    continue
+                out: list[bytes] = []
+                if ready is not None:
+                    out.append(_payload(ready.item.message))
+                cleanups = cleanup.count(b"\n")
+                if cleanup:
+                    out.append(cleanup)
+                if commands:
+                    out.append(commands)
+                if not out:
+                    return
+                data = b"".join(out) if len(out) > 1 else out[0]
+                try:
+                    reader.write(data, len(data) - len(out[0]) if ready is not None else -1)
+                except SMTPServerDisconnected as exc:
+                    # Closing already (dropped by close(), or failed just now): nothing of this write went out.
+                    self._drop()
+                    lost = Reply(421, f"4.4.2 connection lost: {_describe(exc)}")
+                    for envelope in (ready, started):
+                        if envelope is not None:
+                            _done(stream, envelope.item, TransactionResult(refused=envelope.refused, error=lost))
+                    return
+                sending, ready, cleanup = ready, None, b""
+                expected = (sending is not None) + cleanups + (len(started.sendable) + 2 if started else 0)
+                failure = await reader.wait(expected, timeout)
+                answered = clock()
+                replies = reader.pop(expected)
+                closing = next((reply for reply in replies if reply.code == 421), None)
+                if closing is None and failure is not None:
+                    if (
+                        sending is None
+                        and started is not None
+                        and not replies
+                        and isinstance(failure, SMTPServerDisconnected)
+                        and not reconnected
+                        and self._closes == closes
+                    ):
+                        # Dead at a write that carried no content: the envelope goes again, once, on a new
+                        # connection (a relay that closed it while idle, and the close arrived only now).
+                        waiting = [started.item]
+                        started = None
+                        self._drop()
+                        if await self._reopen(waiting, stream) is not None or self._reader is None:
+                            return
+                        reader, reconnected = self._reader, True
+                        if not self.pipelining:
+                            await self._each(envelope_from, waiting, stream, ending)
+                            return
+                        again.extend(waiting)
+                        continue
+                    closing = Reply(421, f"4.4.2 connection lost: {_describe(failure)}")
+                reconnected = False
+                position = 0
+                if sending is not None:
+                    envelope, sending = sending, None
+                    if replies:
+                        final = replies[0]
+                        if final.ok:
+                            result = TransactionResult(accepted=envelope.accepted, refused=envelope.refused)
+                        else:
+                            result = TransactionResult(refused=envelope.refused, error=final)
+                    else:
+                        # The reply missing is this message's final one (not the next envelope's): it may have
+                        # been delivered, unless its dot never left.
+                        error, unknown = self._no_final_reply(reader, failure or SMTPServerDisconnected("no reply"))
+                        result = TransactionResult(refused=envelope.refused, error=error, unknown=unknown)
+                    try:  # _done() inline: this is once per message
+                        stream.done(envelope.item, result)
+                    except Exception as exc:
+                        raise _StreamError(exc) from exc
+                    position = 1
+                position += cleanups
+                if started is not None:
+                    envelope, started = started, None
+                    if closing is not None:
+                        # The envelope is answered in full without a 421 only if the failure came after it; the
+                        # connection is no use either way.
+                        _done(stream, envelope.item, TransactionResult(refused=envelope.refused, error=closing))
+                    else:
+                        answers = replies[position:]
+                        mail_reply, data_reply = answers[0], answers[-1]
+                        envelope.accepted = _sort_recipients(envelope.sendable, answers[1:-1], envelope.refused)
+                        if mail_reply.ok and envelope.accepted and data_reply.code == 354:
+                            ready = envelope
+                        else:
+                            # A server that wants data for nobody gets none; RSET puts both sides back in step.
+                            cleanup = b".\r\nRSET\r\n" if data_reply.code == 354 else b"RSET\r\n"
+                            error = _transaction_error(mail_reply, envelope.accepted, envelope.refused, data_reply)
+                            _done(stream, envelope.item, TransactionResult(refused=envelope.refused, error=error))
+                if closing is not None:
+                    self._drop()
+                    return
+        except _StreamError:
+            raise
+        except Exception as exc:
+            # Never expected: a fault of this module. What is in flight is settled as on a lost connection.
+            unsent = reader.unsent_dot
+            self._drop()
+            error = _failure(exc)
+            if sending is not None:
+                result = TransactionResult(refused=sending.refused, error=error, unknown=not unsent)
+                _done(stream, sending.item, result)
+            for envelope in (ready, started):
+                if envelope is not None:
+                    _done(stream, envelope.item, TransactionResult(refused=envelope.refused, error=error))
+            for item in again:
+                _done(stream, item, TransactionResult(error=error))
+
+    async def _reopen(self, waiting: list[T], stream: TransactionStream[T]) -> Reply | None:
+        """A new connection for *waiting*, transactions of which nothing went out; if it cannot be opened, each
+        of them is done with the reason."""
+        self._drop()
+        failure = await self.open()
+        if failure is not None:
+            for item in waiting:
+                _done(stream, item, TransactionResult(error=failure))
+        return failure
+
+    async def _each(self, envelope_from: str, waiting: list[T], stream: TransactionStream[T], ending: bool) -> None:
+        """*waiting*, then the rest of the stream, one transaction at a time (a new connection without
+        PIPELINING)."""
+        while True:
+            if waiting:
+                item: T | None = waiting.pop(0)
+            elif ending:
+                return
+            else:
+                try:
+                    item = await stream.next()
+                except Exception as exc:
+                    raise _StreamError(exc) from exc
+            if item is None:
+                return
+            try:
+                await stream.before_data(item)
+            except Exception as exc:
+                raise _StreamError(exc) from exc
+            _done(stream, item, await self.send(envelope_from, item.addresses, item.message))
 
     # the connection
 
@@ -560,20 +875,24 @@ class SmtpTransport:
         """Put a _ReplyReader in place of aiosmtplib's protocol on the open connection."""
         transport = smtp.transport
         # Not isinstance(..., asyncio.Transport): uvloop's transports do not derive from asyncio's classes.
-        assert transport is not None and smtp.loop is not None
+        if transport is None or smtp.loop is None:
+            raise SMTPServerDisconnected("the connection closed while it was opened")
         reader = _ReplyReader(smtp.loop, lambda lost: smtp.close() if smtp.protocol is lost else None)
         reader.connection_made(transport)
         transport.set_protocol(reader)
         smtp.protocol = reader
+        reader.track_writes()
         self._smtp, self._reader = smtp, reader
         self.pipelining = smtp.supports_extension("pipelining")
 
     def _drop(self) -> None:
+        """Forget the connection, aborting it: what is still buffered for it is discarded, never sent later."""
         self._writes = self.writes
-        if self._smtp is not None:
-            self._smtp.close()
+        smtp = self._smtp
         self._smtp = self._reader = None
         self.pipelining = False
+        if smtp is not None:
+            _abort(smtp)
 
     def _open_failure(self, exc: BaseException) -> Reply:
         s = self._settings
@@ -586,7 +905,9 @@ class SmtpTransport:
             return Reply(554, f"5.7.0 TLS with {where} failed: {certificate}")
         if isinstance(exc, SMTPResponseException) and exc.code >= 400:
             return Reply(exc.code, f"{where} refused the session: {exc.message}")
-        if isinstance(exc, (SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError, OSError)):
+        if isinstance(exc, (SMTPConnectError, SMTPServerDisconnected, SMTPTimeoutError, OSError)) or not isinstance(
+            exc, SMTPException
+        ):
             return Reply(421, f"4.4.1 cannot connect to {where}: {_describe(exc)}")
         # aiosmtplib's remaining errors are what the server lacks: STARTTLS, AUTH.
         return Reply(554, f"5.7.0 {where}: {_describe(exc)}")
@@ -598,6 +919,46 @@ async def _greet(smtp: aiosmtplib.SMTP) -> None:
         await smtp.ehlo()
     except SMTPResponseException:
         await smtp.helo()
+
+
+def _abort(smtp: aiosmtplib.SMTP) -> None:
+    """Close *smtp*'s connection at once, discarding what it has not sent yet."""
+    transport = cast(asyncio.Transport | None, smtp.transport)  # uvloop's transports have abort() too
+    if transport is not None:
+        transport.abort()
+    smtp.close()
+
+
+def _quiet(reader: _ReplyReader) -> bool:
+    """False if the socket holds something the event loop has not read yet (a reply, an EOF, a reset): one
+    poll, without waiting."""
+    transport = reader.transport
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        if hasattr(select, "poll"):
+            poller = select.poll()
+            poller.register(sock.fileno(), select.POLLIN)
+            return not poller.poll(0)
+        return not select.select([sock], [], [], 0)[0]
+    except (OSError, ValueError):
+        return False
+
+
+def _failure(exc: BaseException) -> Reply:
+    """The 421 of a transaction that an exception ended: the connection's fault, or (never expected) ours."""
+    if isinstance(exc, (SMTPException, OSError)):
+        return Reply(421, f"4.4.2 connection lost: {_describe(exc)}")
+    return Reply(421, f"4.3.0 the SMTP client failed: {type(exc).__name__}: {exc}")
+
+
+def _done(stream: TransactionStream[T], item: T, result: TransactionResult) -> None:
+    """stream.done(item, result); what it raises is the stream's own (_StreamError)."""
+    try:
+        stream.done(item, result)
+    except Exception as exc:
+        raise _StreamError(exc) from exc
 
 
 def _ssl_cause(exc: BaseException) -> str | None:

@@ -3,12 +3,15 @@
 Handlers:
 - `Recorder` accepts everything and records each transaction (thread-safe: the server runs in its own thread).
 - `FaultyHandler` records too, and misbehaves as its `Faults` say: 451/550 per recipient, a refused MAIL or
-  RCPT, a 421 or a dropped connection on the k-th MAIL or DATA, slow replies.
+  RCPT, a 421 or a dropped connection on the k-th MAIL or DATA (before the 354, in the middle of the content,
+  or after taking the message), a late reply to the final dot, slow replies, or no replies at all.
 
-`start_server(handler)` returns a `RunningServer` (host, port, handler, stop()); use it from tests that run the
-`mailings` command in a subprocess. The fixtures `make_server` and `smtp_server` stop their servers afterwards.
-PIPELINING is advertised by default (aiosmtpd does not advertise it by itself, but reads commands one by one
-and answers them in order, so pipelining clients work); pass pipelining=False for a server without it.
+`start_server(handler)` returns a `RunningServer` (host, port, handler, stop(), start(), restart()); use it from
+tests that run the `mailings` command in a subprocess. The fixtures `make_server` and `smtp_server` stop their
+servers afterwards. PIPELINING is advertised by default (aiosmtpd does not advertise it by itself, but reads
+commands one by one and answers them in order, so pipelining clients work); pass pipelining=False for a server
+without it. idle=seconds closes connections idle for longer, as relays do (after a `goodbye` line such as a
+421, if given).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -117,7 +120,13 @@ class Faults:
     drop_at_mail: Collection[int] = ()  # k-th MAIL: the connection drops instead of a reply
     drop_at_data: Collection[int] = ()  # k-th DATA: the message arrives, the connection drops; not accepted
     drop_after_data: Collection[int] = ()  # k-th DATA: accepted and recorded, then the connection drops unanswered
+    # k-th DATA command (counted when the envelope is complete): the connection drops instead of the 354
+    drop_before_354: Collection[int] = ()
+    # k-th DATA command: 354, then the connection drops after reading part of the content; nothing recorded
+    drop_in_content: Collection[int] = ()
+    final_delay: Mapping[int, float] = field(default_factory=dict)  # k-th DATA: recorded, answered this much later
     delay: float = 0.0  # seconds before each reply to MAIL, RCPT and DATA
+    silent: bool = False  # no command is answered any more (MAIL, RCPT, DATA, RSET, QUIT); may be set mid-run
 
 
 class FaultyHandler(Recorder):
@@ -128,6 +137,8 @@ class FaultyHandler(Recorder):
         self.faults = faults or Faults()
         self.mails = 0
         self.datas = 0
+        self.starts = 0  # DATA commands with a complete envelope (each answered with 354 unless a fault drops)
+        self.quits = 0
         self.rcpts: Counter[str] = Counter()
         self._temp: Mapping[str, int | None] = {}
         self._perm: set[str] = set()
@@ -137,6 +148,7 @@ class FaultyHandler(Recorder):
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         await self._delay()
+        await self._silence()
         with self._cond:
             self.mails += 1
             k = self.mails
@@ -153,6 +165,7 @@ class FaultyHandler(Recorder):
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         await self._delay()
+        await self._silence()
         key = address.lower()
         with self._cond:
             self.rcpts[key] += 1
@@ -170,6 +183,7 @@ class FaultyHandler(Recorder):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await self._delay()
+        await self._silence()
         with self._cond:
             self.datas += 1
             k = self.datas
@@ -180,7 +194,34 @@ class FaultyHandler(Recorder):
         self.record(envelope, getattr(server, "number", 0))
         if k in self.faults.drop_after_data:
             await _drop(server)
+        if k in self.faults.final_delay:
+            await asyncio.sleep(self.faults.final_delay[k])
         return "250 2.0.0 OK: queued"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self._silence()
+        return "250 OK"
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self._cond:
+            self.quits += 1
+        await self._silence()
+        return "221 Bye"
+
+    async def before_reply(self, server: SMTP, reply: str) -> None:
+        """Called by the server before each reply it writes."""
+        if reply.startswith("354"):
+            with self._cond:
+                self.starts += 1
+                k = self.starts
+            if k in self.faults.drop_before_354:
+                await _drop(server)
+
+    async def after_reply(self, server: SMTP, reply: str) -> None:
+        """Called by the server after each reply it wrote."""
+        if reply.startswith("354") and self.starts in self.faults.drop_in_content:
+            await server._reader.read(1000)  # some of the content, then no more
+            await _drop(server)
 
     def _follow_faults(self) -> None:
         """Lower-cased copies of the address faults, made again when a test assigns new ones mid-run."""
@@ -194,11 +235,16 @@ class FaultyHandler(Recorder):
         if self.faults.delay:
             await asyncio.sleep(self.faults.delay)
 
+    async def _silence(self) -> None:
+        """Never answer, while the faults say so (the session is cancelled when its connection ends)."""
+        while self.faults.silent:
+            await asyncio.sleep(0.05)
+
 
 async def _drop(server: SMTP) -> None:
     """Drop the connection without a reply; aiosmtpd then cancels the session's task (this one)."""
     if server.transport is not None:
-        server.transport.abort()
+        cast(asyncio.Transport, server.transport).abort()
     await asyncio.sleep(30)
 
 
@@ -213,13 +259,15 @@ def credentials(username: str, password: str) -> Callable[..., AuthResult]:
 
 
 class _SMTP(SMTP):
-    """aiosmtpd's SMTP with a PIPELINING switch, numbered connections, and 421 replies that close the connection."""
+    """aiosmtpd's SMTP with a PIPELINING switch, numbered connections, 421 replies that close the connection,
+    an optional line before an idle connection is closed, and the handler's before_reply/after_reply hooks."""
 
-    def __init__(self, handler: Any, *, pipelining: bool, **kwargs: Any) -> None:
+    def __init__(self, handler: Any, *, pipelining: bool, goodbye: str | None = None, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # AUTH without TLS is what a loopback test wants
             super().__init__(handler, **kwargs)
         self.pipelining = pipelining
+        self.goodbye = goodbye
         self.number = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -229,19 +277,31 @@ class _SMTP(SMTP):
             self.number = self.event_handler.connection_opened()
 
     async def push(self, status: Any) -> None:
-        await super().push(status)
         text = status.decode() if isinstance(status, bytes) else status
+        before = getattr(self.event_handler, "before_reply", None)
+        if before is not None:
+            await before(self, text)
+        await super().push(status)
         if text.startswith("421") and self.transport is not None:
             self.transport.close()  # RFC 5321: 421 means the server closes the channel
+        after = getattr(self.event_handler, "after_reply", None)
+        if after is not None:
+            await after(self, text)
+
+    def _timeout_cb(self) -> None:
+        if self.goodbye and self.transport is not None:
+            cast(asyncio.Transport, self.transport).write(self.goodbye.encode("ascii") + b"\r\n")
+        super()._timeout_cb()
 
 
 class _Controller(Controller):
-    def __init__(self, handler: Any, *, pipelining: bool, **kwargs: Any) -> None:
-        super().__init__(handler, hostname=HOST, port=_free_port(), **kwargs)
+    def __init__(self, handler: Any, *, pipelining: bool, port: int, goodbye: str | None, **kwargs: Any) -> None:
+        super().__init__(handler, hostname=HOST, port=port, **kwargs)
         self.pipelining = pipelining
+        self.goodbye = goodbye
 
     def factory(self) -> SMTP:
-        return _SMTP(self.handler, pipelining=self.pipelining, **self.SMTP_kwargs)
+        return _SMTP(self.handler, pipelining=self.pipelining, goodbye=self.goodbye, **self.SMTP_kwargs)
 
 
 def _free_port() -> int:
@@ -256,29 +316,62 @@ class RunningServer:
     port: int
     handler: Recorder
     controller: Controller
+    options: dict[str, Any] = field(default_factory=dict)  # how it was started, for start() again
+    running: bool = True
 
     def stop(self) -> None:
-        self.controller.stop()
+        """Stop the server; its connections end (the clients see an EOF), as when a relay's process stops."""
+        if self.running:
+            self.controller.stop()
+            self.running = False
+
+    def start(self) -> None:
+        """Start the stopped server again, on the same port, with the same handler and options."""
+        if not self.running:
+            self.controller = _start(self.handler, port=self.port, **self.options)
+            self.running = True
+
+    def restart(self) -> None:
+        """A relay restarted: stop, then start on the same port."""
+        self.stop()
+        self.start()
 
 
-def start_server(handler: Recorder | None = None, *, pipelining: bool = True, **kwargs: Any) -> RunningServer:
-    """Start a server in its own thread. *kwargs* go to aiosmtpd (e.g. auth_required=True,
-    auth_require_tls=False, authenticator=credentials(...), tls_context=... for STARTTLS, ssl_context=... for TLS)."""
+def start_server(
+    handler: Recorder | None = None,
+    *,
+    pipelining: bool = True,
+    idle: float | None = None,
+    goodbye: str | None = None,
+    **kwargs: Any,
+) -> RunningServer:
+    """Start a server in its own thread. *idle*: seconds after which an idle connection is closed (aiosmtpd's
+    timeout), after the line *goodbye* if given (e.g. "421 4.4.2 mx.test Error: timeout exceeded"). *kwargs*
+    go to aiosmtpd (e.g. auth_required=True, auth_require_tls=False, authenticator=credentials(...),
+    tls_context=... for STARTTLS, ssl_context=... for TLS)."""
     handler = handler if handler is not None else Recorder()
     kwargs.setdefault("server_hostname", "mx.test")  # no DNS look-up for the greeting
-    kwargs.setdefault("timeout", 30)
+    kwargs["timeout"] = idle if idle is not None else kwargs.get("timeout", 30)
+    options = {"pipelining": pipelining, "goodbye": goodbye, **kwargs}
     for _ in range(5):  # the ephemeral port may be taken between choosing and binding it
-        controller = _Controller(handler, pipelining=pipelining, **kwargs)
         try:
-            controller.start()
+            controller = _start(handler, port=_free_port(), **options)
         except OSError:
             continue
         break
     else:
         raise RuntimeError("could not start the test SMTP server")
+    return RunningServer(HOST, controller.port, handler, controller, options)
+
+
+def _start(handler: Recorder, *, port: int, pipelining: bool, goodbye: str | None, **kwargs: Any) -> Controller:
+    controller = _Controller(handler, pipelining=pipelining, port=port, goodbye=goodbye, **kwargs)
     with handler._cond:
-        handler.connections = 0  # the controller's own start-up probe is not a client
-    return RunningServer(HOST, controller.port, handler, controller)
+        before = handler.connections
+    controller.start()  # returns once its probe has read the greeting, sent after the probe was counted
+    with handler._cond:
+        handler.connections = before  # the controller's own start-up probe is not a client
+    return controller
 
 
 @pytest.fixture
