@@ -51,6 +51,7 @@ class Recorder:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._received: list[Received] = []
+        self.notices: list[Received] = []  # word back to a contact person, not a copy of the mailing
         self.connections = 0
 
     # aiosmtpd hooks (they run in the server's thread)
@@ -77,7 +78,9 @@ class Recorder:
             connection=connection,
         )
         with self._cond:
-            self._received.append(entry)
+            # A notice to the contact person (sender.notice) is kept apart: the counts are of the mailing's copies.
+            head = entry.data.split(b"\r\n\r\n", 1)[0]
+            (self.notices if b"\nX-Mailings-Notice:" in head else self._received).append(entry)
             self._cond.notify_all()
 
     def connection_opened(self) -> int:

@@ -352,3 +352,35 @@ def test_content_changed_after_sending_began_sends_nothing_more(repo: Repo, make
     [second] = send_all(repo.root, repo.policy, options(smtp(server), now="2027-02-10T09:30:00+01:00"))
     assert second.state is MailingState.BLOCKED and "the request changed after sending began" in second.note
     assert len(server.handler.recipients()) == 300
+
+
+# --- connections that drop while the sender waits ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("goodbye", [None, "421 4.4.2 mx.test Error: timeout exceeded"])
+def test_connections_closed_while_idle_under_the_rate_limit_cost_nothing_and_garble_nothing(
+    repo: Repo, make_server: MakeServer, goodbye: str | None
+) -> None:
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    from tests.sender.sending import set_sending
+
+    repo.add(recipients=addresses(500), changes={"delivery": {"mode": "individual"}})
+    repo.add("2027-02-10-other", recipients=addresses(500, prefix="other"))
+    # 4 connections sharing 40 messages a second: each waits 0.1 s between its messages, longer than the
+    # relay keeps an idle connection (0.06 s).
+    set_sending(repo, rate_limit=40, connections=4)
+    server = make_server(idle=0.06, goodbye=goodbye)
+    outcomes = send_all(repo.root, repo.policy, options(smtp(server, timeout=2.0)))
+    assert {o.mailing_id: o.state for o in outcomes} == {
+        MAILING: MailingState.SENT,
+        "2027-02-10-other": MailingState.SENT,
+    }
+    assert Counter(server.handler.counts().values()) == Counter({1: 1000})
+    assert server.handler.connections > 8, "the relay never closed an idle connection: the test proves nothing"
+    for entry in server.handler.received:
+        parsed = message_from_bytes(entry.data, policy=email_policy.default)
+        assert parsed["Subject"] and parsed["X-Mailing-Id"], entry.data[:200]
+        assert b"QUIT" not in entry.data and b"MAIL FROM" not in entry.data
