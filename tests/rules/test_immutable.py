@@ -38,7 +38,7 @@ def log_message(path: str, action: str, undo: str) -> str:
 def branch(repo: Repo, plain_git: None) -> Repo:
     """main holds a sent mailing (with its send log) and one not sent yet; HEAD is a requester's branch."""
     repo.add(SENT, files={"sendlog.jsonl": LOG})
-    repo.add(OPEN)
+    repo.add(OPEN, changes={"send_at": "2027-03-01 09:00"})
     commit(repo, "Two requests, one sent", branch="main")
     git(repo.root, "switch", "--quiet", "--create", "request")
     return repo
