@@ -162,17 +162,20 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
                 git_ok = _publish(root, options.remote, outcomes, out)
             elif args.commit and not args.dry_run:
                 git_ok = _commit_locally(root, outcomes, out)
-    # Word back on GitHub and the job summary, now that the logs are recorded; never changes the exit code.
-    from sender.notify import word_back
+    # Word back on GitHub and the job summary, now that the logs are recorded; never changes the exit code. Only
+    # on GitHub Actions (or with its variables set): elsewhere the run need not load the HTTP client.
+    if any(env.get(name) for name in GITHUB_VARIABLES):
+        from sender.notify import word_back
 
-    stopped = options.stop.requested
-    word_back(root, policy, outcomes or [], env, out, now=now, git_ok=git_ok, dry_run=args.dry_run, stopped=stopped)
+        stopped = options.stop.requested
+        word_back(root, policy, outcomes or [], env, out, now=now, git_ok=git_ok, dry_run=args.dry_run, stopped=stopped)
     if options.stop.requested:
         out.write(f"mailings: stopped by {options.stop.reason}; what was sent is recorded; the next run resumes\n")
         return STOPPED_EXIT
     return 0 if git_ok and outcomes is not None and all(o.ok for o in outcomes) else 1
 
 
+GITHUB_VARIABLES = ("GITHUB_ACTIONS", "GITHUB_API_URL", "GITHUB_TOKEN", "GITHUB_STEP_SUMMARY")
 STOPPED_EXIT = 130
 # After a signal: how long each git command that records the logs may take (GitHub sends SIGKILL 10 s after
 # SIGINT when a workflow run is cancelled).

@@ -46,7 +46,6 @@ from sender.journal import (
     stamp,
 )
 from sender.message import MessageError, MessageTemplate, Renderer, build_template, delivery_mode
-from sender.notice import OPENINGS, build_notice, contact_address, deliver_notice
 from sender.pace import (
     CHECKPOINT_RECIPIENTS,
     CHECKPOINT_SECONDS,
@@ -284,8 +283,12 @@ def _tell_contact(run: RunContext, mailing: Mailing, journal: Journal, outcome: 
     """Word back by mail (sender.notice): the contact person hears once that the mailing completed, or was
     blocked, missed or cancelled. The send log records the notice before it goes, so it never goes twice; a
     notice that cannot be sent is said in the outcome's note and changes nothing else."""
+    if not run.policy.notify.mail_contact or not outcome.changed:
+        return
+    from sender.notice import OPENINGS, build_notice, contact_address, deliver_notice  # the email package: on need
+
     state = outcome.state.value
-    if not run.policy.notify.mail_contact or not outcome.changed or state not in OPENINGS:
+    if state not in OPENINGS:
         return
     to = contact_address(mailing)
     log = journal.read()
