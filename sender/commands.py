@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -366,6 +366,7 @@ class StatusRow:
     last_activity: str | None
     running: bool
     unknown: int = 0  # no reply to the end of their message: maybe delivered, never sent again by itself
+    special_lists: dict[str, Any] = field(default_factory=dict)  # where IT's lists came from, as last sent
 
 
 HOLD = "MAILINGS_HOLD"
@@ -439,6 +440,7 @@ def _status_row(
         last_activity=log.last_time,
         running=running,
         unknown=len(log.unknown),
+        special_lists=log.special_lists,
     )
 
 
@@ -471,6 +473,8 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
         out.write("\n")
         if row.state in _EXPLAINED or row.reason.startswith("resumes"):
             out.write(f"    {row.state}: {row.reason}\n")
+        for list_id, about in row.special_lists.items():
+            out.write(f"    list {list_id}: {_provenance_text(about)}\n")
         if row.unknown:
             out.write(
                 f"    unknown: {row.unknown} recipient(s) whose message the relay never confirmed; they may have it, "
@@ -506,6 +510,19 @@ def cmd_lists_edit(args: argparse.Namespace, env: Mapping[str, str], out: TextIO
     from sender import listcmd
 
     return listcmd.cmd_edit(args, env, out)
+
+
+def _provenance_text(about: Any) -> str:
+    """A special list's provenance from a start event, in a line: its source, size and version."""
+    if not isinstance(about, dict):
+        return "unknown source"
+    parts = [str(about.get("source", "unknown source"))]
+    for key, label in (("path", ""), ("variable", ""), ("commit", "commit "), ("committed_at", "of ")):
+        if isinstance(about.get(key), str):
+            parts.append(f"{label}{about[key][:12] if key == 'commit' else about[key]}")
+    if isinstance(about.get("size"), int):
+        parts.append(f"{about['size']:,} addresses")
+    return ", ".join(parts)
 
 
 # --- preview ----------------------------------------------------------------------------------------------------

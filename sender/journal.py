@@ -191,6 +191,7 @@ class Replay:
     cancelled: str | None = None  # why it was cancelled: final
     unknown_resumed: set[str] = field(default_factory=set)  # the resume_at values a run sent the unknown for
     noticed: set[str] = field(default_factory=set)  # the states the contact person was told of by mail
+    special_lists: dict[str, Any] = field(default_factory=dict)  # IT's lists as the last start read them
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -282,6 +283,8 @@ def _on_start(replay: Replay, event: Event) -> None:
     replay.scheme = event.get("hash", replay.scheme)
     replay.key_check = event.get("key_check")
     replay.recipients = event.get("recipients")
+    lists = event.get("special_lists")
+    replay.special_lists = lists if isinstance(lists, dict) else {}
 
 
 def _on_attempt(replay: Replay, event: Event) -> None:

@@ -263,3 +263,26 @@ def test_a_push_race_is_resolved_by_the_retry(
     assert code == 0 and "recorded the send logs on main" in out
     subjects = git(origin, "log", "--format=%s", "main").splitlines()
     assert subjects[:2] == ["Send log: 2027-02-10-travel 600 accepted, 0 failed", "Another merge"]
+
+
+def test_status_shows_where_the_special_lists_came_from(repo: Repo) -> None:
+    repo.add()
+    start = {
+        "event": "start",
+        "time": "2027-02-10T09:01:00.000+01:00",
+        "run": "r1",
+        "recipients": 600,
+        "special_lists": {
+            "all-students": {"source": "file", "path": "lists/all-students.txt.age", "commit": "0123456789abcdef",
+                             "committed_at": "2027-02-01T10:00:00+01:00", "size": 19234},
+        },
+    }  # fmt: skip
+    log_path(repo).write_text(json.dumps(start) + "\n", encoding="utf-8")
+    code, out = run(["status", "--root", str(repo.root), "--now", NOW])
+    assert code == 0
+    assert (
+        "    list all-students: file, lists/all-students.txt.age, commit 0123456789ab, of 2027-02-01T10:00:00+01:00, "
+        "19,234 addresses" in out.splitlines()
+    )
+    code, out = run(["status", "--root", str(repo.root), "--now", NOW, "--format", "json"])
+    assert json.loads(out)["mailings"][0]["special_lists"]["all-students"]["size"] == 19234
