@@ -288,3 +288,41 @@ def test_immutable_refuses_removing_a_cancellation(sent_branch: Repo, capsys: py
     edit(sent_branch, cancel=None)
     code, lines = immutable_lines(sent_branch, capsys)
     assert code == 1 and any("removes `cancel`" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_push_run_records_on_the_remote_and_the_brake_holds_the_next_runs(
+    repo: Repo, make_server: MakeServer, tmp_path: Path, plain_git: None
+) -> None:
+    from tests.sender.test_cli_send import _published
+
+    repo.add(recipients=addresses(3000), changes={"delivery": {"mode": "individual"}})
+    origin, clone = _published(tmp_path / "git", repo)
+    server = make_server(FaultyHandler(Faults(delay=0.003)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
+    env.update(relay(server))
+    command = [sys.executable, "-m", "checks.cli", "send", "--root", str(clone), "--now", NOW, "--push"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert server.handler.wait_for_recipients(200, timeout=60)
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 130 and time.monotonic() - signalled < 10, out
+    received = server.handler.counts()
+    on_main = git(origin, "show", f"main:mailings/{MAILING}/sendlog.jsonl").splitlines()
+    import json
+
+    accepted = {h for line in on_main for h in json.loads(line).get("rcpt", []) if '"accepted"' in line}
+    assert len(accepted) == len(received) < 3000  # what went out is on the remote's main
+    # Fresh checkouts, as the next scheduled runs: held by the variable, nothing goes; released, the rest once.
+    for attempt in range(2):
+        work = tmp_path / "git" / f"runner-{attempt}"
+        git(tmp_path, "clone", "--quiet", str(origin), str(work))
+        code, out = run(["send", "--root", str(work), "--now", LATER, "--push"], relay(server, MAILINGS_HOLD=MAILING))
+        assert f"{MAILING}: held" in out, out
+    assert server.handler.counts() == received
+    work = tmp_path / "git" / "runner-released"
+    git(tmp_path, "clone", "--quiet", str(origin), str(work))
+    code, out = run(["send", "--root", str(work), "--now", LATER, "--push"], relay(server))
+    assert code == 0, out
+    assert Counter(server.handler.counts().values()) == Counter({1: 3000})
