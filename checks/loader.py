@@ -6,8 +6,10 @@ import csv
 import errno
 import io
 import os
+import re
 import stat
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
 from typing import Literal
@@ -277,13 +279,142 @@ def _file_list(index: int, name: str, directory: Path, rel: str) -> RecipientLis
         return _unread(
             index, "file", name, "symlink" if symlink else "unreadable", f"cannot be read: {read_failure(exc)}"
         )
+    if raw.startswith(_WORKBOOK_HEADS):
+        return _unread(index, "file", name, "encoding", _WORKBOOK)
+    notes: list[ListNote] = []
     try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return _unread(index, "file", name, "encoding", "is not valid UTF-8; save it as UTF-8")
-    if name.lower().endswith(".csv"):
-        return _csv_list(index, name, shown, text)
-    return RecipientList(index, "file", name, addresses=parse_text_list(text, shown), resolved=True)
+        text = _decode(raw)
+    except UnicodeDecodeError as exc:
+        # Excel's plain "CSV (Comma delimited)" writes the older Windows character set. The addresses in it are
+        # plain ASCII, read the same either way, so the list is read, with a warning to save it properly.
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            return _unread(index, "file", name, "encoding", _NOT_UTF8)
+        notes.append(ListNote(shown, raw[: exc.start].count(b"\n") + 1, _WINDOWS_TEXT))
+    table = name.lower().endswith(".csv")
+    if not table:
+        # A .txt list whose first line is a header naming an e-mail column is a table too (one saved as text).
+        first = text[: text.find("\n")] if "\n" in text else text
+        table = _email_column(_cells(first)) is not None
+    if table:
+        return _csv_list(index, name, shown, text, notes)
+    addresses = parse_text_list(text, shown)
+    if "<" in text:  # only lists pasted from a mail program pay for this pass
+        addresses, pasted = _named_addresses(addresses)
+        if pasted:
+            notes.append(ListNote(shown, pasted[0], _pasted(len(pasted))))
+    return ReadList(index, "file", name, addresses=addresses, resolved=True, notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class ListNote:
+    """Something the loader worked around in a list file, which the recipients rule warns of at *line*."""
+
+    file: str
+    line: int
+    words: str  # what follows "the list file 'NAME'"
+
+
+@dataclass(frozen=True)
+class ReadList(RecipientList):
+    """A list file as read, with what the loader had to work around in it."""
+
+    notes: tuple[ListNote, ...] = ()
+
+
+# An .xlsx workbook is a ZIP archive; an old .xls is an OLE2 compound file.
+_WORKBOOK_HEADS = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0")
+_SAVE_AS_CSV = "File > Save As > CSV UTF-8 (Comma delimited) (*.csv)"
+_WORKBOOK = (
+    f"is an Excel workbook, not a list of addresses in plain text; open it in Excel and save it as CSV UTF-8 "
+    f"({_SAVE_AS_CSV}), then name that .csv file in recipients.lists"
+)
+_NOT_UTF8 = (
+    f"is not plain text that can be read; from Excel, save it as CSV UTF-8 ({_SAVE_AS_CSV}); from a text editor, "
+    "save it with the character set UTF-8"
+)
+_WINDOWS_TEXT = (
+    "is saved in an older Windows character set, not UTF-8: its addresses were read, but letters such as "
+    f"å, ä and ö in it are not kept reliably; from Excel, save it as CSV UTF-8 ({_SAVE_AS_CSV}); from a text "
+    "editor, save it with the character set UTF-8"
+)
+
+
+def _pasted(count: int) -> str:
+    lines = f"{count} line{'s' if count != 1 else ''}"
+    return (
+        f"has {lines} with names, as pasted from Outlook (Name <address>); the address between < and > was read "
+        f"on {'each' if count != 1 else 'it'}. Check that these are the people you mean, and keep one address per "
+        "line"
+    )
+
+
+def _decode(raw: bytes) -> str:
+    """The text of a list file: UTF-8 (a byte-order mark dropped), or UTF-16 with its mark (Excel's "Unicode
+    Text")."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return raw.decode("utf-16")
+    return raw.decode("utf-8-sig")
+
+
+# Header names of the e-mail column, compared in lower case without '-', '_' and spaces; the first found wins, so
+# that "email" beats "adress" (which in Swedish may be a postal address) when a file has both.
+EMAIL_HEADERS = (
+    "email",
+    "emailaddress",
+    "emailadress",
+    "epost",
+    "epostadress",
+    "mail",
+    "mailaddress",
+    "mailadress",
+    "mejl",
+    "mejladress",
+    "address",
+    "adress",
+)
+_HEADER_NOISE = str.maketrans("", "", "-_ .")
+_SEPARATORS = (",", ";", "\t")
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of a header line, for each separator a list may use (Excel in Swedish writes ';')."""
+    found: list[str] = []
+    for separator in _SEPARATORS:
+        found += line.split(separator)
+    return found
+
+
+def _email_column(header: list[str]) -> int | None:
+    """Where the e-mail column stands in *header*, by the first name of EMAIL_HEADERS it has; None if none."""
+    written = [cell.strip().strip('"').lower() for cell in header]
+    if "email" in written:  # written exactly so, it wins over "E-mail" and the like
+        return written.index("email")
+    names = [name.translate(_HEADER_NOISE) for name in written]
+    for wanted in EMAIL_HEADERS:
+        if wanted in names:
+            return names.index(wanted)
+    return None
+
+
+# "Anna Andersson <anna@kth.se>", as a mail program writes a recipient; a line may hold several, as Outlook copies.
+_NAMED = re.compile(r"<([^<>]*)>")
+
+
+def _named_addresses(addresses: tuple[Address, ...]) -> tuple[tuple[Address, ...], list[int]]:
+    """*addresses* with each "Name <address>" entry read for the address(es) between < and >, and the lines read
+    so."""
+    found: list[Address] = []
+    pasted: list[int] = []
+    for entry in addresses:
+        inside = _NAMED.findall(entry.address) if "<" in entry.address else []
+        if not inside:
+            found.append(entry)
+            continue
+        pasted.append(entry.line)
+        found += (Address(value.strip(), entry.file, entry.line) for value in inside)
+    return tuple(found), pasted
 
 
 def parse_text_list(text: str, shown: str) -> tuple[Address, ...]:
@@ -298,16 +429,25 @@ def parse_text_list(text: str, shown: str) -> tuple[Address, ...]:
     return tuple(map(tuple.__new__, repeat(Address), zip(values, repeat(shown), numbers)))
 
 
-def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_list(index: int, name: str, shown: str, text: str, notes: list[ListNote] | None = None) -> RecipientList:
+    notes = notes or []
+    newline = text.find("\n")
+    first = text[:newline] if newline >= 0 else text
+    # The separator is the one whose cells in the header line include an e-mail column: Excel in Swedish writes
+    # ';', in English ','; "Unicode Text" uses tabs. No other separator is guessed.
+    separator, column = ",", None
+    for candidate in _SEPARATORS:
+        column = _email_column(first.split(candidate))
+        if column is not None:
+            separator = candidate
+            break
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
         header = next(reader, None)
         if header is None:
-            return RecipientList(index, "file", name, resolved=True)
-        columns = [h.strip().lower() for h in header]
-        if "email" not in columns:
-            return _unread(index, "file", name, "no-email-column", "has no 'email' column in its header line")
-        column = columns.index("email")
+            return ReadList(index, "file", name, resolved=True, notes=tuple(notes))
+        if column is None or column >= len(header):
+            return _unread(index, "file", name, "no-email-column", "has no e-mail column in its header line")
         found: list[Address] = []
         start = reader.line_num + 1  # a quoted field may span lines; point at the row's first one
         for row in reader:
@@ -315,8 +455,15 @@ def _csv_list(index: int, name: str, shown: str, text: str) -> RecipientList:
                 found.append(Address(row[column].strip(), shown, start))
             start = reader.line_num + 1
     except csv.Error as exc:
-        return _unread(index, "file", name, "csv", f"is not valid CSV (line {reader.line_num}): {exc}")
-    return RecipientList(index, "file", name, addresses=tuple(found), resolved=True)
+        return _unread(
+            index, "file", name, "csv", f"has a line that cannot be read as CSV (line {reader.line_num}): {exc}"
+        )
+    addresses = tuple(found)
+    if any("<" in entry.address for entry in addresses):
+        addresses, pasted = _named_addresses(addresses)
+        if pasted:
+            notes.append(ListNote(shown, pasted[0], _pasted(len(pasted))))
+    return ReadList(index, "file", name, addresses=addresses, resolved=True, notes=tuple(notes))
 
 
 def _unread(index: int, kind: Literal["file", "special"], name: str, problem: ListProblem, words: str) -> RecipientList:

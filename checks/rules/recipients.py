@@ -15,12 +15,36 @@ the directory down, a key that does not fit, a size far from the policy's
 the entry, so the mailing is blocked and nothing of it is sent. Whether IT's
 list files in the repository are encrypted is [special-lists]'s to judge.
 
+List files are read as a requester's spreadsheet or mail program writes
+them. Accepted silently, because the meaning is certain: a header line that
+names the address column ``email``, ``e-mail``, ``E-post``, ``Mail``,
+``Adress`` and the like (any case, with or without a hyphen; an exact
+``email`` wins, and ``adress``, which may be a postal address, comes last);
+``;`` or a tab as the separator (Excel in Swedish writes ``;``); a ``.txt``
+file whose first line is such a header (read as a table); UTF-8 with or
+without a byte-order mark, and UTF-16 with one (Excel's "Unicode Text").
+Read with one warning for the file, because something was guessed or left
+out: a file in the older Windows character set (the addresses are plain
+ASCII and read the same, but names with å, ä, ö are not kept reliably), and
+``Name <address>`` entries as pasted from Outlook (the address between
+``<`` and ``>`` is read; the warning says on how many lines). One error at
+the entry, naming the fix: an Excel workbook renamed to ``.csv`` or
+``.txt``, a file that is not text at all, a CSV with no address column.
+
 Passes::
 
     recipients:
       lists:
         - file: recipients.txt      # 600 addresses, one per line
         - file: students.csv        # a header line with an email column
+        - file: staff.csv           # Namn;E-post  (Excel in Swedish): read as is
+
+Warns::
+
+    recipients:
+      lists:
+        - file: pasted.txt          # Anna Andersson <anna@kth.se>: the address is read; one warning
+        - file: old-excel.csv       # saved as "CSV (Comma delimited)", not UTF-8: one warning
 
 Fails::
 
@@ -28,6 +52,8 @@ Fails::
       lists:
         - file: few.txt             # 499 unique addresses: error
         - file: missing.txt         # no such file: error
+        - file: staff.csv           # an .xlsx renamed: error, "save it as CSV UTF-8"
+        - file: phones.csv          # header name,phone: no address column, error
         - special: all-staff        # not a special list of the policy: error
         - special: all-employees    # warning: prefer a specific list
 """
@@ -37,6 +63,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from checks.addresses import Duplicate, ListVerdict, recipient_count, shown
+from checks.loader import ReadList
 from checks.model import Context, Finding, ListProblem, Loc, Mailing, RecipientList, Stage, error, warning
 from checks.policy import EnvSource, Policy, special_list_variable
 
@@ -48,7 +75,10 @@ MAX_DUPLICATES_SHOWN = 20
 
 # What to do about the loader's reasons for not reading a list file.
 _FILE_HINTS: dict[ListProblem, str] = {
-    "no-email-column": "; start the file with a header line that has a column named email (e.g. name,email)",
+    "no-email-column": (
+        "; start the file with a header line that names the column of addresses email, e-mail, e-post, mail or "
+        "adress (e.g. name,email)"
+    ),
     "not-a-list": "; name a file that holds only addresses",
     "csv": "; fix the quoting on that line, or save the list as plain text with one address per line",
     "unreadable": "; make it a regular file that can be read",
@@ -64,6 +94,7 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     for lst in mailing.lists:
         # IT's special lists are summed up at their entry; a repeated entry was not judged again.
         if lst.kind == "file" and lst.index in judged.lists:
+            yield from _notes(lst)
             yield from _file_addresses(lst, judged.lists[lst.index])
     yield from _count(mailing, policy)
 
@@ -146,6 +177,14 @@ def _special_invalid(loc: Loc, lst: RecipientList, verdict: ListVerdict) -> Iter
             f"which are not sent to (the first: {shown(first.address)} on line {first.line} of {first.file}); "
             "ask IT to correct the list",
         )
+
+
+def _notes(lst: RecipientList) -> Iterator[Finding]:
+    """What the loader worked around in a list file (another character set, names with the addresses): one
+    warning each, at the file's first line concerned."""
+    if isinstance(lst, ReadList):
+        for note in lst.notes:
+            yield warning(Loc(note.file, note.line), f"the list file {shown(lst.name)} {note.words}")
 
 
 def _file_addresses(lst: RecipientList, verdict: ListVerdict) -> Iterator[Finding]:
