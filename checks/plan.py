@@ -20,7 +20,7 @@ from pathlib import Path
 from checks.addresses import recipient_count
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.hosts import host_is_internal
-from checks.linter import check_mailing
+from checks.linter import check_mailing, condense
 from checks.loader import load_mailing
 from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
@@ -268,7 +268,7 @@ def _event(mailing: Mailing) -> Iterator[str]:
 def _problems(problems: Sequence[Problem]) -> Iterator[str]:
     if not problems:
         yield "None."
-    for p in problems:
+    for p in condense(problems).problems:
         yield f"- {p.level} {code(f'{p.file}:{p.line}:{p.column}')} {text(f'[{p.rule}]')} {text(p.message)}"
 
 

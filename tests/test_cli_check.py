@@ -79,8 +79,9 @@ def test_github_format_is_chosen_on_actions(repo: Repo) -> None:
     assert lines[1].startswith(
         "::error file=mailings/2027-02-10-travel/mailing.yaml,line=1,col=1,title=lead-time::send_at 2027-01-22"
     )
-    assert lines[2].startswith("::warning file=mailings/2027-02-10-travel/mailing.yaml,line=1,col=1,title=send-time::")
-    assert lines[3].startswith("::error file=mailings/2027-02-10-travel/mailing.yaml,line=20,col=1,title=schema::")
+    # Errors come first: GitHub shows only the first 10 errors and 10 warnings of a step.
+    assert lines[2].startswith("::error file=mailings/2027-02-10-travel/mailing.yaml,line=20,col=1,title=schema::")
+    assert lines[3].startswith("::warning file=mailings/2027-02-10-travel/mailing.yaml,line=1,col=1,title=send-time::")
     assert lines[-2:] == ["::endgroup::", "1 mailing checked: 2 errors, 1 warning"]
 
 

@@ -70,9 +70,6 @@ from checks.policy import EnvSource, Policy, special_list_variable
 ID = "recipients"
 STAGES: tuple[Stage, ...] = ("submit", "send")
 
-# Duplicates reported one by one per list; the rest are summed up in one warning.
-MAX_DUPLICATES_SHOWN = 20
-
 # What to do about the loader's reasons for not reading a list file.
 _FILE_HINTS: dict[ListProblem, str] = {
     "no-email-column": (
@@ -194,17 +191,9 @@ def _file_addresses(lst: RecipientList, verdict: ListVerdict) -> Iterator[Findin
             Loc(bad.entry.file, bad.entry.line),
             f"{shown(bad.entry.address)} is not a valid e-mail address: {bad.problem} Correct or remove it",
         )
-    duplicates = verdict.duplicates
-    for duplicate in duplicates[:MAX_DUPLICATES_SHOWN]:
+    # Many alike are summed up by the report (checks.linter.condense), as for every rule.
+    for duplicate in verdict.duplicates:
         yield warning(Loc(duplicate.entry.file, duplicate.entry.line), _duplicate(duplicate))
-    if len(duplicates) > MAX_DUPLICATES_SHOWN:
-        rest_at = duplicates[MAX_DUPLICATES_SHOWN].entry
-        more = len(duplicates) - MAX_DUPLICATES_SHOWN
-        yield warning(
-            Loc(rest_at.file, rest_at.line),
-            f"{more} more duplicate address{'es' if more != 1 else ''} in {shown(lst.name)} from this line on "
-            "(not reported one by one); remove them so that each address appears once",
-        )
 
 
 def _duplicate(duplicate: Duplicate) -> str:

@@ -513,16 +513,11 @@ def test_a_duplicate_in_the_same_file_names_the_first_line(repo: Repo) -> None:
     ]
 
 
-def test_many_duplicates_are_summed_up_after_twenty(repo: Repo) -> None:
+def test_every_duplicate_is_found_and_the_report_sums_them_up(repo: Repo) -> None:
     repo.add(recipients=addresses(600) + addresses(50))
     found = repo.messages(rule="recipients")
-    assert len(found) == 21
+    assert len(found) == 50  # every one counts; checks.linter.condense shortens what is shown
     assert found[0] == (
         "recipients.txt:601:1: warning [recipients] 'user0@kth.se' is listed already on line 1; "
         "remove this duplicate line"
-    )
-    assert found[19].startswith("recipients.txt:620:1: warning [recipients] 'user19@kth.se' is listed already")
-    assert found[20] == (
-        "recipients.txt:621:1: warning [recipients] 30 more duplicate addresses in 'recipients.txt' from this line on "
-        "(not reported one by one); remove them so that each address appears once"
     )
