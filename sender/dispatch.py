@@ -221,6 +221,8 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
     if not decision.actionable and decision.state is not MailingState.MISSED and not news:
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if run.options.dry_run:
+        if decision.state in RECORDED:  # held or cancelled: nothing would be sent
+            return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
         return _dry_run(run, mailing, before, decision, digest)
     try:
         journal = Journal.open(log_path)

@@ -65,6 +65,15 @@ def test_a_hold_sends_nothing_is_recorded_once_and_a_release_sends_everyone_once
     assert Counter(smtp_server.handler.counts().values()) == Counter({1: 600})
 
 
+def test_a_dry_run_of_a_held_mailing_says_held_and_writes_nothing(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    edit(repo, hold={"reason": "Wait"})
+    held = send(repo, smtp_server, dry_run=True)
+    assert held.state is MailingState.HELD and "Wait" in held.note
+    assert not (repo.root / "mailings" / MAILING / "sendlog.jsonl").exists()
+    assert smtp_server.handler.recipients() == []
+
+
 def test_the_brake_holds_without_a_pull_request(repo: Repo, smtp_server: RunningServer) -> None:
     repo.add()
     repo.add("2027-02-10-other", recipients=addresses(500, prefix="other"))
