@@ -65,6 +65,8 @@ class Recorder:
         return responses
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if getattr(server, "timed_out", False):
+            return "421 4.4.2 timeout: not accepted"  # as a relay does: a 421 to the end of data keeps nothing
         self.record(envelope, getattr(server, "number", 0))
         return "250 2.0.0 OK: queued"
 
@@ -194,6 +196,8 @@ class FaultyHandler(Recorder):
             await _drop(server)
         if k in self.faults.data_replies:
             return self.faults.data_replies[k]
+        if getattr(server, "timed_out", False):
+            return "421 4.4.2 timeout: not accepted"  # as a relay does: a 421 to the end of data keeps nothing
         self.record(envelope, getattr(server, "number", 0))
         if k in self.faults.drop_after_data:
             await _drop(server)
@@ -272,6 +276,7 @@ class _SMTP(SMTP):
         self.pipelining = pipelining
         self.goodbye = goodbye
         self.number = 0
+        self.timed_out = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         starttls = self.transport is not None
@@ -292,6 +297,9 @@ class _SMTP(SMTP):
             await after(self, text)
 
     def _timeout_cb(self) -> None:
+        # From now on nothing is accepted on this connection: a relay that answers 421 (or closes) after the end
+        # of data has not kept the message (RFC 5321), so a message read in the same moment is not recorded.
+        self.timed_out = True
         if self.goodbye and self.transport is not None:
             cast(asyncio.Transport, self.transport).write(self.goodbye.encode("ascii") + b"\r\n")
         super()._timeout_cb()

@@ -378,7 +378,15 @@ def test_connections_closed_while_idle_under_the_rate_limit_cost_nothing_and_gar
         MAILING: MailingState.SENT,
         "2027-02-10-other": MailingState.SENT,
     }
-    assert Counter(server.handler.counts().values()) == Counter({1: 1000})
+    counts = server.handler.counts()
+    assert set(counts.values()) == {1}, "a recipient got two copies"
+    # A relay that times a connection out just as a message's end arrives keeps nothing and never answers it: the
+    # sender cannot know, so those recipients are unknown (never sent again by themselves). Everyone else has it.
+    from tests.sender.sending import log_of
+
+    unknown = len(log_of(repo).unknown) + len(log_of(repo, "2027-02-10-other").unknown)
+    assert len(counts) + unknown == 1000
+    assert unknown <= 200, "more than two messages' recipients were left unknown"
     assert server.handler.connections > 8, "the relay never closed an idle connection: the test proves nothing"
     for entry in server.handler.received:
         parsed = message_from_bytes(entry.data, policy=email_policy.default)
