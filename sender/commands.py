@@ -423,7 +423,8 @@ def _status_row(
 
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
-    decision = decide(mailing, log, now, policy, request_digest(mailing), brake.reason(mailing.id))
+    digest = None if log.complete and not log.unknown else request_digest(mailing)  # not needed for a finished one
+    decision = decide(mailing, log, now, policy, digest, brake.reason(mailing.id))
     running = decision.state is MailingState.SENDING and is_locked(directory / SENDLOG_FILE)
     reason = decision.reason
     if decision.state is MailingState.SENDING:
