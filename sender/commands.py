@@ -256,20 +256,18 @@ def _remote_record(root: Path, out: TextIO) -> RemoteRecord | None:
 def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | None, out: TextIO) -> bool:
     """Put the send logs this run wrote on main, then delete the claim branches whose runs ended."""
     from sender.gitops import commit_message
-    from sender.journal import replay
+    from sender.journal import replay_lines
     from sender.record import RecordError
 
-    def log_of(mailing_id: str) -> Path:
-        return root / MAILINGS_DIR / mailing_id / SENDLOG_FILE
-
     written = {o.mailing_id for o in outcomes or () if o.log is not None}
+    # Each log read and replayed once: its bytes go to main, its replay says whether its claim is closed.
+    logs = {i: (root / MAILINGS_DIR / i / SENDLOG_FILE).read_bytes() for i in sorted(written | set(remote.claimed))}
+    closed = {i for i, data in logs.items() if not replay_lines(data.split(b"\n")).claim_open}
     # A claim branch this run read whose run ended: its log belongs on main (an earlier run could not put it there).
-    ended = {i for i in remote.claimed if i not in written and not replay(log_of(i)).claim_open}
-    ids = sorted(written | ended)
-    if not ids:
+    logs = {i: data for i, data in logs.items() if i in written or i in closed}
+    if not logs:
         out.write("no send log changed; nothing to record\n")
         return True
-    logs = {i: log_of(i).read_bytes() for i in ids}
     summaries = _summaries(outcomes)
     try:
         published = remote.publish(logs, commit_message(summaries) if summaries else STOPPED_MESSAGE)
@@ -277,8 +275,8 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
         out.write(f"mailings: git: {exc}\n")
         return False
     out.write("recorded the send logs on main\n" if published else "main already holds the send logs\n")
-    for mailing_id in ids:
-        if not replay(log_of(mailing_id)).claim_open:
+    for mailing_id in logs:
+        if mailing_id in closed:
             problem = remote.release(mailing_id)
             if problem:
                 out.write(f"note: {problem}\n")
