@@ -13,7 +13,16 @@ from checks.changes import check_gone, read_base, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
-from checks.options import add_changed_since, add_common, clock, parse_now, parse_submitted, repo_root
+from checks.options import (
+    add_author,
+    add_changed_since,
+    add_common,
+    clock,
+    parse_author,
+    parse_now,
+    parse_submitted,
+    repo_root,
+)
 from checks.plan import render as render_plan
 from checks.policy import Policy, load_policy
 from checks.report import check_all, check_repository
@@ -33,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
     add_changed_since(check)
+    add_author(check)
     check.set_defaults(func=cmd_check)
 
     plan = sub.add_parser("plan", help="Markdown for the reviewer: what the changed requests will send, when, to whom")
@@ -41,6 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_common(plan)
     add_changed_since(plan)
+    add_author(plan)
     plan.set_defaults(func=cmd_plan)
 
     earliest = sub.add_parser("earliest", help="print the earliest allowed dispatch date")
@@ -56,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _context(args: argparse.Namespace, policy: Policy) -> Context:
     now = parse_now(getattr(args, "now", None), policy.timezone, clock)
     submitted = parse_submitted(args.submitted, policy.timezone) if args.submitted else now.date()
-    return Context(submitted=submitted, now=now)
+    return Context(submitted=submitted, now=now, author=parse_author(getattr(args, "author", None)))
 
 
 def _with_base(context: Context, root: Path, ref: str | None) -> Context:

@@ -265,6 +265,8 @@ class Context:
     sent_on_base: Mapping[str, str] = field(default_factory=dict)
     # mailing.yaml files the change edits: what the edit touches (only control fields; a removed cancel).
     yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
+    # With `--author LOGIN`: the GitHub user who opened the pull request (a claimed role is checked against it).
+    author: str | None = None
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:

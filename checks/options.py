@@ -72,5 +72,27 @@ def add_changed_since(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_author(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--author",
+        metavar="LOGIN",
+        help="the GitHub user who opened the pull request: a request that claims a role (sender.role) fails "
+        "unless policy.yaml lists LOGIN for that role (without it, a claim is a warning for the reviewer)",
+    )
+
+
+# A GitHub user name: letters, digits and single hyphens, at most 39 characters.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+
+
+def parse_author(text: str | None) -> str | None:
+    """--author as a GitHub user name; UsageError for anything else (an empty value too: the check fails closed)."""
+    if text is None:
+        return None
+    if not _LOGIN.fullmatch(text):
+        raise UsageError(f"--author {text!r}: expected a GitHub user name (letters, digits and hyphens)")
+    return text
+
+
 def add_now(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--now", metavar="ISO-8601", help="the time to act as if it were (default: the current time)")

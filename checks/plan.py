@@ -27,6 +27,7 @@ from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import EnvSource, LdapSource, ListSource, Policy
 from checks.report import check_repository
 from checks.rules.links import mailing_links, target
+from checks.rules.sender import claim_confirmed
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MONTHS = (
@@ -119,7 +120,7 @@ def mailing_section(
     if mailing.get("event") is not None:
         out += ["", "#### Event", "", *_event(mailing)]
     out += ["", "#### Problems", "", *_problems(problems)]
-    out += ["", "#### Relevance: the reviewer's judgement", "", *checklist(mailing, policy)]
+    out += ["", "#### Relevance: the reviewer's judgement", "", *checklist(mailing, policy, context)]
     if preview is not None:
         out += ["", "#### The message as recipients will see it", "", *_message(mailing, policy, context, preview)]
     return out
@@ -272,11 +273,12 @@ def _problems(problems: Sequence[Problem]) -> Iterator[str]:
         yield f"- {p.level} {code(f'{p.file}:{p.line}:{p.column}')} {text(f'[{p.rule}]')} {text(p.message)}"
 
 
-def checklist(mailing: Mailing, policy: Policy) -> list[str]:
-    """The policy's relevance criteria; met by standing when a top-management function sends."""
+def checklist(mailing: Mailing, policy: Policy, context: Context) -> list[str]:
+    """The policy's relevance criteria; met by standing when a top-management function sends, and only when its
+    claim is confirmed (the pull request's author is listed for the role): an unconfirmed claim ticks nothing."""
     role = mailing.get("sender", "role", kind=str)
     org = policy.organisation
-    if role in policy.roles:
+    if role in policy.roles and claim_confirmed(mailing, policy, context):
         standing = f" (met by standing: {text(policy.roles[role])} may always send mass mailings)"
         return [f"- [x] {text(criterion.format(org=org))}{standing}" for criterion in CRITERIA]
     return [f"- [ ] {text(criterion.format(org=org))}" for criterion in CRITERIA]

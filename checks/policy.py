@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import time
 from functools import cached_property
 from pathlib import Path
@@ -144,6 +145,12 @@ class Policy:
     notify: Notify = Notify()
     # Who can read IT's encrypted list files: the age public keys `mailings lists encrypt` encrypts for.
     list_recipients: tuple[str, ...] = ()
+    # Who may claim each role (sender.role): GitHub logins, lower-case (GitHub compares them without case).
+    role_authors: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def may_claim(self, role: str, author: str) -> bool:
+        """Whether the GitHub user *author* is one policy.yaml lists for *role* (roles.<id>.authors)."""
+        return author.lower() in self.role_authors.get(role, frozenset())
 
     @cached_property
     def holidays(self) -> HolidayBase:
@@ -237,6 +244,9 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
         sending=Sending(**sending),
         notify=Notify(**data.get("notify", {})),
         list_recipients=tuple(data.get("special_lists_recipients", ())),
+        role_authors=MappingProxyType(
+            {k: frozenset(a.lower() for a in v.get("authors", ())) for k, v in data["roles"].items()}
+        ),
     )
 
 

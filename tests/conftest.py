@@ -117,11 +117,15 @@ class Repo:
         now: str = "2027-01-11T10:00:00+01:00",
         stage: Stage = "submit",
         rule: str | None = None,
+        author: str | None = None,
     ) -> list[Problem]:
         """Problems of one request, optionally of one rule only."""
         mailing = load_mailing(self.root, self.root / "mailings" / mailing_id, self.policy)
         context = Context(
-            submitted=datetime.fromisoformat(submitted).date(), now=datetime.fromisoformat(now), stage=stage
+            submitted=datetime.fromisoformat(submitted).date(),
+            now=datetime.fromisoformat(now),
+            stage=stage,
+            author=author,
         )
         rules = [RULES[rule]] if rule else None
         return check_mailing(mailing, self.policy, context, rules)

@@ -255,3 +255,12 @@ def test_markdown_format_groups_per_file_and_escapes(repo: Repo) -> None:
     assert lines[4].startswith("- **error** line 1, column 1, ` lead-time `: send\\_at 2027\\-01\\-22 is 9 working")
     assert "<b>" not in out and "\\<b\\>x\\<\\/b\\>" in out
     assert lines[-1] == "1 mailing checked: 2 errors, 1 warning"  # the warning: the id's date is not send_at's
+
+
+def test_an_author_that_is_no_github_user_name_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # an empty value (the variable unset) fails closed rather than checking as if no author were known
+    for bad in ("", "@anna", "anna\nandersson", "-anna"):
+        assert main(["check", "--root", str(tmp_path), f"--author={bad}"]) == 2
+        assert "--author" in capsys.readouterr().err

@@ -127,8 +127,19 @@ def test_links_show_where_they_lead(branch: Repo, capsys: pytest.CaptureFixture[
 
 
 def test_top_management_meets_the_criteria_by_standing(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    path = branch.root / "policy.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(
+            "{name: University Director, authors: []}", "{name: University Director, authors: [director-office]}"
+        ),
+        encoding="utf-8",
+    )
     branch.add(MAILING, changes={"sender": {"unit": "management", "role": "university-director"}})
-    out = plan(branch, capsys)
+    # a claim nobody confirmed ticks nothing: without --author, and by an author not listed for the role
+    for unconfirmed in ((), ("--author", "mallory")):
+        items = checklist_items(parse(plan(branch, capsys, *unconfirmed)))
+        assert len(items) == 5 and all(item.startswith("[ ] ") for item in items)
+    out = plan(branch, capsys, "--author", "director-office")
     items = checklist_items(parse(out))
     assert len(items) == 5
     assert all(item.startswith("[x] ") for item in items)

@@ -295,12 +295,19 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
     job = workflow["jobs"]["check"]
     assert job["env"]["SUBMITTED"] == "${{ github.event.pull_request.created_at }}"
     assert job["env"]["BASE"] == "origin/${{ github.base_ref }}"
+    # the author reaches the command through the environment, never spliced into the script
+    assert job["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     checkout = steps(workflow, "check")[0]
     assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
     check = shlex.split(step_named(workflow, "check", "Check the changed requests")["run"])
-    assert check == ["mailings", "check", "--changed-since", "$BASE", "--submitted", "$SUBMITTED", "--format", "github"]
+    assert check == [
+        "mailings", "check", "--changed-since", "$BASE", "--submitted", "$SUBMITTED", "--author", "$AUTHOR",
+        "--format", "github",
+    ]  # fmt: skip
     plan = step_named(workflow, "check", "Plan for the reviewer")
-    assert plan["run"] == 'mailings plan --changed-since "$BASE" --submitted "$SUBMITTED" >> "$GITHUB_STEP_SUMMARY"'
+    assert plan["run"] == (
+        'mailings plan --changed-since "$BASE" --submitted "$SUBMITTED" --author "$AUTHOR" >> "$GITHUB_STEP_SUMMARY"'
+    )
     assert plan["if"] == "${{ !cancelled() }}"
 
 

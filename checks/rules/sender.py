@@ -24,7 +24,7 @@ import difflib
 from collections.abc import Iterator, Mapping
 
 from checks.addresses import address_problem, domain_of, is_internal_domain, shown
-from checks.model import Context, Finding, Mailing, Stage, error
+from checks.model import Context, Finding, Mailing, Stage, error, warning
 from checks.policy import Policy
 
 ID = "sender"
@@ -38,11 +38,41 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     role = mailing.get("sender", "role", kind=str)
     if role is not None and role not in policy.roles:
         yield error(mailing.at("sender", "role"), _unknown("sender.role", role, "a role", policy.roles))
+    if role is not None and role in policy.roles and context.stage == "submit" and not mailing.dispatched:
+        yield from _claim(mailing, role, policy, context)
     if mailing.is_crisis and role not in policy.crisis_roles:
         yield error(mailing.at("crisis"), _crisis(policy))
     from_address = mailing.get("from_address", kind=str)
     if from_address is not None:
         yield from _from_address(mailing, from_address, policy)
+
+
+def claim_confirmed(mailing: Mailing, policy: Policy, context: Context) -> bool:
+    """Whether the request's sender.role is claimed by an author policy.yaml lists for that role (--author)."""
+    role = mailing.get("sender", "role", kind=str)
+    return role in policy.roles and context.author is not None and policy.may_claim(role, context.author)
+
+
+def _claim(mailing: Mailing, role: str, policy: Policy, context: Context) -> Iterator[Finding]:
+    """A role is privileged: only the authors policy.yaml lists for it may claim it (the pull request's author,
+    --author); without an author, the reviewer must confirm the sender."""
+    loc = mailing.at("sender", "role")
+    name = policy.roles[role]
+    if context.author is None:
+        yield warning(
+            loc,
+            f"sender.role {role} says that the {name} sends this mailing: the reviewer must confirm that with the "
+            f"{name} before approving (the pull-request check confirms it by the pull request's author)",
+        )
+    elif not policy.may_claim(role, context.author):
+        listed = sorted(policy.role_authors.get(role, ()))
+        who = f"only {', '.join(listed)} may claim it" if listed else "policy.yaml lists nobody who may claim it"
+        yield error(
+            loc,
+            f"sender.role {role} ({name}) is claimed by {shown(context.author)}, who is not listed for it in "
+            f"policy.yaml (roles.{role}.authors; {who}): the {name}'s office opens such a pull request itself; "
+            "otherwise remove sender.role",
+        )
 
 
 def _unknown(field: str, value: str, what: str, known: Mapping[str, str]) -> str:

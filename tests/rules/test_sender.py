@@ -24,7 +24,9 @@ def sender(repo: Repo, **changes: Any) -> list[str]:
 
 
 def test_a_unit_and_role_of_the_policy_pass(repo: Repo) -> None:
-    assert sender(repo, sender={"unit": "management", "role": "university-director"}) == []
+    listing(repo, "university-director", "[anna-andersson]")
+    repo.add(changes={"sender": {"unit": "management", "role": "university-director"}})
+    assert repo.messages(rule="sender", author="anna-andersson") == []
 
 
 def test_a_unit_alone_passes(repo: Repo) -> None:
@@ -77,7 +79,9 @@ CRISIS = (
 
 
 def test_crisis_by_the_crisis_management_group_passes(repo: Repo) -> None:
-    assert sender(repo, crisis=True, sender={"unit": "management", "role": "crisis-management-group"}) == []
+    listing(repo, "crisis-management-group", "[crisis-desk]")
+    repo.add(changes={"crisis": True, "sender": {"unit": "management", "role": "crisis-management-group"}})
+    assert repo.messages(rule="sender", author="crisis-desk") == []
 
 
 def test_crisis_without_a_role_is_an_error(repo: Repo) -> None:
@@ -85,9 +89,9 @@ def test_crisis_without_a_role_is_an_error(repo: Repo) -> None:
 
 
 def test_crisis_with_another_top_role_is_an_error(repo: Repo) -> None:
-    assert sender(repo, crisis=True, sender={"unit": "management", "role": "president"}) == [
-        f"mailing.yaml:21:1: {CRISIS}"
-    ]
+    listing(repo, "president", "[anna-andersson]")
+    repo.add(changes={"crisis": True, "sender": {"unit": "management", "role": "president"}})
+    assert repo.messages(rule="sender", author="anna-andersson") == [f"mailing.yaml:21:1: {CRISIS}"]
 
 
 def test_crisis_false_needs_no_role(repo: Repo) -> None:
@@ -158,3 +162,79 @@ def test_the_internal_domain_comes_from_the_policy(repo: Repo) -> None:
 
 def test_a_from_address_of_the_wrong_type_is_left_to_the_schema(repo: Repo) -> None:
     assert sender(repo, from_address=42, sender={"unit": 7}) == []
+
+
+# --- who may claim a role ----------------------------------------------------------------------------------------
+
+CLAIM = {"unit": "management", "role": "president"}
+UNCONFIRMED = (
+    "mailing.yaml:5:3: warning [sender] sender.role president says that the President sends this mailing: the "
+    "reviewer must confirm that with the President before approving (the pull-request check confirms it by the pull "
+    "request's author)"
+)
+
+
+def listing(repo: Repo, role: str, authors: str) -> None:
+    """Give *role* in the repository's policy.yaml the *authors* (a YAML flow list)."""
+    path = repo.root / "policy.yaml"
+    text = path.read_text(encoding="utf-8")
+    marker = f"  {role}: {{name: "
+    start = text.index(marker)
+    end = text.index("authors: []}", start)
+    path.write_text(text[:end] + f"authors: {authors}}}" + text[end + len("authors: []}") :], encoding="utf-8")
+
+
+def test_a_listed_author_claims_a_role_silently(repo: Repo) -> None:
+    listing(repo, "president", "[anna-andersson, KTH-Office]")
+    repo.add(changes={"sender": CLAIM})
+    assert repo.messages(rule="sender", author="anna-andersson") == []
+    # GitHub compares user names without regard to case
+    assert repo.messages(rule="sender", author="kth-office") == []
+
+
+def test_a_claim_by_another_author_is_an_error_naming_who_may_claim(repo: Repo) -> None:
+    listing(repo, "president", "[anna-andersson]")
+    repo.add(changes={"sender": CLAIM})
+    assert repo.messages(rule="sender", author="mallory") == [
+        "mailing.yaml:5:3: error [sender] sender.role president (President) is claimed by 'mallory', who is not "
+        "listed for it in policy.yaml (roles.president.authors; only anna-andersson may claim it): the President's "
+        "office opens such a pull request itself; otherwise remove sender.role"
+    ]
+
+
+def test_an_author_listed_for_another_role_cannot_claim_this_one(repo: Repo) -> None:
+    listing(repo, "dean", "[anna-andersson]")
+    repo.add(changes={"sender": CLAIM})
+    assert [m.split(" [sender] ")[0] for m in repo.messages(rule="sender", author="anna-andersson")] == [
+        "mailing.yaml:5:3: error"
+    ]
+
+
+def test_a_role_nobody_is_listed_for_cannot_be_claimed(repo: Repo) -> None:
+    repo.add(changes={"sender": CLAIM})
+    (found,) = repo.messages(rule="sender", author="anna-andersson")
+    assert "policy.yaml lists nobody who may claim it" in found and found.startswith("mailing.yaml:5:3: error")
+
+
+def test_the_crisis_group_is_privileged_too(repo: Repo) -> None:
+    listing(repo, "crisis-management-group", "[crisis-desk]")
+    repo.add(changes={"crisis": True, "sender": {"unit": "management", "role": "crisis-management-group"}})
+    assert repo.messages(rule="sender", author="crisis-desk") == []
+    (found,) = repo.messages(rule="sender", author="someone-else")
+    assert "(Crisis Management Group) is claimed by 'someone-else'" in found
+
+
+def test_without_an_author_a_claim_is_a_warning_for_the_reviewer(repo: Repo) -> None:
+    listing(repo, "president", "[anna-andersson]")
+    repo.add(changes={"sender": CLAIM})
+    assert repo.messages(rule="sender") == [UNCONFIRMED]
+
+
+def test_no_role_no_claim(repo: Repo) -> None:
+    repo.add()
+    assert repo.messages(rule="sender", author="mallory") == []
+
+
+def test_a_claim_is_judged_at_submission_only(repo: Repo) -> None:
+    repo.add(changes={"sender": CLAIM})
+    assert repo.messages(rule="sender", stage="send") == []
