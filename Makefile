@@ -6,12 +6,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo install test lint bench clean
+LOCK_TOOLS := build/lock-tools
+COMPILE    = $(LOCK_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+             --no-emit-index-url --no-emit-find-links
 
-$(STAMP): pyproject.toml
+.PHONY: demo install test lint bench clean lock lock-upgrade
+
+# Every package comes from the lock file, checked against its hashes; the project itself is then
+# installed from the working tree with the locked build backend (no unpinned download).
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +37,21 @@ bench: $(STAMP)
 	$(BIN)/python bench/send_speed.py || status=1; \
 	$(BIN)/python bench/ldap_speed.py || status=1; \
 	exit $$status
+
+# The lock files, from pyproject.toml (runtime for the workflows, dev for make): after editing its
+# dependencies, `make lock` pins what is new and keeps the rest; `make lock-upgrade` takes the newest
+# versions allowed. Both need the package index.
+lock: $(LOCK_TOOLS)/bin/pip-compile
+	$(COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
+	$(COMPILE) --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
+
+lock-upgrade: $(LOCK_TOOLS)/bin/pip-compile
+	$(COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml requirements/build.in
+	$(COMPILE) --upgrade --extra dev -o requirements/dev.txt pyproject.toml requirements/build.in
+
+$(LOCK_TOOLS)/bin/pip-compile:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/python -m pip install --quiet pip-tools==7.6.2
 
 clean:
 	rm -rf $(VENV) build outbox .pytest_cache .ruff_cache
