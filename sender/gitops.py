@@ -11,11 +11,9 @@ credentials in remote URLs masked, so they can go into CI logs as they are.
 from __future__ import annotations
 
 import os
-import random
 import re
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
@@ -25,8 +23,6 @@ BOT_AUTHOR = "mailings-bot <mailings-bot@users.noreply.github.com>"
 
 # Network operations may hang on a dead remote; local ones finish in well under this.
 GIT_TIMEOUT_SECONDS = 300.0
-BACKOFF_BASE_SECONDS = 0.25
-BACKOFF_MAX_SECONDS = 4.0
 
 # Variables that would point git at another repository or another identity than the one we pass.
 _DROPPED_ENV = re.compile(
@@ -34,7 +30,6 @@ _DROPPED_ENV = re.compile(
     r"|GIT_ALTERNATE_OBJECT_DIRECTORIES|GIT_COMMON_DIR|GIT_NAMESPACE|GIT_PREFIX|GIT_EDITOR|GIT_SEQUENCE_EDITOR"
 )
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-_PORCELAIN_REJECTED = re.compile(r"^!\t.*\[rejected\] \((?:non-fast-forward|fetch first)\)", re.MULTILINE)
 # A compare and swap lost: seen by the client (stale info, not a fast-forward) or by the remote at its ref lock.
 _PORCELAIN_LOST = re.compile(
     r"^!\t.*(?:\[rejected\] \((?:non-fast-forward|fetch first|stale info)\)"
@@ -197,64 +192,6 @@ def _sync_index(root: Path, files: Mapping[str, bytes], env: Mapping[str, str]) 
 
 def _repo_path(root: Path, path: Path) -> str:
     return _pathspec(root, path).removeprefix(":(literal)")
-
-
-def push_with_retry(root: Path, *, attempts: int = 5) -> None:
-    """Push the current branch to its upstream (or origin/<branch>); rebase onto the remote and retry when behind."""
-    if attempts < 1:
-        raise ValueError("attempts must be at least 1")
-    env = _env(BOT_AUTHOR)
-    branch = _current_branch(root, env)
-    remote, remote_ref = _upstream(root, branch, env)
-    for attempt in range(1, attempts + 1):
-        push = _git(root, ["push", "--porcelain", remote, f"HEAD:{remote_ref}"], env, check=False)
-        if push.returncode == 0:
-            return
-        if not _PORCELAIN_REJECTED.search(push.stdout):
-            raise GitError(f"git push to {remote} {remote_ref} failed", stderr=push.stderr, returncode=push.returncode)
-        if attempt == attempts:
-            raise GitError(
-                f"git push to {remote} {remote_ref} was still rejected as not a fast-forward after {attempts} "
-                "attempts; others keep pushing: run the job again",
-                stderr=push.stderr,
-                returncode=push.returncode,
-            )
-        time.sleep(_backoff(attempt))
-        _rebase_onto_remote(root, remote, remote_ref, env)
-
-
-def _backoff(attempt: int) -> float:
-    # Jitter keeps two jobs that lost the same race from colliding again in step.
-    return min(BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), BACKOFF_MAX_SECONDS) * random.uniform(0.5, 1.0)
-
-
-def _rebase_onto_remote(root: Path, remote: str, remote_ref: str, env: Mapping[str, str]) -> None:
-    _git(root, ["fetch", "--quiet", "--no-tags", remote, remote_ref], env)
-    target = _git(root, ["rev-parse", "--verify", "FETCH_HEAD^{commit}"], env).stdout.strip()
-    rebase = _git(root, ["rebase", "--no-autostash", "--no-autosquash", target], env, check=False)
-    if rebase.returncode == 0:
-        return
-    if not _rebase_in_progress(root, env):
-        # Refused before starting (e.g. uncommitted changes): nothing to undo.
-        raise GitError(
-            f"git rebase onto {remote} {remote_ref} failed", stderr=rebase.stderr, returncode=rebase.returncode
-        )
-    conflicts = _git(root, ["diff", "--name-only", "--diff-filter=U"], env, check=False).stdout.splitlines()
-    _git(root, ["rebase", "--abort"], env)
-    raise GitError(
-        f"rebasing onto {remote} {remote_ref} conflicted in {', '.join(conflicts) or 'unknown files'}; the rebase "
-        "was aborted and nothing was pushed. Someone else changed the same send log: resolve it by hand",
-        stderr=rebase.stderr + rebase.stdout,
-        returncode=rebase.returncode,
-    )
-
-
-def _rebase_in_progress(root: Path, env: Mapping[str, str]) -> bool:
-    for name in ("rebase-merge", "rebase-apply"):
-        path = Path(_git(root, ["rev-parse", "--git-path", name], env).stdout.strip())
-        if (path if path.is_absolute() else root / path).exists():
-            return True
-    return False
 
 
 def _current_branch(root: Path, env: Mapping[str, str]) -> str:

@@ -17,7 +17,8 @@ from sender.gitops import (
     commit_message,
     commit_send_logs,
     mask_credentials,
-    push_with_retry,
+    push_ref,
+    upstream,
 )
 from tests.conftest import Repo, addresses
 
@@ -76,14 +77,7 @@ def clone(origin: Path, name: str) -> Path:
     return path
 
 
-def commit_as_tester(root: Path, path: Path, line: str, message: str) -> str:
-    append(root, path, line)
-    git(root, "add", str(path))
-    git(root, "commit", "--quiet", "-m", message)
-    return git(root, "rev-parse", "HEAD")
-
-
-def test_commit_and_push_land_on_origin_with_the_bot_identity(origin: Path) -> None:
+def test_the_send_log_commit_carries_the_bot_identity(origin: Path) -> None:
     work = clone(origin, "work")
     git(work, "config", "user.name", "Someone Else")  # the bot's identity must win over the checkout's
     git(work, "config", "user.email", "someone@example.org")
@@ -94,7 +88,7 @@ def test_commit_and_push_land_on_origin_with_the_bot_identity(origin: Path) -> N
 
     message = commit_message([LogSummary("2027-02-10-travel", 600, 2), LogSummary("2027-02-11-library", 0, 0)])
     assert commit_send_logs(work, [LOG_A, work / LOG_B], message) is True
-    push_with_retry(work)
+    git(work, "push", "--quiet", "origin", "HEAD:main")
 
     identity = git(origin, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "main")
     assert identity == f"{BOT_AUTHOR}|{BOT_AUTHOR}"
@@ -123,64 +117,19 @@ def test_a_path_outside_the_repository_is_refused(origin: Path, tmp_path: Path) 
         commit_send_logs(work, [outside], "Send log: x")
 
 
-def test_a_push_race_is_won_by_fetching_and_rebasing(origin: Path) -> None:
-    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
-    their_commit = commit_as_tester(theirs, LOG_B, '{"event": "start"}', "Their send log")
-    git(theirs, "push", "--quiet", "origin", "main")
-    append(ours, LOG_A, '{"event": "end"}')
-    assert commit_send_logs(ours, [LOG_A], "Send log: 2027-02-10-travel 600 accepted, 0 failed\n")
-
-    push_with_retry(ours)
-
-    subjects = git(origin, "log", "--format=%s", "main").splitlines()
-    assert subjects[:2] == ["Send log: 2027-02-10-travel 600 accepted, 0 failed", "Their send log"]
-    assert git(origin, "rev-parse", "main~1") == their_commit  # ours was rebased on top of theirs
-    assert git(ours, "rev-parse", "HEAD") == git(origin, "rev-parse", "main")
-
-
-def test_a_conflicting_race_raises_and_leaves_the_clone_clean(origin: Path) -> None:
-    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
-    their_commit = commit_as_tester(theirs, LOG_A, '{"event": "theirs"}', "Their edit of the same send log")
-    git(theirs, "push", "--quiet", "origin", "main")
-    append(ours, LOG_A, '{"event": "ours"}')
-    assert commit_send_logs(ours, [LOG_A], "Send log: ours")
-    our_commit = git(ours, "rev-parse", "HEAD")
-
-    with pytest.raises(GitError, match=r"conflicted in mailings/2027-02-10-travel/sendlog\.jsonl.*aborted"):
-        push_with_retry(ours)
-
-    assert git(ours, "status", "--porcelain") == ""
-    assert git(ours, "rev-parse", "HEAD") == our_commit
-    assert git(ours, "symbolic-ref", "--short", "HEAD") == "main"  # not left mid-rebase on a detached HEAD
-    assert git(origin, "rev-parse", "main") == their_commit
-
-
-def test_the_number_of_attempts_is_bounded(origin: Path) -> None:
-    ours, theirs = clone(origin, "ours"), clone(origin, "theirs")
-    their_commit = commit_as_tester(theirs, LOG_B, '{"event": "start"}', "Their send log")
-    git(theirs, "push", "--quiet", "origin", "main")
-    append(ours, LOG_A, '{"event": "end"}')
-    commit_send_logs(ours, [LOG_A], "Send log: ours")
-    our_commit = git(ours, "rev-parse", "HEAD")
-
-    with pytest.raises(GitError, match="rejected as not a fast-forward after 1 attempts"):
-        push_with_retry(ours, attempts=1)
-
-    assert git(ours, "rev-parse", "HEAD") == our_commit
-    assert git(origin, "rev-parse", "main") == their_commit
-
-
-def test_a_push_the_remote_refuses_is_not_retried_and_carries_gits_message(origin: Path) -> None:
+def test_a_push_the_remote_refuses_carries_gits_message(origin: Path) -> None:
     hook = origin / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'branch main is protected: open a pull request' >&2\nexit 1\n")
     hook.chmod(0o755)
     work = clone(origin, "work")
     append(work, LOG_A, '{"event": "end"}')
     commit_send_logs(work, [LOG_A], "Send log: x")
+    head, before = git(work, "rev-parse", "HEAD"), git(work, "rev-parse", "origin/main")
 
     with pytest.raises(GitError, match="branch main is protected") as caught:
-        push_with_retry(work)
-    assert "git push to origin refs/heads/main failed" in str(caught.value)
+        push_ref(work, "origin", head, "refs/heads/main", before)
+    assert "git push of refs/heads/main to origin was refused" in str(caught.value)
+    assert git(origin, "rev-parse", "main") == before
 
 
 def test_credentials_in_remote_urls_never_reach_the_error(origin: Path) -> None:
@@ -191,7 +140,7 @@ def test_credentials_in_remote_urls_never_reach_the_error(origin: Path) -> None:
     commit_send_logs(work, [LOG_A], "Send log: x")
 
     with pytest.raises(GitError) as caught:
-        push_with_retry(work)
+        push_ref(work, "origin", git(work, "rev-parse", "HEAD"), "refs/heads/main", None)
     assert "s3cr3t-token" not in str(caught.value)
     assert "s3cr3t-token" not in caught.value.stderr
 
@@ -208,7 +157,7 @@ def test_a_detached_head_is_refused(origin: Path) -> None:
     git(work, "checkout", "--quiet", "--detach")
 
     with pytest.raises(GitError, match="detached HEAD"):
-        push_with_retry(work)
+        upstream(work)
 
 
 def test_commit_message_names_what_was_sent() -> None:
