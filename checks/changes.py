@@ -324,3 +324,47 @@ def check_gone(root: Path, ids: Iterable[str], policy: Policy, context: Context)
         gone = Mailing(id=mailing_id, root=root, directory=f"{MAILINGS_DIR}/{mailing_id}", doc=None, yaml_problem=None)
         problems.extend(check_mailing(gone, policy, context, [RULES[immutable.ID]]))
     return problems
+
+
+def resolve_commit(root: Path, rev: str, option: str) -> str:
+    """The commit *rev* names here; UsageError naming *option* when there is none."""
+    if rev.startswith("-"):
+        raise UsageError(f"{option} {rev!r}: a ref cannot start with '-'")
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}").decode().strip()
+    except UsageError:
+        raise UsageError(
+            f"{option} {rev}: no such commit here; fetch it first (in GitHub Actions: actions/checkout with "
+            "fetch-depth: 0)"
+        ) from None
+
+
+def export_tree(root: Path, commit: str, path: str, into: Path, limit: int) -> bool:
+    """Write the regular files under *path* (relative to the root) as they are in *commit* into the same place
+    under *into*, read with git's plumbing (ls-tree, cat-file): nothing is checked out and the working tree is
+    not touched. Links and files over *limit* bytes are left out (the loader then reports them as missing).
+    False when *path* holds no file in *commit*."""
+    out = git(root, "ls-tree", "-r", "-z", "-l", commit, "--", path)
+    wanted: list[tuple[str, str]] = []
+    for entry in _split(out):
+        meta, _, name = entry.partition("\t")
+        mode, kind, oid, size = meta.split()
+        if kind == "blob" and mode in ("100644", "100755") and int(size) <= limit:
+            wanted.append((oid, name))
+    if not out:
+        return False
+    if wanted:
+        request = "".join(f"{oid}\n" for oid, _ in wanted).encode("ascii")
+        done = subprocess.run(
+            ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
+        )
+        if done.returncode != 0:
+            raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+        base = into.resolve()
+        for (_, name), blob in zip(wanted, _blobs(done.stdout), strict=True):
+            target = (base / name).resolve()
+            if blob is None or base not in target.parents:
+                continue  # git names no path outside the tree; a missing object is left out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(blob)
+    return True

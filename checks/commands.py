@@ -9,7 +9,7 @@ from pathlib import Path
 from string import Template
 from typing import TextIO
 
-from checks.changes import check_gone, read_base, split_present
+from checks.changes import check_gone, read_base, resolve_commit, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
@@ -23,6 +23,7 @@ from checks.options import (
     parse_submitted,
     repo_root,
 )
+from checks.plan import Since
 from checks.plan import render as render_plan
 from checks.policy import Policy, load_policy
 from checks.report import check_all, check_repository
@@ -52,6 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_common(plan)
     add_changed_since(plan)
     add_author(plan)
+    plan.add_argument(
+        "--since",
+        metavar="REV",
+        help="compare each mailing's facts (dispatch, recipients, lists, subjects, links, languages, sender, event) "
+        "with the request at commit REV (the last approved commit, or the merge base for a new request), before -> "
+        "after; a dispatch moved earlier or a larger audience is flagged",
+    )
     plan.set_defaults(func=cmd_plan)
 
     earliest = sub.add_parser("earliest", help="print the earliest allowed dispatch date")
@@ -109,13 +117,14 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
 
 def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """Markdown for the reviewer; it reports problems but does not fail on them (`check` does)."""
-    from sender.message import preview_text
+    from sender.message import preview_letter
 
     root = repo_root(args)
     policy = load_policy(root)
     context = _with_base(_context(args, policy), root, args.changed_since)
+    since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
     targets, gone = _targets(root, args, context)
-    out.write(render_plan(root, targets, gone, policy, context, preview_text))
+    out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))
     return 0
 
 

@@ -14,14 +14,17 @@ block for the message that nothing inside it can close).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
+from checks.facts import Facts, alarms, facts, facts_at
 from checks.hosts import host_is_internal
 from checks.linter import check_mailing, condense
 from checks.loader import load_mailing
+from checks.mailview import Letter, client_lines, raw_text
 from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import EnvSource, LdapSource, ListSource, Policy
@@ -54,9 +57,19 @@ CRITERIA = (
     "Common to all of {org}: not about the activities of one school, department, project or course",
 )
 
-# The sender's preview_text(mailing, policy, now): the message as a recipient gets it, decoded;
+# The sender's preview_letter(mailing, policy, now): the message as a recipient gets it, decoded;
 # a ValueError (the sender's MessageError) when the request is too broken to build a message from.
-Preview = Callable[[Mailing, Policy, datetime], str]
+Preview = Callable[[Mailing, Policy, datetime], Letter]
+
+
+@dataclass(frozen=True)
+class Since:
+    """The earlier commit the plan compares each mailing with (`--since REV`): the last approved commit of the
+    pull request, or the base of a new one."""
+
+    rev: str  # as given
+    commit: str  # the commit it names
+
 
 _EVENT_FIELDS = (
     ("date", "Date"),
@@ -74,15 +87,17 @@ def render(
     policy: Policy,
     context: Context,
     preview: Preview | None = None,
+    since: Since | None = None,
 ) -> str:
-    """The whole plan; with *preview*, each mailing's message too."""
+    """The whole plan; with *preview*, each mailing's message too; with *since*, what changed since that commit."""
     out = [*_header(len(targets) + len(gone), policy, context)]
     out += folder_section(check_repository(root, policy, context))
     lists = list_changes(root, policy) if targets else {}
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
         problems = check_mailing(mailing, policy, context)
-        out += mailing_section(mailing, policy, context, problems, preview, lists)
+        before = (since, facts_at(root, since.commit, mailing.id, policy)) if since is not None else None
+        out += mailing_section(mailing, policy, context, problems, preview, lists, before)
     for mailing_id in gone:
         out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
     out += _other_files(context.changes)
@@ -111,10 +126,22 @@ def mailing_section(
     problems: Sequence[Problem],
     preview: Preview | None = None,
     lists: Mapping[str, LastChange] | None = None,
+    before: tuple[Since, Facts | None] | None = None,
 ) -> list[str]:
-    """One mailing: facts, problems, the relevance checklist and the message. *lists*: the last change of each
-    special list's encrypted file (checks.changes.list_changes)."""
-    out = ["", f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}", ""]
+    """One mailing: what changed since an earlier commit, facts, problems, the relevance checklist and the
+    message. *lists*: the last change of each special list's encrypted file (checks.changes.list_changes);
+    *before*: the commit to compare with and the mailing's facts there (None: it was not there)."""
+    heading = f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}"
+    changed: list[str] = []
+    if before is not None:
+        now = facts(mailing, policy)
+        found = alarms(before[1], now) if before[1] is not None else []
+        if found:
+            heading += (
+                f"; ⚠ {len(found)} change{'s' if len(found) != 1 else ''} to look at since {_since_name(before[0])}"
+            )
+        changed = since_section(before[0], before[1], now, found, policy)
+    out = ["", heading, "", *changed]
     out += _facts(mailing, policy, context, lists or {})
     out += ["", "#### Links", "", *_links(mailing, policy)]
     if mailing.get("event") is not None:
@@ -285,12 +312,83 @@ def checklist(mailing: Mailing, policy: Policy, context: Context) -> list[str]:
 
 
 def _message(mailing: Mailing, policy: Policy, context: Context, preview: Preview) -> list[str]:
-    # dated as it will be sent, so the reviewer reads the Date header recipients will see
+    """As a mail client shows it (From, To, Subject, Date; the body soft-wrapped), then every header and the
+    body as sent, collapsed."""
+    # dated as it will be sent, so the reviewer reads the Date recipients will see
     try:
-        message = preview(mailing, policy, mailing.send_at or context.now)
+        letter = preview(mailing, policy, mailing.send_at or context.now)
     except ValueError as exc:
         return [f"No message can be built until the request is fixed: {text(str(exc))}"]
-    return fenced(message).splitlines()
+    return [
+        *fenced("\n".join(client_lines(letter, policy.timezone))).splitlines(),
+        "",
+        *collapsed("The message as sent: every header, the body unwrapped", fenced(raw_text(letter)).splitlines()),
+    ]
+
+
+def collapsed(summary: str, lines: Sequence[str]) -> list[str]:
+    """*lines* in a collapsed section. *summary* is the plan's own words (raw HTML): never a request's text."""
+    return [f"<details><summary>{summary}</summary>", "", *lines, "", "</details>"]
+
+
+def _since_name(since: Since) -> str:
+    return (
+        code(since.commit[:12])
+        if since.commit.startswith(since.rev)
+        else f"{code(since.rev)} ({code(since.commit[:12])})"
+    )
+
+
+def since_section(since: Since, before: Facts | None, after: Facts, found: Sequence[str], policy: Policy) -> list[str]:
+    """What changed since *since*: the alarms first, then each fact that moved as before → after."""
+    out = [f"#### Changed since {_since_name(since)}", ""]
+    if before is None:
+        return [*out, "Not there then: everything in this request is new since that commit.", ""]
+    out += [f"- **⚠ Look at this:** {text(words)}" for words in found]
+    rows = list(_moved(before, after, policy))
+    if not rows:
+        return [*out, *([""] if found else []), "Nothing a reviewer approves changed: the same facts as then.", ""]
+    out += [""] if found else []
+    out += ["| Fact | Then | Now |", "| --- | --- | --- |"]
+    out += [f"| {text(name)} | {text(then)} | {text(now)} |" for name, then, now in rows]
+    return [*out, ""]
+
+
+def _moved(before: Facts, after: Facts, policy: Policy) -> Iterator[tuple[str, str, str]]:
+    """(fact, then, now) for each fact that differs."""
+
+    def when(moment: datetime | None) -> str:
+        return local_time(moment, policy) if moment is not None else "none"
+
+    if before.send_at != after.send_at:
+        yield "Dispatch", when(before.send_at), when(after.send_at)
+    if before.recipients != after.recipients:
+        yield "Recipients", f"{before.recipients:,}", f"{after.recipients:,}"
+    yield from _pairs("List", dict(before.lists), dict(after.lists), lambda n: f"{n:,}")
+    new, gone = len(after.addresses - before.addresses), len(before.addresses - after.addresses)
+    if new or gone:
+        yield "Addresses in the list files", f"{gone:,} not there now", f"{new:,} new"
+    yield from _pairs("Subject", dict(before.subjects), dict(after.subjects), str)
+    for link in [link for link in before.links if link not in after.links]:
+        yield "Link", link, "removed"
+    for link in [link for link in after.links if link not in before.links]:
+        yield "Link", "none", link
+    if before.languages != after.languages:
+        yield "Languages", ", ".join(before.languages) or "none", ", ".join(after.languages) or "none"
+    if before.sender != after.sender:
+        yield "Sender", before.sender, after.sender
+    yield from _pairs("Event", dict(before.event), dict(after.event), str)
+    if before.crisis != after.crisis:
+        yield "Crisis mailing", "yes" if before.crisis else "no", "yes" if after.crisis else "no"
+
+
+def _pairs(
+    fact: str, then: Mapping[str, object], now: Mapping[str, object], show: Callable[[object], str]
+) -> Iterator[tuple[str, str, str]]:
+    for key in dict.fromkeys([*then, *now]):
+        if then.get(key) != now.get(key):
+            old, new = then.get(key), now.get(key)
+            yield f"{fact} {key}", show(old) if old is not None else "none", show(new) if new is not None else "none"
 
 
 def _other_files(changes: Iterable[FileChange]) -> list[str]:

@@ -23,6 +23,7 @@ from email.utils import format_datetime
 from typing import Literal, cast
 
 from checks.bodies import body_text, split_lines
+from checks.mailview import Letter, letter, raw_text
 from checks.model import ID_PATTERN, Loc, Mailing
 from checks.policy import Policy
 from checks.rules.content import header_problems
@@ -210,17 +211,22 @@ def undisclosed_to(group: str) -> str:
     return folded.decode("ascii").removeprefix("To: ").removesuffix("\r\n")
 
 
-def preview_text(mailing: Mailing, policy: Policy, now: datetime) -> str:
-    """The message a recipient gets, with its headers and body decoded for reading; Date is *now*."""
+# In a preview of individual delivery, To stands for every recipient's own address.
+INDIVIDUAL_TO = "(each recipient's own address)"
+
+
+def preview_letter(mailing: Mailing, policy: Policy, now: datetime) -> Letter:
+    """The message a recipient gets, decoded for reading (checks.mailview); Date is *now*."""
     template = build_template(mailing, policy)
     individual = delivery_mode(mailing, policy) == "individual"
     to = f"recipient@{template.domain}" if individual else template.group_to
     raw = render(template, to=to, message_id=make_message_id(mailing.id, "preview", template.domain), date=now)
-    message = parse(raw)
-    lines = [f"{name}: {value}" for name, value in message.items()]
-    if individual:
-        lines = ["To: (each recipient's own address)" if line.startswith("To: ") else line for line in lines]
-    return "\n".join(lines) + "\n\n" + message.get_content().replace("\r\n", "\n")
+    return letter(parse(raw), to=INDIVIDUAL_TO if individual else None)
+
+
+def preview_text(mailing: Mailing, policy: Policy, now: datetime) -> str:
+    """The message a recipient gets, with its headers and body decoded for reading; Date is *now*."""
+    return raw_text(preview_letter(mailing, policy, now))
 
 
 def ascii_address(address: str) -> str:

@@ -91,13 +91,41 @@ def test_facts_for_the_reviewer(branch: Repo, capsys: pytest.CaptureFixture[str]
 
 
 def test_the_message_as_recipients_see_it(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
-    branch.add(MAILING)
+    link = "https://www.kth.se/resor/" + "a-long-path-that-a-mail-client-never-breaks/" * 2
+    long_line = "Från den 1 mars bokar du resor i det nya systemet, som är enklare och ger bättre överblick. "
+    branch.add(
+        MAILING, bodies={"sv": f"Hej!\n\n{long_line}Läs mer på {link} i dag.\n> {long_line * 2}\n", "en": "Hi\n"}
+    )
     out = plan(branch, capsys)
-    (block,) = [t for t in parse(out) if t.type == "fence"]
-    assert block.info == "text"
-    assert "Subject: Nytt system för resebokning / New travel booking system\n" in block.content
-    assert "Date: Wed, 10 Feb 2027 09:00:00 +0100\n" in block.content  # dated as it will be sent
-    assert "From 1 March you book travel in the new system.\n" in block.content
+    tokens = parse(out)
+    shown, raw = [t for t in tokens if t.type == "fence"]
+    assert shown.info == raw.info == "text"
+    # as a mail client shows it: four headers, the date in the policy's time zone, the body soft-wrapped
+    assert shown.content.splitlines()[:5] == [
+        "From: KTH IT <noreply@kth.se>",
+        "To: All employees who book business travel",
+        "Subject: Nytt system för resebokning / New travel booking system",
+        "Date: Wednesday 10 Feb 2027 09:00 CET",  # dated as it will be sent
+        "",
+    ]
+    body = shown.content.splitlines()[5:]
+    assert body[:6] == [
+        "Hej!",
+        "",
+        "Från den 1 mars bokar du resor i det nya systemet, som är enklare och ger",
+        "bättre överblick. Läs mer på",
+        link,  # never broken, however long: on a line of its own
+        "i dag.",
+    ]
+    quoted = body[6 : body.index("----------------------------------------") - 1]
+    assert len(quoted) > 2 and all(line.startswith("> ") and len(line) <= 76 for line in quoted)
+    assert " ".join(line.removeprefix("> ") for line in quoted) == (long_line * 2).strip()
+    # every header and the body as sent, unwrapped, in a collapsed section
+    html = [t.content.strip() for t in tokens if t.type == "html_block"]
+    assert html == ["<details><summary>The message as sent: every header, the body unwrapped</summary>", "</details>"]
+    assert "Date: Wed, 10 Feb 2027 09:00:00 +0100\n" in raw.content
+    assert "Content-Transfer-Encoding: quoted-printable\n" in raw.content
+    assert f"{long_line}Läs mer på {link} i dag.\n" in raw.content
 
 
 def test_links_show_where_they_lead(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,7 +195,11 @@ def test_a_request_cannot_inject_markup(branch: Repo, capsys: pytest.CaptureFixt
     out = plan(branch, capsys)
     tokens = parse(out)
     inline = inline_tokens(tokens)
-    assert [t for t in tokens if t.type == "html_block"] == []
+    # the only HTML is the plan's own collapsed section around the message as sent
+    assert [t.content.strip() for t in tokens if t.type == "html_block"] == [
+        "<details><summary>The message as sent: every header, the body unwrapped</summary>",
+        "</details>",
+    ]
     assert [t for t in inline if t.type in ("html_inline", "link_open", "image")] == []
     # the five criteria are the only checklist items, none of them ticked
     assert checklist_items(tokens) == [item for item in checklist_items(tokens) if item.startswith("[ ] ")]
@@ -181,10 +213,10 @@ def test_a_request_cannot_inject_markup(branch: Repo, capsys: pytest.CaptureFixt
         "Relevance: the reviewer's judgement",
         "The message as recipients will see it",
     ]
-    # the whole message stays inside one fence, backtick runs and all
-    (block,) = [t for t in tokens if t.type == "fence"]
-    assert block.markup == "`````"
-    assert "```\n````\n</details><script>x</script>\n- [x] ok\n" in block.content
+    # the whole message stays inside its fences, backtick runs and all
+    for block in [t for t in tokens if t.type == "fence"]:
+        assert block.markup == "`````"
+        assert "```\n````\n</details><script>x</script>\n- [x] ok\n" in block.content
     # hidden direction overrides are shown, not obeyed
     assert "[U+202E]" in out and "\u202e" not in out
     # the text still reads as written once rendered

@@ -291,7 +291,7 @@ def test_test_copy_fails_without_a_relay_and_takes_its_inputs_literally(tmp_path
 def test_check_passes_the_pull_requests_creation_time() -> None:
     workflow = workflows()["check.yml"]
     assert set(triggers(workflow)) == {"pull_request"}
-    assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["permissions"] == {"contents": "read", "pull-requests": "read"}
     job = workflow["jobs"]["check"]
     assert job["env"]["SUBMITTED"] == "${{ github.event.pull_request.created_at }}"
     assert job["env"]["BASE"] == "origin/${{ github.base_ref }}"
@@ -306,9 +306,15 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
     ]  # fmt: skip
     plan = step_named(workflow, "check", "Plan for the reviewer")
     assert plan["run"] == (
-        'mailings plan --changed-since "$BASE" --submitted "$SUBMITTED" --author "$AUTHOR" >> "$GITHUB_STEP_SUMMARY"'
+        'mailings plan --changed-since "$BASE" --since "$SINCE" --submitted "$SUBMITTED" --author "$AUTHOR" '
+        '>> "$GITHUB_STEP_SUMMARY"'
     )
     assert plan["if"] == "${{ !cancelled() }}"
+    # the plan compares with the last approved commit, else the merge base
+    assert plan["env"]["SINCE"] == "${{ steps.since.outputs.rev }}"
+    since = step_named(workflow, "check", "What the reviewer approved")
+    assert since["id"] == "since" and since["if"] == "${{ !cancelled() }}"
+    assert 'select(.state == "APPROVED")' in since["run"] and 'git merge-base "$BASE" HEAD' in since["run"]
 
 
 def test_check_runs_the_tests_when_code_changed() -> None:
