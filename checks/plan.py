@@ -19,6 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
+from checks.audience import ListAudience, list_audiences
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.facts import Facts, alarms, facts, facts_at
 from checks.hosts import host_is_internal
@@ -214,17 +215,55 @@ def _facts(mailing: Mailing, policy: Policy, context: Context, lists: Mapping[st
 
 
 def _lists(mailing: Mailing, policy: Policy, lists: Mapping[str, LastChange]) -> Iterator[str]:
+    audiences = {audience.index: audience for audience in list_audiences(mailing, policy)}
+    files = sum(lst.kind == "file" and lst.error is None for lst in mailing.lists)
     for lst in mailing.lists:
         if lst.error is not None:
             yield f"  - {code(lst.name)}: {text(lst.error)}"
         elif lst.kind == "file":
-            yield f"  - {code(lst.name)}: {len(lst.addresses)} address{'es' if len(lst.addresses) != 1 else ''}"
+            yield (
+                f"  - {code(lst.name)}: {len(lst.addresses)} address{'es' if len(lst.addresses) != 1 else ''}; "
+                f"{_source(mailing, lst.index)}"
+            )
+            if lst.index in audiences:
+                yield from (f"    - {line}" for line in _audience(audiences[lst.index], files > 1))
         else:
             special = policy.special_lists[lst.name]
             yield (
                 f"  - {code(lst.name)} ({text(special.name)}): about {special.approximate_size}, a list IT provides, "
-                f"{_provenance(special.source, lists.get(special.id))}"
+                f"{_provenance(special.source, lists.get(special.id))}; who else is on it is known only when it is "
+                "sent, so it is not sampled or compared here"
             )
+
+
+def _source(mailing: Mailing, index: int) -> str:
+    """Where a list file came from and when, as its entry says (`source`)."""
+    said = mailing.get("recipients", "lists", index, "source", kind=dict)
+    if said is None:
+        return "no source given"
+    return f"source: {_field(mailing, 'recipients', 'lists', index, 'source', 'text')}, taken on " + _field(
+        mailing, "recipients", "lists", index, "source", "date"
+    )
+
+
+def _audience(audience: ListAudience, others: bool) -> Iterator[str]:
+    """A list file's unique addresses by domain, what it shares with the other list files, and a short sample."""
+    parts = [f"{code(domain)} {count:,}" for domain, count in audience.internal]
+    if audience.other_internal:
+        parts.append(f"other internal {audience.other_internal:,}")
+    if audience.external:
+        shown = [f"{code(domain)} {count:,}" for domain, count in audience.external_domains]
+        more = audience.external_domain_count - len(shown)
+        if more:
+            shown.append(f"{more:,} more domain{'s' if more != 1 else ''}")
+        parts.append(f"external {audience.external:,} ({', '.join(shown)})")
+    yield f"Unique valid addresses by domain: {', '.join(parts) or 'none'}"
+    if audience.shared:
+        yield "Shared with " + ", ".join(f"{code(name)}: {count:,}" for name, count in audience.shared)
+    elif others:
+        yield "Shares no address with the other list files"
+    if audience.sample:
+        yield f"Sample: {', '.join(code(address) for address in audience.sample)}"
 
 
 def _provenance(source: ListSource, change: LastChange | None) -> str:

@@ -73,6 +73,8 @@ def _describe(error: jsonschema.ValidationError) -> tuple[tuple[str | int, ...],
     if v == "pattern":
         hint = error.schema.get("x-hint") or f"the pattern {error.validator_value}"
         return path, f"{where} value {json.dumps(error.instance)} does not match {hint}"
+    if v == "oneOf" and not error.context and error.schema.get("x-hint"):
+        return path, f"{where} {error.schema['x-hint']}"  # more than one alternative fits
     if v in ("minLength", "minItems", "minProperties"):
         return path, f"{where} must not be empty"
     description = error.schema.get("description")

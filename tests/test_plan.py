@@ -67,9 +67,11 @@ def test_facts_for_the_reviewer(branch: Repo, capsys: pytest.CaptureFixture[str]
         "- **Dispatch:** Wednesday 10 February 2027, 09:00 CET (UTC+01:00, Europe/Stockholm)",
         "- **Earliest allowed date:** Monday 25 January 2027, for a request submitted on Monday 11 January 2027",
         "- **Recipients:** 6100 (unique addresses; IT's lists at their approximate size)",
-        "  - ` recipients.txt `: 600 addresses",
+        "  - ` recipients.txt `: 600 addresses; no source given",
+        "    - Sample: ` user0@kth.se `, ` user299@kth.se `, ` user599@kth.se `",
         "  - ` all-employees ` (All employees): about 5500, a list IT provides, read at send time from the file that "
-        "` MAILINGS_LIST_ALL_EMPLOYEES ` names",
+        "` MAILINGS_LIST_ALL_EMPLOYEES ` names; who else is on it is known only when it is sent, so it is not sampled "
+        "or compared here",
         "- **Recipient group:** All employees who book business travel",
         "- **Purpose:** Announce the new travel booking system\\.",
         "- **Sender:** KTH IT (` it `) from ` noreply@kth.se `",
@@ -289,3 +291,43 @@ def test_text_escapes_every_markup_character() -> None:
         "\\*a\\* \\_b\\_ \\[c\\]\\(d\\) \\<e\\> \\&f\\; \\#g \\|h\\| \\~i\\~ \\!j"
     )
     assert text("one\r\ntwo\u2028three\x00") == "one  two three\\[U\\+0000\\]"
+
+
+def test_recipient_lists_a_reviewer_can_judge(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    staff = (
+        "".join(f"staff{i}@ug.kth.se\n" for i in range(5)) + "user1@kth.se\nUSER2@KTH.SE\nx@gmail.com\ny@gmail.com\n"
+    )
+    staff += "z@example.org\nw@cs.kth.se\nv@sys.kth.se\nu@a.kth.se\nt@b.kth.se\nnot an address\n"
+    branch.add(
+        MAILING,
+        changes={
+            "recipients": {
+                "lists": [
+                    {
+                        "file": "recipients.txt",
+                        "source": {"text": "Ladok export, all PhD students", "date": "2027-01-05"},
+                    },
+                    {"file": "staff.txt"},
+                    {"special": "all-employees"},
+                ]
+            }
+        },
+        files={"staff.txt": staff, "secret.txt": "never@kth.se\n"},
+    )
+    out = plan(branch, capsys)
+    lines = out.split("- **Recipients:** ")[1].split("\n- **Recipient group:**")[0].splitlines()
+    assert lines[1:] == [
+        "  - ` recipients.txt `: 600 addresses; source: Ladok export\\, all PhD students, taken on 2027\\-01\\-05",
+        "    - Unique valid addresses by domain: ` kth.se ` 600",
+        "    - Shared with ` staff.txt `: 2",
+        "    - Sample: ` user0@kth.se `, ` user299@kth.se `, ` user599@kth.se `",
+        "  - ` staff.txt `: 15 addresses; no source given",
+        "    - Unique valid addresses by domain: ` ug.kth.se ` 5, ` kth.se ` 2, ` a.kth.se ` 1, ` b.kth.se ` 1, "
+        "other internal 2, external 3 (` gmail.com ` 2, ` example.org ` 1)",
+        "    - Shared with ` recipients.txt `: 2",
+        "    - Sample: ` staff0@ug.kth.se `, ` USER2@KTH.SE `, ` t@b.kth.se `",
+        "  - ` all-employees ` (All employees): about 5500, a list IT provides, read at send time from the file that "
+        "` MAILINGS_LIST_ALL_EMPLOYEES ` names; who else is on it is known only when it is sent, so it is not sampled "
+        "or compared here",
+    ]
+    assert "never@kth.se" not in out  # only the lists the request names

@@ -39,10 +39,19 @@ Passes::
         - file: students.csv        # a header line with an email column
         - file: staff.csv           # Namn;E-post  (Excel in Swedish): read as is
 
+A list file of over 1,000 addresses is expected to say where it came from
+and when, for the reviewer (a warning at submission when it does not)::
+
+    recipients:
+      lists:
+        - file: phd-students.txt    # 1,800 addresses
+          source: {text: Ladok export of registered PhD students, date: "2027-01-05"}
+
 Warns::
 
     recipients:
       lists:
+        - file: everyone.txt        # 1,001 addresses and no source
         - file: pasted.txt          # Anna Andersson <anna@kth.se>: the address is read; one warning
         - file: old-excel.csv       # saved as "CSV (Comma delimited)", not UTF-8: one warning
 
@@ -69,6 +78,8 @@ from checks.policy import EnvSource, Policy, special_list_variable
 
 ID = "recipients"
 STAGES: tuple[Stage, ...] = ("submit", "send")
+# A list file longer than this should say where it came from (its entry's `source`), for the reviewer.
+SOURCE_EXPECTED_OVER = 1000
 
 # What to do about the loader's reasons for not reading a list file.
 _FILE_HINTS: dict[ListProblem, str] = {
@@ -119,6 +130,17 @@ def _entry(mailing: Mailing, lst: RecipientList, repeated: bool, policy: Policy,
             f"the list file {shown(lst.name)} holds no addresses; put one address per line in it "
             "(in a .csv, under the email column), or remove the entry",
         )
+    elif len(lst.addresses) > SOURCE_EXPECTED_OVER and context.stage == "submit" and not _has_source(mailing, lst):
+        yield warning(
+            loc,
+            f"the list file {shown(lst.name)} has {len(lst.addresses):,} addresses and no source: add "
+            "source: {text: where it came from, date: YYYY-MM-DD} to this entry, so that the reviewer can judge "
+            "whether these are the right people",
+        )
+
+
+def _has_source(mailing: Mailing, lst: RecipientList) -> bool:
+    return mailing.get("recipients", "lists", lst.index, "source", kind=dict) is not None
 
 
 def _label(lst: RecipientList) -> str:

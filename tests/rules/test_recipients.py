@@ -521,3 +521,30 @@ def test_every_duplicate_is_found_and_the_report_sums_them_up(repo: Repo) -> Non
         "recipients.txt:601:1: warning [recipients] 'user0@kth.se' is listed already on line 1; "
         "remove this duplicate line"
     )
+
+
+# --- where a long list came from ---------------------------------------------------------------------------------
+
+
+def test_a_list_of_over_1000_addresses_without_a_source_is_a_warning(repo: Repo) -> None:
+    repo.add(recipients=addresses(1001))
+    assert repo.messages(rule="recipients") == [
+        f"{entry(0)}: warning [recipients] the list file 'recipients.txt' has 1,001 addresses and no source: add "
+        "source: {text: where it came from, date: YYYY-MM-DD} to this entry, so that the reviewer can judge "
+        "whether these are the right people"
+    ]
+    # not when sending: the reviewer judged it
+    assert repo.messages(rule="recipients", stage="send") == []
+
+
+def test_a_list_with_its_source_or_of_1000_addresses_passes(repo: Repo) -> None:
+    repo.add(recipients=addresses(1000))
+    repo.add(
+        "2027-02-10-phd",
+        recipients=addresses(1800),
+        changes=lists(
+            {"file": "recipients.txt", "source": {"text": "Ladok export of PhD students", "date": "2027-01-05"}}
+        ),
+    )
+    assert repo.messages(rule="recipients") == []
+    assert repo.messages("2027-02-10-phd") == []

@@ -129,3 +129,25 @@ def test_yaml_error_skips_schema(repo: Repo) -> None:
 
 def test_valid_dict_roundtrip_sanity() -> None:
     assert merge(VALID, {"sender": {"role": "dean"}})["sender"] == {"unit": "it", "role": "dean"}
+
+
+def test_a_list_entry_may_say_where_it_came_from(repo: Repo) -> None:
+    source = {"text": "Ladok export of PhD students", "date": "2027-01-05"}
+    repo.add(
+        changes={
+            "recipients": {
+                "lists": [
+                    {"file": "recipients.txt", "source": source},
+                    {"file": "recipients.txt", "special": "all-employees"},
+                    {"source": dict(source)},  # a copy: YAML anchors are refused
+                    {"file": "recipients.txt", "source": {"text": "Ladok"}},
+                ]
+            }
+        }
+    )
+    assert repo.messages(rule="schema") == [
+        "mailing.yaml:17:5: error [schema] recipients.lists.1 must name either a file or a special list, not both "
+        "(one entry each)",
+        "mailing.yaml:19:5: error [schema] recipients.lists.2 is missing the required field 'file'",
+        "mailing.yaml:23:5: error [schema] recipients.lists.3.source is missing the required field 'date'",
+    ]
