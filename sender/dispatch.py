@@ -69,7 +69,7 @@ from sender.state import (
     resends_unknown,
     resumable,
 )
-from sender.transport import Reply, TransactionResult, Transport, transport_factory
+from sender.transport import Reply, TransactionResult, Transport, login_refused, transport_factory
 
 TransportFactory = Callable[[], Transport]
 
@@ -226,6 +226,10 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         if decision.state in RECORDED:  # held or cancelled: nothing would be sent
             return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
         return _dry_run(run, mailing, before, decision, digest)
+    refused = login_refused(run.factory)
+    if refused is not None and decision.actionable:
+        # The relay refused this run's login for an earlier mailing: no second try, no claim, nothing written.
+        return Outcome(mailing.id, decision.state, connect_failure(refused), ok=False, acted=True)
     try:
         journal = Journal.open(log_path)
     except LockedError:

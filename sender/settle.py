@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from sender.journal import scrub
 from sender.plan import Recipient
-from sender.transport import Reply, TransactionResult
+from sender.transport import LoginRefusal, Reply, TransactionResult
 
 Refusal = tuple[Recipient, Reply]
 
@@ -88,7 +88,12 @@ def pending_reply(result: TransactionResult, recipients: Sequence[Recipient]) ->
 
 def connect_failure(reply: Reply) -> str:
     hint = ""
-    if reply.code in (530, 534, 535, 538):
+    if isinstance(reply, LoginRefusal):
+        hint = (
+            f"; no other login is tried in this run (repeated refusals can lock the account): check "
+            f"MAILINGS_SMTP_USERNAME and {reply.secret}"
+        )
+    elif reply.code in (530, 534, 535, 538):
         hint = "; check MAILINGS_SMTP_USERNAME and MAILINGS_SMTP_PASSWORD"
     elif reply.code // 100 == 4:
         hint = "; the next run tries again"

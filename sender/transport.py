@@ -27,6 +27,7 @@ import contextlib
 import mailbox
 import re
 import select
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,6 +41,7 @@ from aiosmtplib.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
     SMTPException,
+    SMTPHeloError,
     SMTPReadTimeoutError,
     SMTPResponseException,
     SMTPServerDisconnected,
@@ -78,6 +80,13 @@ class Reply:
     @property
     def ok(self) -> bool:
         return 200 <= self.code < 300
+
+
+@dataclass(frozen=True)
+class LoginRefusal(Reply):
+    """The relay's reply to a login it refused; *secret* names the variable that holds what it refused."""
+
+    secret: str = "MAILINGS_SMTP_PASSWORD"
 
 
 @dataclass
@@ -153,21 +162,87 @@ async def send_each(transport: Transport, envelope_from: str, stream: Transactio
 
 
 def transport_factory(settings: SmtpSettings | MaildirSettings) -> Callable[[], Transport]:
-    """A maker of transports, one per connection, all sharing one TLS context."""
+    """A maker of transports, one per connection, all sharing one TLS context, one EHLO name and one Login: a
+    run that uses one factory tries a refused login once at most."""
     if isinstance(settings, MaildirSettings):
         return lambda: MaildirTransport(settings.path)
-    context = tls_context(settings) if settings.security != "none" else None
-    return lambda: SmtpTransport(settings, context)
+    return TransportMaker(settings)
+
+
+class TransportMaker:
+    """Makes the SmtpTransports of one run (a callable, as transport_factory promises)."""
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+        self.context = tls_context(settings) if settings.security != "none" else None
+        # Looked up once per run: getfqdn() may ask DNS, and every connection must give the same name.
+        self.ehlo = settings.ehlo or socket.getfqdn()
+        self.login = Login()
+
+    def __call__(self) -> Transport:
+        return SmtpTransport(self.settings, self.context, login=self.login, ehlo=self.ehlo)
+
+
+def login_refused(factory: Callable[[], Transport]) -> LoginRefusal | None:
+    """The relay's refusal of this run's login, if a transport of *factory* met one: nothing more may try."""
+    login = getattr(factory, "login", None)
+    return login.refused if isinstance(login, Login) else None
+
+
+class Login:
+    """The run's one login: every connection of a run authenticates through it, one at a time.
+
+    A service account is locked after a few refused logins (Exchange Online: two within 15 minutes), so once the
+    relay refused one, no connection of the run tries again: `refused` holds the relay's reply, and every later
+    open() fails with it at once. After a login that succeeded, other connections log in with the same
+    credentials (they are known good); as they go one at a time, a relay that starts refusing them midway (a
+    token that expired, a password changed) sees one refused attempt, not one per connection."""
+
+    def __init__(self) -> None:
+        self.refused: LoginRefusal | None = None
+        self.succeeded = False
+        self.attempts = 0
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def lock(self) -> asyncio.Lock:
+        """The lock of the running event loop (a run may send each mailing in a loop of its own)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._loop is not loop:
+            self._lock, self._loop = asyncio.Lock(), loop
+        return self._lock
+
+
+class _LoginRefused(Exception):
+    """The relay refused this run's login (now, or on an earlier connection)."""
+
+    def __init__(self, reply: LoginRefusal) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
 
 
 def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
-    """The system's trusted certificates, plus settings.ca_file; host names and certificates are checked."""
-    context = ssl.create_default_context()
-    if settings.ca_file is not None:
+    """The system's trusted certificates plus settings.ca_file, or with ca_only that file alone; host names and
+    certificates are checked. With settings.client_cert, this host shows that certificate."""
+    try:
+        if settings.ca_file is not None and settings.ca_only:
+            # cafile given: create_default_context loads it and not the system's certificates.
+            context = ssl.create_default_context(cafile=settings.ca_file)
+        else:
+            context = ssl.create_default_context()
+            if settings.ca_file is not None:
+                context.load_verify_locations(cafile=settings.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"MAILINGS_SMTP_CA_FILE {settings.ca_file}: cannot load certificates: {exc}") from None
+    if settings.client_cert is not None:
         try:
-            context.load_verify_locations(cafile=settings.ca_file)
+            context.load_cert_chain(settings.client_cert, settings.client_key)
         except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"MAILINGS_SMTP_CA_FILE {settings.ca_file}: cannot load certificates: {exc}") from None
+            key = f" and MAILINGS_SMTP_CLIENT_KEY {settings.client_key}" if settings.client_key else ""
+            raise UsageError(
+                f"MAILINGS_SMTP_CLIENT_CERT {settings.client_cert}{key}: cannot load the client certificate and its "
+                f"key (PEM, the key unencrypted): {exc}"
+            ) from None
     return context
 
 
@@ -427,9 +502,18 @@ class SmtpTransport:
     before any reply), the transaction goes out once more on a new connection: nothing of it can have been
     delivered. close() never writes QUIT into a transaction that another task has open."""
 
-    def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        settings: SmtpSettings,
+        context: ssl.SSLContext | None = None,
+        *,
+        login: Login | None = None,
+        ehlo: str | None = None,
+    ) -> None:
         self._settings = settings
         self._context = context
+        self._login = login if login is not None else Login()
+        self._ehlo = ehlo or settings.ehlo  # None: aiosmtplib's default, the host's fully qualified name
         self._smtp: aiosmtplib.SMTP | None = None
         self._reader: _ReplyReader | None = None
         self.pipelining = False  # whether the open connection pipelines
@@ -455,21 +539,29 @@ class SmtpTransport:
             return None
         self._drop()
         s = self._settings
+        if s.username and self._login.refused is not None:
+            return self._login.refused  # refused once in this run: no second try (it would lock the account)
+        # No credentials for aiosmtplib: its login() tries every mechanism the relay offers, one refusal each.
         smtp = aiosmtplib.SMTP(
             hostname=s.host,
             port=s.port,
-            username=s.username,
-            password=s.password,
             timeout=s.timeout,
             use_tls=s.security == "tls",
             start_tls=s.security == "starttls",
             tls_context=self._context,
+            local_hostname=self._ehlo,
         )
         try:
             await smtp.connect()
-            if smtp.is_ehlo_or_helo_needed:  # no STARTTLS or AUTH has greeted yet
+            if smtp.is_ehlo_or_helo_needed:  # no STARTTLS has greeted yet
                 await _greet(smtp)
+            if s.username:
+                await self._log_in(smtp)
             self._install(smtp)
+        except _LoginRefused as refused:
+            _abort(smtp)
+            self._smtp = self._reader = None
+            return refused.reply
         except Exception as exc:
             _abort(smtp)
             self._smtp = self._reader = None
@@ -894,11 +986,54 @@ class SmtpTransport:
         if smtp is not None:
             _abort(smtp)
 
+    async def _log_in(self, smtp: aiosmtplib.SMTP) -> None:
+        """One AUTH exchange with one mechanism, through the run's Login: XOAUTH2 with a token, else the first of
+        CRAM-MD5, PLAIN and LOGIN that the relay offers. _LoginRefused if the relay refuses it, or refused one
+        earlier in this run."""
+        s = self._settings
+        assert s.username is not None
+        where = f"{s.host}:{s.port}"
+        offered = smtp.server_auth_methods
+        if s.oauth_token is not None:
+            if "xoauth2" not in offered:
+                raise SMTPException(f"the relay does not offer AUTH XOAUTH2 (it offers: {_offered(offered)})")
+            mechanism = "xoauth2"
+        else:
+            usable = [m for m in smtp.AUTH_METHODS if m in offered]
+            if not usable:
+                raise SMTPException(f"the relay offers no AUTH mechanism for a password ({_offered(offered)})")
+            mechanism = usable[0]
+        async with self._login.lock():
+            if self._login.refused is not None:
+                raise _LoginRefused(self._login.refused)
+            self._login.attempts += 1
+            try:
+                if mechanism == "xoauth2":
+                    assert s.oauth_token is not None
+                    await smtp.auth_xoauth2(s.username, s.oauth_token)
+                else:
+                    await getattr(smtp, f"auth_{mechanism.replace('-', '')}")(s.username, s.password or "")
+            except SMTPAuthenticationError as exc:
+                # The relay's own words first: a report cuts long texts at the end.
+                self._login.refused = LoginRefusal(
+                    exc.code,
+                    f"{exc.message} (authentication as {s.username} failed at {where}, AUTH {mechanism.upper()})",
+                    "MAILINGS_SMTP_OAUTH_TOKEN" if mechanism == "xoauth2" else "MAILINGS_SMTP_PASSWORD",
+                )
+                raise _LoginRefused(self._login.refused) from None
+            self._login.succeeded = True
+
     def _open_failure(self, exc: BaseException) -> Reply:
         s = self._settings
         where = f"{s.host}:{s.port}"
         if isinstance(exc, SMTPAuthenticationError):
             return Reply(exc.code, f"authentication as {s.username} failed at {where}: {exc.message}")
+        if isinstance(exc, SMTPHeloError):
+            return Reply(
+                exc.code,
+                f"{where} refused this host's EHLO name {self._ehlo or '(the fully qualified name)'!r}: {exc.code} "
+                f"{exc.message}; set MAILINGS_SMTP_EHLO to the name the relay expects (a fully qualified host name)",
+            )
         certificate = _ssl_cause(exc)
         if certificate is not None:
             # Not transient: retrying will not make the certificate trusted.
@@ -911,6 +1046,10 @@ class SmtpTransport:
             return Reply(421, f"4.4.1 cannot connect to {where}: {_describe(exc)}")
         # aiosmtplib's remaining errors are what the server lacks: STARTTLS, AUTH.
         return Reply(554, f"5.7.0 {where}: {_describe(exc)}")
+
+
+def _offered(mechanisms: Sequence[str]) -> str:
+    return " ".join(m.upper() for m in mechanisms) or "no AUTH at all"
 
 
 async def _greet(smtp: aiosmtplib.SMTP) -> None:

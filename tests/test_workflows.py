@@ -123,7 +123,9 @@ def test_every_workflow_declares_least_privilege() -> None:
 
 # The jobs that may see secrets, all from the protected environment: sending, and one test copy.
 SECRET_JOBS = {("dispatch.yml", "dispatch"), ("test-copy.yml", "test-copy")}
-RELAY_SECRETS = {f"MAILINGS_SMTP_{part}" for part in ("HOST", "PORT", "SECURITY", "USERNAME", "PASSWORD")}
+RELAY_SECRETS = {
+    f"MAILINGS_SMTP_{part}" for part in ("HOST", "PORT", "SECURITY", "USERNAME", "PASSWORD", "OAUTH_TOKEN")
+}
 
 
 def test_secrets_only_in_the_dispatch_and_test_copy_jobs() -> None:

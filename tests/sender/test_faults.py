@@ -143,11 +143,15 @@ def test_an_authentication_failure_stops_after_one_attempt(repo: Repo, make_serv
     repo.add("2027-02-10-other", recipients="".join(f"other{i}@kth.se\n" for i in range(500)))
     settings = smtp(server, username="mailer", password="wrong-password")
     outcomes = send_all(repo.root, repo.policy, options(settings))
-    assert handler.connections == 2 and handler.mails == 0  # one attempt per mailing, not thousands
+    # One login in the run: the relay refused it, and the other mailing does not try again (nor connect).
+    assert handler.connections == 1 and handler.mails == 0
     for outcome in outcomes:
         assert not outcome.ok and "MAILINGS_SMTP_PASSWORD" in outcome.note
+        assert "535 5.7.8 Authentication credentials invalid" in outcome.note
         assert "wrong-password" not in outcome.note
     assert log_of(repo).accepted == set() and log_of(repo).failed == {}
+    # The first mailing (in name order) tried and recorded its outage; nothing is written for the one never tried.
+    assert [log_path(repo, m).exists() for m in ("2027-02-10-other", "2027-02-10-travel")] == [True, False]
 
 
 def test_a_relay_that_cannot_be_reached_stops_the_mailing(repo: Repo) -> None:
