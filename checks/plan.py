@@ -19,7 +19,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
-from checks.audience import ListAudience, list_audiences
+from checks.around import WINDOW_WORKING_DAYS, Neighbour, neighbours
+from checks.audience import ListAudience, list_audiences, run_key
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.facts import Facts, alarms, facts, facts_at
 from checks.hosts import host_is_internal
@@ -94,11 +95,13 @@ def render(
     out = [*_header(len(targets) + len(gone), policy, context)]
     out += folder_section(check_repository(root, policy, context))
     lists = list_changes(root, policy) if targets else {}
+    key = run_key()  # for comparing audiences between mailings in this run only (checks.audience)
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
         problems = check_mailing(mailing, policy, context)
         before = (since, facts_at(root, since.commit, mailing.id, policy)) if since is not None else None
-        out += mailing_section(mailing, policy, context, problems, preview, lists, before)
+        near = neighbours(root, mailing, policy, key)
+        out += mailing_section(mailing, policy, context, problems, preview, lists, before, near)
     for mailing_id in gone:
         out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
     out += _other_files(context.changes)
@@ -128,6 +131,7 @@ def mailing_section(
     preview: Preview | None = None,
     lists: Mapping[str, LastChange] | None = None,
     before: tuple[Since, Facts | None] | None = None,
+    near: Sequence[Neighbour] | None = None,
 ) -> list[str]:
     """One mailing: what changed since an earlier commit, facts, problems, the relevance checklist and the
     message. *lists*: the last change of each special list's encrypted file (checks.changes.list_changes);
@@ -147,6 +151,8 @@ def mailing_section(
     out += ["", "#### Links", "", *_links(mailing, policy)]
     if mailing.get("event") is not None:
         out += ["", "#### Event", "", *_event(mailing)]
+    if near is not None:
+        out += ["", "#### Mailings around it", "", *around(mailing, policy, near)]
     out += ["", "#### Problems", "", *_problems(problems)]
     out += ["", "#### Relevance: the reviewer's judgement", "", *checklist(mailing, policy, context)]
     if preview is not None:
@@ -325,6 +331,64 @@ def _links(mailing: Mailing, policy: Policy) -> Iterator[str]:
             f"- {code(url) if isinstance(url, str) else '(no url)'} through "
             f"{code(stopover) if isinstance(stopover, str) else '(no stopover page)'}"
         )
+
+
+# Tables of more rows than this are collapsed.
+_OPEN_ROWS = 8
+_COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def around(mailing: Mailing, policy: Policy, near: Sequence[Neighbour]) -> list[str]:
+    """The other mailings within a few working days, and a warning for each that shares much of the audience."""
+    if mailing.send_at is None:
+        return ["No dispatch time yet, so nothing to compare with."]
+    own = recipient_count(mailing, policy)
+    out = [
+        f"- **⚠ Shared audience:** {n.shared:,} of these recipients get another mass mailing {_days(n.days)} "
+        f"({code(n.id)}, {n.recipients:,} recipients"
+        f"{', counting ' + ', '.join(n.shared_special) + ' at its approximate size' if n.shared_special else ''})"
+        for n in near
+        if n.heavy(own)
+    ]
+    if not near:
+        return [*out, f"No other mailing is scheduled within {_COUNTS[WINDOW_WORKING_DAYS]} working days of this one."]
+    out += [""] if out else []
+    rows = [
+        "| Mailing | Dispatch | Sender | Recipients | Shared with this one | State |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(
+            f"| {text(n.id)} | {_short_time(n.send_at, policy)} ({_days(n.days)}) | {text(n.sender)} | "
+            f"{n.recipients:,} | {n.shared:,} | {n.state} |"
+            for n in near
+        ),
+    ]
+    title = f"{len(near)} other mailings within {_COUNTS[WINDOW_WORKING_DAYS]} working days"
+    out += rows if len(near) <= _OPEN_ROWS else collapsed(title, rows)
+    uses_special = any(lst.kind == "special" for lst in mailing.lists)
+    out += [
+        "",
+        "Shared recipients are counted on keyed hashes made for this run: no address is compared in the clear or "
+        "shown."
+        + (
+            " IT's special lists cannot be read by the check: a list both mailings use counts at its approximate "
+            "size; one only this mailing uses is not compared."
+            if uses_special
+            else ""
+        ),
+    ]
+    return out
+
+
+def _days(days: int) -> str:
+    if days == 0:
+        return "the same day"
+    count = _COUNTS[abs(days)] if abs(days) < len(_COUNTS) else str(abs(days))
+    return f"{count} day{'s' if abs(days) != 1 else ''} {'earlier' if days < 0 else 'later'}"
+
+
+def _short_time(moment: datetime, policy: Policy) -> str:
+    local = moment.astimezone(policy.timezone)
+    return f"{WEEKDAYS[local.weekday()][:3]} {local.day} {MONTHS[local.month - 1][:3]} {local.strftime('%H:%M')}"
 
 
 def _event(mailing: Mailing) -> Iterator[str]:

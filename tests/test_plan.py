@@ -211,6 +211,7 @@ def test_a_request_cannot_inject_markup(branch: Repo, capsys: pytest.CaptureFixt
     assert headings[:1] + headings[2:] == [
         "Mailing plan",
         "Links",
+        "Mailings around it",
         "Problems",
         "Relevance: the reviewer's judgement",
         "The message as recipients will see it",

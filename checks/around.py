@@ -1,0 +1,113 @@
+"""The mailings around one: those scheduled within a few working days of it, and how many recipients they share.
+
+Read from mailings/ of the checkout (main plus the pull request): every request's mailing.yaml is read for its
+send_at, and only those within the window are loaded in full. Shared recipients are counted on keyed hashes
+(checks.audience.digests, with a key made for the run), so no address is held for the comparison or shown. IT's
+special lists cannot be read by the check: two mailings that both use one count it as shared at its approximate
+size, and a special list used by one of them only is left out of the count (the plan says so).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from checks.addresses import recipient_count
+from checks.audience import digests
+from checks.loader import MAX_YAML_BYTES, discover, load_mailing, read_regular
+from checks.model import MAILING_FILE, Mailing, parse_local_datetime
+from checks.policy import Policy
+from checks.yamlsafe import YamlError, loads
+
+WINDOW_WORKING_DAYS = 3
+# A neighbour that reaches at least this share of this mailing's recipients overlaps heavily: warned of.
+HEAVY_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """Another mailing scheduled near this one."""
+
+    id: str
+    send_at: datetime
+    sender: str  # the unit's id as the request gives it
+    recipients: int  # unique addresses, IT's lists at their approximate size
+    state: str  # scheduled, held, cancelled, sent
+    shared: int  # recipients both reach: list files compared on keyed hashes, common special lists at their size
+    shared_special: tuple[str, ...]  # special lists both use
+    days: int  # calendar days from this mailing (negative: earlier)
+
+    def heavy(self, own: int) -> bool:
+        return own > 0 and self.state != "cancelled" and self.shared >= HEAVY_SHARE * own
+
+
+def neighbours(root: Path, mailing: Mailing, policy: Policy, key: bytes) -> list[Neighbour]:
+    """The other requests under mailings/ whose send_at falls within WINDOW_WORKING_DAYS working days of
+    *mailing*'s, by dispatch time; nothing when *mailing* has no send_at."""
+    if mailing.send_at is None:
+        return []
+    day = mailing.send_at.date()
+    own: frozenset[bytes] | None = None
+    found: list[Neighbour] = []
+    for directory in discover(root):
+        if directory.name == mailing.id or directory.is_symlink():
+            continue
+        when = _send_at(directory, policy)
+        if when is None or not _near(policy, day, when.date()):
+            continue
+        other = load_mailing(root, directory, policy)
+        if own is None:
+            own = digests(mailing.recipients.unique, key)
+        mine = {lst.name for lst in mailing.lists if lst.kind == "special" and not lst.resolved}
+        common = tuple(sorted({lst.name for lst in other.lists if lst.kind == "special"} & mine))
+        shared = len(own & digests(other.recipients.unique, key)) + sum(
+            policy.special_lists[name].approximate_size for name in common if name in policy.special_lists
+        )
+        found.append(
+            Neighbour(
+                id=other.id,
+                send_at=when,
+                sender=other.get("sender", "unit", kind=str) or "?",
+                recipients=recipient_count(other, policy),
+                state=_state(other),
+                shared=shared,
+                shared_special=common,
+                days=(when.date() - day).days,
+            )
+        )
+    return sorted(found, key=lambda n: (n.send_at, n.id))
+
+
+def _send_at(directory: Path, policy: Policy) -> datetime | None:
+    """A request's send_at from its mailing.yaml alone; None when it has none that reads."""
+    try:
+        data = loads(read_regular(directory / MAILING_FILE, MAX_YAML_BYTES).decode("utf-8-sig")).data
+    except (OSError, ValueError, YamlError):
+        return None
+    value = data.get("send_at") if isinstance(data, dict) else None
+    return parse_local_datetime(value, policy.timezone, policy.default_send_time) if isinstance(value, str) else None
+
+
+def _near(policy: Policy, day: date, other: date) -> bool:
+    """Within WINDOW_WORKING_DAYS working days: weekdays that are no holiday. Blackout days count here (unlike for
+    the lead time): two mailings on either side of a long blackout period are weeks apart for their readers."""
+    first, last = min(day, other), max(day, other)
+    if (last - first).days > 3 * WINDOW_WORKING_DAYS:  # more weekends and holidays than a few days can hold
+        return False
+    found, current = 0, first
+    while current < last:
+        current += timedelta(days=1)
+        if current.weekday() < 5 and policy.calendar.holiday(current) is None:
+            found += 1
+    return found <= WINDOW_WORKING_DAYS
+
+
+def _state(mailing: Mailing) -> str:
+    if mailing.dispatched:
+        return "sent"
+    if mailing.get("cancel") is not None:
+        return "cancelled"
+    if mailing.get("hold") is not None:
+        return "held"
+    return "scheduled"

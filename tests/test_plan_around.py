@@ -1,0 +1,99 @@
+"""`mailings plan`: the mailings scheduled around a request, and the audience they share, counted on keyed hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+
+from checks.audience import digests, run_key
+from checks.cli import main
+from tests.conftest import Repo, addresses, git
+
+MAILING = "2027-02-10-travel"
+
+
+@pytest.fixture
+def scheduled(repo: Repo, plain_git: None) -> Repo:
+    """main holds mailings around 10 February 2027; HEAD is a branch that adds MAILING (3,000 addresses)."""
+    for day, count, prefix in [
+        ("2027-02-04", 600, "thu"),  # four working days before: not around it
+        ("2027-02-05", 600, "fri"),  # three working days before
+        ("2027-02-08", 2400, "user"),  # two days before, to 2,400 of the same people
+        ("2027-02-15", 700, "user"),  # three working days after, 700 of the same
+        ("2027-02-16", 600, "user"),  # four working days after
+    ]:
+        repo.add(
+            f"{day}-news-{prefix}", changes={"send_at": f"{day} 10:00"}, recipients=addresses(count, prefix=prefix)
+        )
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Scheduled mailings")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    repo.add(MAILING, recipients=addresses(3000))
+    return repo
+
+
+def around(repo: Repo, capsys: pytest.CaptureFixture[str]) -> list[str]:
+    code = main(["plan", "--root", str(repo.root), "--changed-since", "main", "--submitted", "2027-01-11"])
+    captured = capsys.readouterr()
+    assert (code, captured.err) == (0, "")
+    return captured.out.split("#### Mailings around it\n\n")[1].split("\n\n#### ")[0].splitlines()
+
+
+def test_the_mailings_within_three_working_days_and_a_shared_audience(
+    scheduled: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert around(scheduled, capsys) == [
+        "- **⚠ Shared audience:** 2,400 of these recipients get another mass mailing two days earlier "
+        "(` 2027-02-08-news-user `, 2,400 recipients)",
+        "",
+        "| Mailing | Dispatch | Sender | Recipients | Shared with this one | State |",
+        "| --- | --- | --- | --- | --- | --- |",
+        "| 2027\\-02\\-05\\-news\\-fri | Fri 5 Feb 10:00 (five days earlier) | it | 600 | 0 | scheduled |",
+        "| 2027\\-02\\-08\\-news\\-user | Mon 8 Feb 10:00 (two days earlier) | it | 2,400 | 2,400 | scheduled |",
+        "| 2027\\-02\\-15\\-news\\-user | Mon 15 Feb 10:00 (five days later) | it | 700 | 700 | scheduled |",
+        "",
+        "Shared recipients are counted on keyed hashes made for this run: no address is compared in the clear or "
+        "shown.",
+    ]
+
+
+def test_special_lists_count_at_their_size_when_both_use_them(
+    scheduled: Repo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lists = {"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}}
+    scheduled.add(
+        "2027-02-11-staff", changes={"send_at": "2027-02-11 09:00", **lists}, recipients=addresses(600, prefix="x")
+    )
+    shutil.rmtree(scheduled.root / "mailings" / MAILING)
+    scheduled.add(MAILING, changes=lists, recipients=addresses(600, prefix="y"))
+    lines = around(scheduled, capsys)
+    assert lines[0] == (
+        "- **⚠ Shared audience:** 5,500 of these recipients get another mass mailing one day later "
+        "(` 2027-02-11-staff `, 6,100 recipients, counting all-employees at its approximate size)"
+    )
+    assert lines[-1].endswith(
+        "IT's special lists cannot be read by the check: a list both mailings use counts at its approximate size; "
+        "one only this mailing uses is not compared."
+    )
+
+
+def test_no_mailing_around_it(repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str]) -> None:
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Policy")
+    repo.add(MAILING)
+    repo.add("2027-02-16-later", changes={"send_at": "2027-02-16 09:00"})
+    assert around(repo, capsys)[-1] == "No other mailing is scheduled within three working days of this one."
+
+
+def test_digests_are_keyed_for_the_run() -> None:
+    key, other = run_key(), run_key()
+    assert key != other and len(key) == 32
+    mine = digests(["anna@kth.se", "bo@kth.se"], key)
+    assert digests(["bo@kth.se"], key) <= mine  # the same key compares within a run
+    assert not digests(["anna@kth.se"], other) & mine  # another run's key gives other digests
+    # nobody without the key can recompute one from a guessed address
+    assert hashlib.blake2b(b"anna@kth.se", digest_size=16).digest() not in mine
