@@ -12,6 +12,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from checks.escape import escaped
 from checks.model import Address, Mailing, RecipientList
 from checks.policy import Policy
 
@@ -66,7 +67,7 @@ def _non_ascii(address: str) -> str:
 def shown(text: str, limit: int = 80) -> str:
     """*text* quoted for a message: control and invisible characters escaped, long text cut short."""
     text = text if len(text) <= limit else text[:limit] + "..."
-    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
+    return "'" + escaped(text) + "'"
 
 
 def normalise(address: str) -> str:

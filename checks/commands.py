@@ -145,7 +145,7 @@ def cmd_earliest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) 
 def cmd_new(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     root = repo_root(args)
     policy = load_policy(root)
-    if not ID_PATTERN.match(args.id):
+    if not ID_PATTERN.fullmatch(args.id):
         raise UsageError(
             f"{args.id!r} is not a valid id: use lower-case letters, digits and hyphens, "
             "starting with a letter or digit (e.g. 2027-02-10-travel-booking)"

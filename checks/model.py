@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 Level = Literal["error", "warning"]
 Stage = Literal["submit", "send"]
 
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+# Matched whole (fullmatch; \Z, since $ would also match before a final line break).
+ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 MAILING_FILE = "mailing.yaml"
 SENDLOG_FILE = "sendlog.jsonl"
 # The fields of mailing.yaml that steer a mailing without changing what it sends or to whom: the only part of a
@@ -29,7 +30,7 @@ CONTROL_FIELDS = frozenset({"hold", "cancel", "resume_at", "resume_unknown"})
 # Each mailing being sent has a branch of this name plus its id, holding its claim and checkpoints (sender.record)
 # until the send log reaches main; [immutable] reads it too (checks.changes).
 CLAIM_BRANCH_PREFIX = "mailings-sending/"
-BODY_PATTERN = re.compile(r"^body\.([^.]+)\.txt$")
+BODY_PATTERN = re.compile(r"^body\.([^.]+)\.txt\Z")
 
 
 @dataclass(frozen=True, order=True)

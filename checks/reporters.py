@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from itertools import groupby
 from typing import Any, TextIO
 
+from checks.escape import escaped
 from checks.linter import Condensed, condense
 from checks.model import Problem
 
@@ -39,7 +40,7 @@ def _count_line(report: Condensed, summaries: Sequence[Summary]) -> str:
 
 
 def _line(p: Problem) -> str:
-    return f"{p.file}:{p.line}:{p.column}: {p.level} [{p.rule}] {p.message}\n"
+    return f"{escaped(p.file)}:{p.line}:{p.column}: {p.level} [{p.rule}] {escaped(p.message)}\n"
 
 
 def text(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO) -> None:
@@ -49,7 +50,8 @@ def text(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO)
 
 
 def _escape_data(value: str) -> str:
-    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # escaped first: a line break or a control character in a name becomes visible text, not a new command
+    return escaped(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _escape_property(value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -26,7 +27,7 @@ def resource(root: Path, relative: str) -> Path:
 
 
 @cache
-def validator(path: Path) -> Draft202012Validator:
+def validator(path: Path) -> jsonschema.protocols.Validator:
     """The validator of the schema at *path*, built once per process; UsageError for a broken schema."""
     try:
         raw = path.read_bytes()
@@ -40,7 +41,28 @@ def validator(path: Path) -> Draft202012Validator:
             Draft202012Validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
             raise UsageError(f"{path}: not a valid JSON Schema (2020-12): {exc.message}") from None
-    return Draft202012Validator(schema)
+    return _Validator(schema)
+
+
+# A schema's patterns are ECMA-262 regular expressions, in which $ matches only at the very end of the text.
+# Python's $ also matches before a final line break, so jsonschema would let "2027-02-10\n" or "all-staff\n" pass a
+# pattern ending in $. Read as ECMA-262 means it: every $ that is not escaped is \Z.
+_DOLLAR = re.compile(r"(?<!\\)\$")
+
+
+@cache
+def _whole(pattern: str) -> re.Pattern[str]:
+    return re.compile(_DOLLAR.sub(r"\\Z", pattern))
+
+
+def _pattern(
+    validator: jsonschema.protocols.Validator, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    if validator.is_type(instance, "string") and _whole(pattern).search(instance) is None:
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
 def _bundled(name: str) -> bytes | None:

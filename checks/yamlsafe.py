@@ -75,12 +75,31 @@ def _mark(event: yaml.Event) -> Mark:
     return Mark(event.start_mark.line + 1, event.start_mark.column + 1)
 
 
+# Longer numbers are refused: no field needs one, and Python converts decimal numbers of over 4,300 digits neither
+# from nor to text, so such a value would fail later, wherever a message or a digest shows it.
+MAX_NUMBER_DIGITS = 100
+_TOO_LONG = (
+    "this number is {digits:,} digits long, longer than any field takes; if it is text (a phone or reference "
+    "number), put it in quotes"
+)
+_NOT_FINITE = "this number is infinite or not a number, which no field takes; write a number or put the text in quotes"
+
+
+class _NumberError(ValueError):
+    """A plain scalar that reads as a number no field can use (the message says why)."""
+
+
 def resolve_plain(text: str) -> Any:
-    """Resolve an untagged plain scalar as the YAML 1.2 core schema does."""
+    """Resolve an untagged plain scalar as the YAML 1.2 core schema does; _NumberError for a number too long to
+    convert or not finite."""
     if _NULL.match(text):
         return None
     if _BOOL.match(text):
         return text.lower() == "true"
+    if _INT10.match(text) or _INT8.match(text) or _INT16.match(text) or _FLOAT.match(text):
+        digits = sum(c.isalnum() for c in text)
+        if digits > MAX_NUMBER_DIGITS:
+            raise _NumberError(_TOO_LONG.format(digits=digits))
     if _INT10.match(text):
         return int(text, 10)
     if _INT8.match(text):
@@ -88,12 +107,65 @@ def resolve_plain(text: str) -> Any:
     if _INT16.match(text):
         return int(text[2:], 16)
     if _FLOAT.match(text):
-        return float(text)
-    if _INF.match(text):
-        return float("-inf") if text.startswith("-") else float("inf")
-    if _NAN.match(text):
-        return float("nan")
+        number = float(text)
+        if number in (float("inf"), float("-inf")):
+            raise _NumberError(_NOT_FINITE)
+        return number
+    if _INF.match(text) or _NAN.match(text):
+        raise _NumberError(_NOT_FINITE)
     return text
+
+
+# UTF-16 halves: a "\\uD83D\\uDE00" escape in a double-quoted string leaves two of them, which are joined into the
+# one character they stand for; one alone (or a pair in the wrong order) is no character and cannot be written as
+# UTF-8, so it is refused where it stands.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+# Control characters other than tab and line breaks: the YAML reader refuses them written as they are, but a quoted
+# string's escapes (\\0, \\e, \\x1b) still make them. No field needs one, and in a subject, a file name or a message
+# printed to a terminal they hide or rewrite text; refused where they stand.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f]")
+
+
+def _whole_characters(text: str, event: yaml.Event) -> str:
+    """*text* with surrogate pairs joined; YamlError at the scalar for a lone half or a control character."""
+    control = _CONTROL.search(text)
+    if control is not None:
+        m = _mark(event)
+        raise YamlError(
+            f"an escape in this quoted text gives the control character U+{ord(control[0]):04X}, which no field "
+            "takes; remove it (write a line break as a new line in a | block instead)",
+            m.line,
+            m.column,
+        )
+    if _SURROGATE.search(text) is None:
+        return text
+    try:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        lone = _lone_surrogate(text)
+        m = _mark(event)
+        raise YamlError(
+            f"a \\u escape gives U+{lone:04X}, half of a character that takes two \\u escapes in the right order "
+            "(or one \\U escape with 8 digits, e.g. \\U0001F600); write the character itself or fix the escape",
+            m.line,
+            m.column,
+        ) from None
+
+
+def _lone_surrogate(text: str) -> int:
+    """The first surrogate of *text* that is not part of a high-low pair."""
+    i = 0
+    while i < len(text):
+        c = ord(text[i])
+        if 0xD800 <= c <= 0xDBFF and i + 1 < len(text) and 0xDC00 <= ord(text[i + 1]) <= 0xDFFF:
+            i += 2
+            continue
+        if 0xD800 <= c <= 0xDFFF:
+            return c
+        i += 1
+    return 0xFFFD  # not reached: decoding failed on one
 
 
 class _Container:
@@ -193,7 +265,11 @@ def loads(text: str) -> Document:
             elif isinstance(event, yaml.ScalarEvent):
                 _refuse_extras(event)
                 plain = event.implicit[0] and event.style is None
-                value = resolve_plain(event.value) if plain else event.value
+                try:
+                    value = resolve_plain(event.value) if plain else _whole_characters(event.value, event)
+                except _NumberError as exc:
+                    m = _mark(event)
+                    raise YamlError(str(exc), m.line, m.column) from None
                 place(value, event)
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 _refuse_extras(event)

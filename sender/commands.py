@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from checks.addresses import address_problem, domain_of, is_internal_domain, recipient_count
 from checks.errors import UsageError
+from checks.escape import escaped
 from checks.loader import MAILINGS_DIR, discover, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
 from checks.options import add_common, add_now, clock, parse_now, repo_root
@@ -392,8 +393,11 @@ def _brake(env: Mapping[str, str], root: Path, out: TextIO) -> Brake:
     known = {directory.name for directory in discover(root)}
     for part in parts:
         if part not in known:
-            out.write(f"{HOLD} names {part}, but there is no mailing {MAILINGS_DIR}/{part}: check the spelling\n")
-    out.write(f"{HOLD}: held: {', '.join(parts)}\n")
+            out.write(
+                f"{HOLD} names {escaped(part)}, but there is no mailing {MAILINGS_DIR}/{escaped(part)}: check the "
+                "spelling\n"
+            )
+    out.write(f"{HOLD}: held: {escaped(', '.join(parts))}\n")
     return Brake(ids=frozenset(parts))
 
 
@@ -464,16 +468,16 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
     if not rows:
         out.write("no mailings\n")
         return
-    cells = [[str(get(row)) for _, _, get in _COLUMNS] for row in rows]
+    cells = [[escaped(str(get(row))) for _, _, get in _COLUMNS] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(_COLUMNS)]
     out.write("  ".join(f"{t:{a}{w}}" for (t, a, _), w in zip(_COLUMNS, widths, strict=True)).rstrip() + "\n")
     for row, line in zip(rows, cells, strict=True):
         out.write("  ".join(f"{c:{a}{w}}" for c, (_, a, _), w in zip(line, _COLUMNS, widths, strict=True)).rstrip())
         out.write("\n")
         if row.state in _EXPLAINED or row.reason.startswith("resumes"):
-            out.write(f"    {row.state}: {row.reason}\n")
+            out.write(f"    {row.state}: {escaped(row.reason)}\n")
         for list_id, about in row.special_lists.items():
-            out.write(f"    list {list_id}: {_provenance_text(about)}\n")
+            out.write(f"    list {escaped(list_id)}: {escaped(_provenance_text(about))}\n")
         if row.unknown:
             out.write(
                 f"    unknown: {row.unknown} recipient(s) whose message the relay never confirmed; they may have it, "
@@ -536,7 +540,7 @@ def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
     now = parse_now(args.now, policy.timezone, clock)
     directory = root / MAILINGS_DIR / args.id
-    if not ID_PATTERN.match(args.id) or not directory.is_dir():
+    if not ID_PATTERN.fullmatch(args.id) or not directory.is_dir():
         raise UsageError(f"{args.id}: no mailing {MAILINGS_DIR}/{args.id}")
     if args.to is None and args.allow_external:
         raise UsageError("--allow-external: only with --to ADDRESS")
@@ -552,7 +556,10 @@ def cmd_preview(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
         message_id = copy_message_id(mailing.id, uuid.uuid4().hex, template.domain)
         message = render(template, to=args.to, message_id=message_id, date=now)
     except MessageError as exc:
-        out.write(f"{mailing.directory}: the message cannot be built: {exc}; run `mailings check` for details\n")
+        out.write(
+            f"{escaped(mailing.directory)}: the message cannot be built: {escaped(str(exc))}; run `mailings check` "
+            "for details\n"
+        )
         return 1
     settings = settings_from_env(env, _outbox(args, root))
     out = _Redacting(out, _secrets(settings))

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 
+from checks.escape import escaped
+
 BOT_AUTHOR = "mailings-bot <mailings-bot@users.noreply.github.com>"
 
 # Network operations may hang on a dead remote; local ones finish in well under this.
@@ -67,7 +69,8 @@ def mask_credentials(text: str) -> str:
 def commit_message(summaries: Iterable[LogSummary]) -> str:
     """'Send log: <id> 600 accepted, 2 failed' for one mailing; a total subject and one line each for several."""
     items = list(summaries)
-    lines = [f"Send log: {s.mailing_id} {s.accepted} accepted, {s.failed} failed{_more(s)}" for s in items]
+    # escaped: an id is a directory name, and a line break in one would forge a line of the message
+    lines = [f"Send log: {escaped(s.mailing_id)} {s.accepted} accepted, {s.failed} failed{_more(s)}" for s in items]
     if len(items) == 1:
         return lines[0] + "\n"
     accepted = sum(s.accepted for s in items)

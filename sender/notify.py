@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from checks.escape import escaped
 from checks.loader import MAILINGS_DIR
 from checks.policy import Policy
 from sender.github import ApiFailure, GitHub, PullRequest, Settings, Tuning, proxy_from_env, settings_from_env
@@ -132,7 +133,7 @@ def word_back(
     except Exception as exc:  # a bug here must not turn a run that sent and recorded into a crash
         said.append(Said(False, "stopped by an internal error", detail=mask(f"{type(exc).__name__}: {exc}")))
     for item in said:
-        out.write(mask(item.line()) + "\n")
+        out.write(escaped(mask(item.line())) + "\n")
     if any(not item.ok for item in said):
         out.write("github: what was sent and recorded is not affected\n")
     target = env.get("GITHUB_STEP_SUMMARY")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, TextIO
 
+from checks.escape import escaped
+
 if TYPE_CHECKING:
     from sender.dispatch import Outcome
 
@@ -108,7 +110,10 @@ def render_line(mailing_id: str, accepted: int, failed: int, pending: int, total
     bar = "#" * filled + "-" * (BAR_WIDTH - filled)
     speed = f"{rate:.0f}/s" if rate else "-/s"
     left = _duration(pending / rate) + " left" if rate and pending else ("done" if not pending else "? left")
-    return f"{mailing_id} [{bar}] {share:4.0%} {accepted} accepted, {failed} failed, {pending} pending, {speed}, {left}"
+    return (
+        f"{escaped(mailing_id)} [{bar}] {share:4.0%} {accepted} accepted, {failed} failed, {pending} pending, {speed}, "
+        f"{left}"
+    )
 
 
 def _duration(value: float) -> str:
@@ -140,6 +145,11 @@ def write_summary(outcomes: Sequence[Outcome], stream: TextIO) -> None:
 
 def summary_line(outcome: Outcome) -> str:
     """'<id>: <state>: 598 accepted, 2 failed (550 x2), 0 pending; this run: ...; <note>'."""
+    # one line whatever the request's names and reasons hold
+    return escaped(_summary_text(outcome))
+
+
+def _summary_text(outcome: Outcome) -> str:
     head = f"{outcome.mailing_id}: {outcome.state.value}"
     if not outcome.total and not outcome.sent_now:
         return f"{head}: {outcome.note}"

@@ -31,7 +31,7 @@ _DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
-    if not ID_PATTERN.match(mailing.id):
+    if not ID_PATTERN.fullmatch(mailing.id):
         yield error(
             Loc(mailing.yaml_file),
             f"the directory name '{mailing.id}' is not a valid id; rename it to lower-case letters, "
