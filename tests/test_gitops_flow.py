@@ -120,7 +120,11 @@ def _fill(value: str, values: Mapping[str, str]) -> str:
     return value
 
 
-PULL_REQUEST = {"github.base_ref": "main", "github.event.pull_request.created_at": CREATED_AT}
+PULL_REQUEST = {
+    "github.base_ref": "main",
+    "github.event.pull_request.created_at": CREATED_AT,
+    "github.event.pull_request.user.login": "requester",
+}
 
 
 def check_step(cwd: Path, tmp_path: Path) -> tuple[int, str]:

@@ -231,7 +231,12 @@ def test_a_dry_run_sends_the_honest_mailing_and_blocks_the_others(hostile: Repo)
 
 # --- ids matched whole, names escaped wherever they are printed -------------------------------------------------
 
-NAMES = ["2027-02-10-x\n", "2027-02-10-x\nmailings/forged.yaml:1:1: ok", "2027-02-10-\x1b[31mred", "2027-02-10-\u202eabc"]
+NAMES = [
+    "2027-02-10-x\n",
+    "2027-02-10-x\nmailings/forged.yaml:1:1: ok",
+    "2027-02-10-\x1b[31mred",
+    "2027-02-10-\u202eabc",
+]
 
 
 def test_escaped_shows_every_unprintable_character() -> None:
@@ -276,7 +281,7 @@ def test_status_and_send_print_such_ids_escaped_and_send_none_of_them(named: Rep
         assert code == 1
         blocked = [line for line in out.splitlines() if ": blocked: " in line]
         assert len(blocked) == len(NAMES)
-        assert [line for line in out.splitlines() if "would send" in line][0].startswith(f"{HONEST}:")
+        assert next(line for line in out.splitlines() if "would send" in line).startswith(f"{HONEST}:")
 
 
 def test_a_commit_message_escapes_ids() -> None:
