@@ -19,7 +19,23 @@ def check_mailing(
 ) -> list[Problem]:
     """All problems of *mailing*, sorted by file and position; never stops at the first."""
     chosen = rules if rules is not None else RULES.values()
-    return _stamped((rule.ID, rule.check(mailing, policy, context)) for rule in chosen if context.stage in rule.STAGES)
+    found = _stamped((rule.ID, rule.check(mailing, policy, context)) for rule in chosen if context.stage in rule.STAGES)
+    if not any(problem.rule == "schema" for problem in found):
+        return found
+    return _without_follow_ons(found, mailing)
+
+
+# Rules whose findings are never follow-ons of a value of the wrong shape: the file as it reads, its shape, and
+# whether it may change at all.
+_FIRST = frozenset({"yaml", "schema", "immutable"})
+
+
+def _without_follow_ons(problems: list[Problem], mailing: Mailing) -> list[Problem]:
+    """*problems* less what other rules say of a value in mailing.yaml that the schema rule found of the wrong shape:
+    such a value is one message to act on, not one per rule that reads it (the schema's error fails the request
+    either way). A field that is missing is no value another rule could have read, so it hides nothing."""
+    shaped = {(mark.line, mark.column) for said, mark in mailing.schema_problems if said.at is None}
+    return [p for p in problems if p.rule in _FIRST or p.file != mailing.yaml_file or (p.line, p.column) not in shaped]
 
 
 def check_layout(layout: Layout, policy: Policy, context: Context) -> list[Problem]:

@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-from checks.yamlsafe import Document
+from checks.yamlsafe import Document, Mark
 
 if TYPE_CHECKING:
     from checks.addresses import Recipients
+    from checks.schemas import Said
 
 Level = Literal["error", "warning"]
 Stage = Literal["submit", "send"]
@@ -23,6 +24,7 @@ Stage = Literal["submit", "send"]
 # Matched whole (fullmatch; \Z, since $ would also match before a final line break).
 ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 MAILING_FILE = "mailing.yaml"
+SCHEMA_FILE = "schema/mailing.schema.json"
 SENDLOG_FILE = "sendlog.jsonl"
 # The fields of mailing.yaml that steer a mailing without changing what it sends or to whom: the only part of a
 # sent or sending mailing that a pull request may still change ([immutable]), and no part of its digest.
@@ -211,6 +213,16 @@ class Mailing:
         return value if isinstance(value, kinds) else None
 
     @cached_property
+    def schema_problems(self) -> tuple[tuple[Said, Mark], ...]:
+        """What schema/mailing.schema.json finds wrong in mailing.yaml, each with where it points (computed once, for
+        the schema rule and for the linter, which drops what other rules say of the same values)."""
+        from checks.schemas import resource, schema_findings
+
+        if self.doc is None:
+            return ()
+        return tuple(schema_findings(resource(self.root, SCHEMA_FILE), self.doc, top="the request"))
+
+    @cached_property
     def recipients(self) -> Recipients:
         """Who the lists reach, every address judged once (by checks.addresses, on first use)."""
         from checks.addresses import judge
@@ -221,6 +233,13 @@ class Mailing:
     def languages(self) -> list[str]:
         langs = self.get("languages", kind=list) or []
         return [lang for lang in langs if isinstance(lang, str) and re.fullmatch(r"[a-z]{2}", lang)]
+
+    @property
+    def languages_readable(self) -> bool:
+        """Whether languages is a list of two-letter codes, so that a body or subject for any other language is one
+        it does not declare (else the schema rule's message about languages is the one to act on)."""
+        langs = self.get("languages", kind=list)
+        return bool(langs) and all(isinstance(lang, str) and re.fullmatch(r"[a-z]{2}", lang) for lang in langs)
 
     @property
     def is_crisis(self) -> bool:

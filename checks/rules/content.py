@@ -208,7 +208,7 @@ def _subjects(mailing: Mailing, declared: list[str], policy: Policy) -> Iterator
             )
     for lang, value in subjects.items():
         where, field = mailing.at("subject", lang), f"subject.{lang}"
-        if lang not in declared:
+        if lang not in declared and mailing.languages_readable:
             yield error(
                 where,
                 f"{field} is for a language that languages does not declare; add '{lang}' to languages "

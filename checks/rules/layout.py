@@ -6,7 +6,9 @@ stop the dispatch job's send logs from being committed, or change what is
 recorded, so the next run would take a sent mailing for unsent and send it
 again. So anything here but a request directory and a plain ``README.md`` is
 an error at its path: a plain file, a symbolic link to a file (or to nothing),
-a named pipe; and ``mailings`` itself must be a real directory.
+a named pipe; and ``mailings`` itself must be a real directory. A file that
+an operating system writes into every folder it shows (``.DS_Store``,
+``Thumbs.db``, ``desktop.ini``) is harmless to git, and only a warning.
 
 It judges the folder as a whole, not one request, so every ``mailings check``
 and ``mailings plan`` runs it, whatever they check: with named paths, and with
@@ -36,8 +38,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from checks.model import Context, DirEntry, Finding, Layout, Loc, Stage, error
+from checks.model import Context, DirEntry, Finding, Layout, Loc, Stage, error, warning
 from checks.policy import Policy
+from checks.strays import junk
 
 ID = "layout"
 STAGES: tuple[Stage, ...] = ("submit", "send")
@@ -59,9 +62,15 @@ def check(layout: Layout, policy: Policy, context: Context) -> Iterator[Finding]
         )
         return
     for entry in layout.entries:
+        where = Loc(f"{layout.directory}/{entry.name}")
+        made_by = junk(entry.name) if entry.kind == "file" else None
+        if made_by is not None:
+            # A folder's own files of Finder or Explorer say nothing to git: harmless, but no part of the requests.
+            yield warning(where, f"{entry.name} is {made_by}; it is ignored: delete it from the pull request")
+            continue
         message = _entry_problem(entry, layout)
         if message is not None:
-            yield error(Loc(f"{layout.directory}/{entry.name}"), message)
+            yield error(where, message)
 
 
 def _entry_problem(entry: DirEntry, layout: Layout) -> str | None:

@@ -572,8 +572,8 @@ def _entry(
         yield warning(
             where, f"the stopover {_shown(stopover)} uses http://; write https:// so that the link is encrypted"
         )
-    if page.key not in used:
-        target_text = f" where the mailing mentions {_shown(url)}" if url else ""
+    if page.key not in used and url:  # without a url, the schema rule's message about it comes first
+        target_text = f" where the mailing mentions {_shown(url)}"
         yield warning(
             where,
             f"the stopover {_shown(stopover)} is not linked from any body; link to it{target_text}, or remove this "

@@ -20,11 +20,9 @@ from collections.abc import Iterator
 
 from checks.model import ID_PATTERN, Context, Finding, Loc, Mailing, Stage, error, parse_date
 from checks.policy import Policy
-from checks.schemas import resource, schema_errors
 
 ID = "schema"
 STAGES: tuple[Stage, ...] = ("submit", "send")
-SCHEMA_FILE = "schema/mailing.schema.json"
 # Shapes the schema accepts; a value of the right shape can still be no real day (2027-02-30).
 _SEND_AT_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2})?$")
 _DATE_SHAPE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -39,8 +37,8 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
         )
     if mailing.doc is None:
         return
-    for mark, message in schema_errors(resource(mailing.root, SCHEMA_FILE), mailing.doc):
-        yield error(Loc(mailing.yaml_file, mark.line, mark.column), message)
+    for said, mark in mailing.schema_problems:
+        yield error(Loc(mailing.yaml_file, mark.line, mark.column), said.message)
     send_at = mailing.get("send_at", kind=str)
     if send_at is not None and mailing.send_at is None and _SEND_AT_SHAPE.match(send_at):
         yield error(mailing.at("send_at"), f"send_at {send_at!r} is not a real date and time; fix the day or hour")

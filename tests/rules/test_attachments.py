@@ -41,20 +41,136 @@ def test_named_list_files_and_the_send_log_pass(repo: Repo) -> None:
     assert repo.messages(rule="attachments") == []
 
 
+OTHER = (
+    "is not part of the request, which holds only mailing.yaml, a body.<lang>.txt for each language and the "
+    "recipient lists that recipients.lists names: remove it"
+)
+PUBLISH = "publish it on"
+
+
 @pytest.mark.parametrize(
     ("name", "content"),
     [
         ("programme.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"),
-        ("logo.png", b"\x89PNG\r\n\x1a\n\x00\x00"),
-        ("notes.txt", "draft notes\n"),
-        ("old-recipients.txt", addresses(3)),
-        (".DS_Store", b"\x00\x00\x00\x01Bud1"),
-        ("mailing.yml", "send_at: x\n"),
+        ("invitation.docx", b"PK\x03\x04"),
+        ("slides.pptx", b"PK\x03\x04"),
     ],
 )
-def test_any_other_file_is_an_error_at_its_path(repo: Repo, name: str, content: str | bytes) -> None:
+def test_a_document_is_an_attachment_to_publish_instead(repo: Repo, name: str, content: bytes) -> None:
     repo.add(files={name: content})
     assert repo.messages(rule="attachments") == [f"{name}:1:1: error [attachments] {name} {NOT_PART}"]
+
+
+def test_an_image_is_no_part_of_a_plain_text_mailing(repo: Repo) -> None:
+    repo.add(files={"logo.png": b"\x89PNG\r\n\x1a\n\x00\x00"})
+    assert repo.messages(rule="attachments") == [
+        "logo.png:1:1: error [attachments] logo.png is an image; mass mailings are plain text, without images or "
+        "attachments: remove it (to show the picture, publish it on a university web page and link to that page)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("notes.txt", "draft notes\n"), ("old-recipients.txt", addresses(3)), ("extra.csv", "email\n")],
+)
+def test_an_undeclared_list_is_advised_to_be_named_in_recipients_lists(repo: Repo, name: str, content: str) -> None:
+    repo.add(files={name: content})
+    assert repo.messages(rule="attachments") == [
+        f"{name}:1:1: error [attachments] {name} is not named in recipients.lists; if it is a list of recipients, "
+        f"name it there (- file: {name}), otherwise remove it"
+    ]
+
+
+@pytest.mark.parametrize("name", ["recipients.xlsx", "deltagare.docx", "staff-emails.pdf", "mottagare.ods"])
+def test_a_list_of_people_is_never_advised_to_be_published(repo: Repo, name: str) -> None:
+    repo.add(files={name: b"PK\x03\x04"})
+    (message,) = repo.messages(rule="attachments")
+    assert message.startswith(f"{name}:1:1: error [attachments] {name} looks like a list of people")
+    assert "save the addresses as CSV UTF-8" in message and "name that file in recipients.lists" in message
+    assert PUBLISH not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (
+            "body.en.txt.txt",
+            "is not read as a body: did you mean body.en.txt? Rename it to body.en.txt (the name ends in .txt "
+            "twice: Windows hides the last extension; show file name extensions in Explorer's View menu to see it)",
+        ),
+        ("body_de.txt", "is not read as a body: did you mean body.de.txt? Rename it to body.de.txt"),
+        ("Body-DE.TXT", "is not read as a body: did you mean body.de.txt? Rename it to body.de.txt"),
+        ("body.de", "is not read as a body: did you mean body.de.txt? Rename it to body.de.txt"),
+        (
+            "body.de.docx",
+            "looks like a message body saved as a docx document; a body is plain text: put its text in "
+            "body.de.txt (in Word: File > Save As > Plain Text (*.txt), encoding UTF-8), then remove body.de.docx",
+        ),
+        (
+            "body.en.txt.bak.txt",
+            "looks like a second copy of body.en.txt; remove it (if its text is the one to send, put it "
+            "in body.en.txt)",
+        ),
+        ("mailing.yml", "is not read: did you mean mailing.yaml? Rename it to mailing.yaml"),
+        (
+            "mailing.yaml.txt",
+            "looks like a second copy of mailing.yaml, which is the one read; remove mailing.yaml.txt",
+        ),
+    ],
+)
+def test_a_misnamed_body_or_request_file_gets_its_right_name(repo: Repo, name: str, said: str) -> None:
+    directory = repo.add(bodies={"sv": BODIES["sv"]} if name == "body.en.txt.txt" else None)
+    if name == "mailing.yml":
+        (directory / "mailing.yaml").rename(directory / name)
+        assert [m for m in repo.messages(rule="attachments")] == [f"{name}:1:1: error [attachments] {name} {said}"]
+        return
+    (directory / name).write_text("Hallo\n", encoding="utf-8")
+    assert repo.messages(rule="attachments") == [f"{name}:1:1: error [attachments] {name} {said}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "made_by"),
+    [
+        (".DS_Store", "a file that macOS writes into every folder it shows"),
+        ("Thumbs.db", "a file that Windows writes into a folder of pictures"),
+        ("desktop.ini", "a file that Windows writes into a folder whose look was changed"),
+        ("~$body.en.docx", "a lock file that Word or Excel writes while a document is open"),
+        ("._body.en.txt", "a file that macOS writes beside a file copied to a shared drive"),
+    ],
+)
+def test_an_operating_systems_own_file_is_ignored_with_a_warning(repo: Repo, name: str, made_by: str) -> None:
+    repo.add(files={name: b"\x00\x00\x00\x01Bud1"})
+    assert repo.messages(rule="attachments") == [
+        f"{name}:1:1: warning [attachments] {name} is {made_by}; it is not part of the request and is ignored "
+        "(never sent): delete it from the pull request"
+    ]
+
+
+@pytest.mark.parametrize("name", ["DS_Store.txt", "thumbs.db.pdf", "~body.en.txt", ".~lock.x"])
+def test_only_the_exact_names_count_as_the_systems_files(repo: Repo, name: str) -> None:
+    repo.add(files={name: "x\n"})
+    (message,) = repo.messages(rule="attachments")
+    assert " error [attachments] " in message and "is ignored" not in message
+
+
+def test_any_other_file_is_an_error_that_says_what_a_request_holds(repo: Repo) -> None:
+    repo.add(files={"run.sh": "echo hi\n"})
+    assert repo.messages(rule="attachments") == [f"run.sh:1:1: error [attachments] run.sh {OTHER}"]
+
+
+def test_a_list_entry_the_schema_refuses_leaves_list_files_unjudged(repo: Repo) -> None:
+    repo.add(changes={"recipients": {"lists": [{"file": 5}]}})
+    assert repo.messages(rule="attachments") == []
+    repo.add("2027-02-10-other", changes={"recipients": {"lists": [{"file": 5}]}}, files={"logo.png": b"x"})
+    assert [m.split(" [attachments] ")[0] for m in repo.messages("2027-02-10-other", rule="attachments")] == [
+        "logo.png:1:1: error"
+    ]
+
+
+def test_bodies_of_languages_the_schema_refuses_are_not_called_undeclared(repo: Repo) -> None:
+    repo.add(changes={"languages": "sv, en"})
+    assert repo.messages(rule="attachments") == []
+    assert repo.messages(rule="content") == []
 
 
 @pytest.mark.parametrize("name", ["body.de.txt", "body.english.txt", "body.EN.txt"])
@@ -109,7 +225,7 @@ def test_symlinked_body_is_an_error(repo: Repo) -> None:
     os.symlink("draft", directory / "body.en.txt")
     assert repo.messages(rule="attachments") == [
         f"body.en.txt:1:1: error [attachments] the file body.en.txt {SYMLINK}",
-        f"draft:1:1: error [attachments] draft {NOT_PART}",
+        f"draft:1:1: error [attachments] draft {OTHER}",
     ]
 
 

@@ -58,6 +58,18 @@ def test_a_plain_file_directly_under_mailings_is_an_error(repo: Repo, name: str)
     assert layout_messages(repo) == [f"mailings/{name}:1:1: error [layout] {FILE_MESSAGE}"]
 
 
+@pytest.mark.parametrize(
+    ("name", "made_by"),
+    [(".DS_Store", "a file that macOS writes into every folder it shows"), ("Thumbs.db", "a file that Windows writes")],
+)
+def test_an_operating_systems_own_file_is_only_a_warning(repo: Repo, name: str, made_by: str) -> None:
+    repo.add()
+    (repo.root / "mailings" / name).write_bytes(b"\x00\x00\x00\x01Bud1")
+    (message,) = layout_messages(repo)
+    assert message.startswith(f"mailings/{name}:1:1: warning [layout] {name} is {made_by}")
+    assert message.endswith("; it is ignored: delete it from the pull request")
+
+
 @pytest.mark.parametrize("target", [f"{MID}/mailing.yaml", "nowhere"])
 def test_a_link_to_a_file_or_to_nothing_is_an_error(repo: Repo, target: str) -> None:
     repo.add(MID)

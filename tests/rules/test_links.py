@@ -529,7 +529,8 @@ def test_missing_stopover_is_left_to_the_schema_rule(repo: Repo) -> None:
     repo.add(changes={"external_links": [{"url": CONFERENCE}]})
     assert repo.messages(rule="links") == []
     assert repo.messages(rule="schema") == [
-        "mailing.yaml:21:3: error [schema] external_links.0 is missing the required field 'stopover'"
+        "mailing.yaml:21:3: error [schema] the 1st entry of external_links has no 'stopover'; add it "
+        "(The stopover page within the university that the mailing links to instead)"
     ]
 
 

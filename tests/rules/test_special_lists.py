@@ -151,14 +151,14 @@ def test_a_size_outside_the_tolerance_names_both_figures(repo: Repo) -> None:
 @pytest.mark.parametrize(
     ("source", "said"),
     [
-        ({"file": "lists/all-students.txt"}, "does not match a path in the repository (not under mailings/) ending"),
-        ({"file": "../outside.age"}, "does not match a path in the repository"),
-        ({"file": "mailings/x/list.age"}, "does not match a path in the repository"),
-        ({"ldap": {"base": "dc=kth,dc=se", "filter": "mail=*"}}, "does not match an LDAP filter in parentheses"),
-        ({"ldap": {"filter": "(mail=*)"}}, "is missing the required field 'base'"),
-        ({"env": "lower_case"}, "does not match an environment variable name in capitals"),
+        ({"file": "lists/all-students.txt"}, "source.file must be a path in the repository (not under mailings/) ending"),
+        ({"file": "../outside.age"}, "must be a path in the repository"),
+        ({"file": "mailings/x/list.age"}, "must be a path in the repository"),
+        ({"ldap": {"base": "dc=kth,dc=se", "filter": "mail=*"}}, "source.ldap.filter must be an LDAP filter in parentheses"),
+        ({"ldap": {"filter": "(mail=*)"}}, "source.ldap has no 'base'; add it"),
+        ({"env": "lower_case"}, "source.env must be an environment variable name in capitals"),
         ({"file": PATH, "env": "LIST"}, "special_lists.all-students.source"),
-        ({}, "special_lists.all-students.source must not be empty"),
+        ({}, "special_lists.all-students.source is empty; fill it in"),
     ],
 )
 def test_a_wrong_source_is_a_policy_error(repo: Repo, source: dict[str, Any], said: str) -> None:
@@ -174,5 +174,5 @@ def test_the_recipients_of_list_files_are_age_public_keys(repo: Repo) -> None:
     path.write_text(path.read_text() + f"special_lists_recipients: [{key}]\n", encoding="utf-8")
     assert load_policy(repo.root).list_recipients == (key,)
     path.write_text(path.read_text().replace(key, "ssh-ed25519 AAAA"), encoding="utf-8")
-    with pytest.raises(UsageError, match="does not match an age public key"):
+    with pytest.raises(UsageError, match="must be an age public key"):
         load_policy(repo.root)
