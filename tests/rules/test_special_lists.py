@@ -151,10 +151,10 @@ def test_a_size_outside_the_tolerance_names_both_figures(repo: Repo) -> None:
 @pytest.mark.parametrize(
     ("source", "said"),
     [
-        ({"file": "lists/all-students.txt"}, "source.file must be a path in the repository (not under mailings/) ending"),
+        ({"file": "lists/all-students.txt"}, "file must be a path in the repository (not under mailings/) ending"),
         ({"file": "../outside.age"}, "must be a path in the repository"),
         ({"file": "mailings/x/list.age"}, "must be a path in the repository"),
-        ({"ldap": {"base": "dc=kth,dc=se", "filter": "mail=*"}}, "source.ldap.filter must be an LDAP filter in parentheses"),
+        ({"ldap": {"base": "dc=kth,dc=se", "filter": "mail=*"}}, "filter must be an LDAP filter in parentheses"),
         ({"ldap": {"filter": "(mail=*)"}}, "source.ldap has no 'base'; add it"),
         ({"env": "lower_case"}, "source.env must be an environment variable name in capitals"),
         ({"file": PATH, "env": "LIST"}, "special_lists.all-students.source"),
