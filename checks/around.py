@@ -42,41 +42,73 @@ class Neighbour:
         return own > 0 and self.state != "cancelled" and self.shared >= HEAVY_SHARE * own
 
 
-def neighbours(root: Path, mailing: Mailing, policy: Policy, key: bytes) -> list[Neighbour]:
-    """The other requests under mailings/ whose send_at falls within WINDOW_WORKING_DAYS working days of
-    *mailing*'s, by dispatch time; nothing when *mailing* has no send_at."""
-    if mailing.send_at is None:
-        return []
-    day = mailing.send_at.date()
-    own: frozenset[bytes] | None = None
-    found: list[Neighbour] = []
-    for directory in discover(root):
-        if directory.name == mailing.id or directory.is_symlink():
-            continue
-        when = _send_at(directory, policy)
-        if when is None or not _near(policy, day, when.date()):
-            continue
-        other = load_mailing(root, directory, policy)
-        if own is None:
-            own = digests(mailing.recipients.unique, key)
+@dataclass(frozen=True)
+class _Other:
+    """What the comparison needs of another mailing, kept for the run."""
+
+    sender: str
+    recipients: int
+    state: str
+    digests: frozenset[bytes]
+    special: frozenset[str]
+
+
+class Schedule:
+    """The requests under mailings/ by dispatch time, read once for a run: each mailing.yaml for its send_at, and a
+    request near one of the plan's in full, once however many of them it is near."""
+
+    def __init__(self, root: Path, policy: Policy, key: bytes) -> None:
+        self.root, self.policy, self.key = root, policy, key
+        self._dates: list[tuple[str, Path, datetime]] | None = None
+        self._others: dict[str, _Other] = {}
+        self._near: dict[tuple[date, date], bool] = {}
+
+    def neighbours(self, mailing: Mailing) -> list[Neighbour]:
+        """The other requests whose send_at falls within WINDOW_WORKING_DAYS working days of *mailing*'s, by
+        dispatch time; nothing when *mailing* has no send_at."""
+        if mailing.send_at is None:
+            return []
+        day = mailing.send_at.date()
+        own = digests(mailing.recipients.unique, self.key)
         mine = {lst.name for lst in mailing.lists if lst.kind == "special" and not lst.resolved}
-        common = tuple(sorted({lst.name for lst in other.lists if lst.kind == "special"} & mine))
-        shared = len(own & digests(other.recipients.unique, key)) + sum(
-            policy.special_lists[name].approximate_size for name in common if name in policy.special_lists
-        )
-        found.append(
-            Neighbour(
-                id=other.id,
-                send_at=when,
-                sender=other.get("sender", "unit", kind=str) or "?",
-                recipients=recipient_count(other, policy),
-                state=_state(other),
-                shared=shared,
-                shared_special=common,
-                days=(when.date() - day).days,
+        found: list[Neighbour] = []
+        for mailing_id, directory, when in self._scheduled():
+            if mailing_id == mailing.id:
+                continue
+            pair = (day, when.date())
+            if pair not in self._near:
+                self._near[pair] = _near(self.policy, *pair)
+            if not self._near[pair]:
+                continue
+            other = self._other(mailing_id, directory)
+            common = tuple(sorted(other.special & mine))
+            shared = len(own & other.digests) + sum(
+                self.policy.special_lists[name].approximate_size for name in common if name in self.policy.special_lists
             )
-        )
-    return sorted(found, key=lambda n: (n.send_at, n.id))
+            days = (when.date() - day).days
+            found.append(Neighbour(mailing_id, when, other.sender, other.recipients, other.state, shared, common, days))
+        return sorted(found, key=lambda n: (n.send_at, n.id))
+
+    def _scheduled(self) -> list[tuple[str, Path, datetime]]:
+        if self._dates is None:
+            self._dates = []
+            for directory in discover(self.root):
+                when = None if directory.is_symlink() else _send_at(directory, self.policy)
+                if when is not None:
+                    self._dates.append((directory.name, directory, when))
+        return self._dates
+
+    def _other(self, mailing_id: str, directory: Path) -> _Other:
+        if mailing_id not in self._others:
+            other = load_mailing(self.root, directory, self.policy)
+            self._others[mailing_id] = _Other(
+                sender=other.get("sender", "unit", kind=str) or "?",
+                recipients=recipient_count(other, self.policy),
+                state=_state(other),
+                digests=digests(other.recipients.unique, self.key),
+                special=frozenset(lst.name for lst in other.lists if lst.kind == "special"),
+            )
+        return self._others[mailing_id]
 
 
 def _send_at(directory: Path, policy: Policy) -> datetime | None:

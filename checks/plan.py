@@ -19,7 +19,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from checks.addresses import recipient_count
-from checks.around import WINDOW_WORKING_DAYS, Neighbour, neighbours
+from checks.around import WINDOW_WORKING_DAYS, Neighbour, Schedule
 from checks.audience import ListAudience, list_audiences, run_key
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.facts import Facts, alarms, facts, facts_at
@@ -95,12 +95,13 @@ def render(
     out = [*_header(len(targets) + len(gone), policy, context)]
     out += folder_section(check_repository(root, policy, context))
     lists = list_changes(root, policy) if targets else {}
-    key = run_key()  # for comparing audiences between mailings in this run only (checks.audience)
+    # audiences are compared on hashes keyed for this run only (checks.audience)
+    schedule = Schedule(root, policy, run_key())
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
         problems = check_mailing(mailing, policy, context)
         before = (since, facts_at(root, since.commit, mailing.id, policy)) if since is not None else None
-        near = neighbours(root, mailing, policy, key)
+        near = schedule.neighbours(mailing)
         out += mailing_section(mailing, policy, context, problems, preview, lists, before, near)
     for mailing_id in gone:
         out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
@@ -333,8 +334,9 @@ def _links(mailing: Mailing, policy: Policy) -> Iterator[str]:
         )
 
 
-# Tables of more rows than this are collapsed.
+# Tables of more rows than this are collapsed; no more than _MOST_ROWS rows are shown.
 _OPEN_ROWS = 8
+_MOST_ROWS = 15
 _COUNTS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
@@ -353,16 +355,27 @@ def around(mailing: Mailing, policy: Policy, near: Sequence[Neighbour]) -> list[
     if not near:
         return [*out, f"No other mailing is scheduled within {_COUNTS[WINDOW_WORKING_DAYS]} working days of this one."]
     out += [""] if out else []
+    # In a busy week the heavy overlaps and the closest are shown, so that the plan stays short.
+    shown = sorted(near, key=lambda n: (not n.heavy(own), abs(n.days), -n.shared, n.id))[:_MOST_ROWS]
     rows = [
         "| Mailing | Dispatch | Sender | Recipients | Shared with this one | State |",
         "| --- | --- | --- | --- | --- | --- |",
         *(
             f"| {text(n.id)} | {_short_time(n.send_at, policy)} ({_days(n.days)}) | {text(n.sender)} | "
             f"{n.recipients:,} | {n.shared:,} | {n.state} |"
-            for n in near
+            for n in sorted(shown, key=lambda n: (n.send_at, n.id))
         ),
     ]
-    title = f"{len(near)} other mailings within {_COUNTS[WINDOW_WORKING_DAYS]} working days"
+    if len(near) > len(shown):
+        rest = [n for n in near if n not in shown]
+        rows += [
+            "",
+            f"And {len(rest):,} more, together {sum(n.recipients for n in rest):,} recipients, "
+            f"{sum(n.shared for n in rest):,} of them shared with this one.",
+        ]
+    title = (
+        f"{len(near)} other mailing{'s' if len(near) != 1 else ''} within {_COUNTS[WINDOW_WORKING_DAYS]} working days"
+    )
     out += rows if len(near) <= _OPEN_ROWS else collapsed(title, rows)
     uses_special = any(lst.kind == "special" for lst in mailing.lists)
     out += [

@@ -97,3 +97,24 @@ def test_digests_are_keyed_for_the_run() -> None:
     assert not digests(["anna@kth.se"], other) & mine  # another run's key gives other digests
     # nobody without the key can recompute one from a guessed address
     assert hashlib.blake2b(b"anna@kth.se", digest_size=16).digest() not in mine
+
+
+def test_a_busy_week_stays_short(repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str]) -> None:
+    for number in range(17):
+        repo.add(f"2027-02-11-busy-{number:02d}", changes={"send_at": "2027-02-11 09:00"}, recipients=addresses(5))
+    repo.add("2027-02-12-same", changes={"send_at": "2027-02-12 09:00"}, recipients=addresses(600, prefix="user"))
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A busy week")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    repo.add(MAILING)
+    lines = around(repo, capsys)
+    assert lines[0].startswith(
+        "- **⚠ Shared audience:** 600 of these recipients get another mass mailing two days later"
+    )
+    assert "<details><summary>18 other mailings within three working days</summary>" in lines
+    rows = [line for line in lines if line.startswith("| 2027")]
+    assert len(rows) == 15
+    assert rows[-1].startswith("| 2027\\-02\\-12\\-same |")  # the heavy overlap is shown, however far
+    assert "And 3 more, together 15 recipients, 15 of them shared with this one." in lines
+    assert lines[-3:-1] == ["</details>", ""]
