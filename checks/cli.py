@@ -1,5 +1,6 @@
-"""The `mailings` command line: one parser that composes the subcommands of the checker (checks.commands) and of
-the sender (sender.commands), and `main`, the only place that reads argv and the environment and exits."""
+"""The `mailings` command line: one parser that composes the subcommands of the checker (checks.commands), of
+the sender (sender.commands) and of the calendar site (website.commands), and `main`, the only place that reads
+argv and the environment and exits."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from checks import commands as checker
 from checks.errors import UsageError
 from sender import commands as sender
+from website import commands as website
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     checker.register(sub)
     sender.register(sub)
+    website.register(sub)
     return parser
 
 

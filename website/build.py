@@ -1,0 +1,112 @@
+"""Writes the site: a page per month (index.html is the current one), a page per mailing, the stylesheet and
+the iCalendar feed. HTML comes from Jinja2 templates with autoescaping on: every text of a request is
+somebody's input, and a subject may hold markup."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from checks.loader import discover
+from checks.plan import WEEKDAYS, local_time, long_date
+from checks.policy import Policy
+from website.facts import MailingFacts, read_all
+from website.feed import feed
+from website.months import Month, build_months, month_of
+
+HERE = Path(__file__).resolve().parent
+STYLESHEET = "site.css"
+FEED = "mailings.ics"
+MAILING_DIR = "mailings"
+INDEX = "index.html"
+# Language names in their own language, for the body's heading and its lang attribute's reader.
+LANGUAGES = {"sv": "Svenska", "en": "English", "fi": "Suomi", "de": "Deutsch", "fr": "Français", "es": "Español"}
+
+
+@dataclass(frozen=True)
+class Built:
+    out: Path
+    months: int
+    mailings: int
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.globals.update(long_date=long_date, WEEKDAYS=WEEKDAYS, LANGUAGES=LANGUAGES)
+    env.filters["short_day"] = lambda day: f"{WEEKDAYS[day.weekday()][:3]} {day.day}"
+    env.filters["hhmm"] = lambda moment: moment.strftime("%H:%M")
+    return env
+
+
+def month_page(first: date) -> str:
+    return f"{first.year:04d}-{first.month:02d}.html"
+
+
+def mailing_page(mailing_id: str) -> str:
+    return f"{MAILING_DIR}/{mailing_id}.html"
+
+
+def build(root: Path, policy: Policy, now: datetime, out: Path, base_url: str | None = None) -> Built:
+    """Write the site of the repository at *root* as it stands at *now* into *out* (created if missing)."""
+    facts = read_all(root, discover(root), policy, now)
+    today = now.date()
+    earliest, _ = policy.calendar.earliest_dispatch(today)
+    months = build_months(facts, policy.calendar, today, earliest)
+    env = environment()
+    common = {
+        "organisation": policy.organisation,
+        "now": now,
+        "today": today,
+        "earliest": earliest,
+        "lead_days": policy.lead_time_working_days,
+        "months": months,
+        "current": month_page(month_of(today)),
+        "month_page": month_page,
+        "mailing_page": mailing_page,
+        "feed": FEED,
+        "stylesheet": STYLESHEET,
+        "undated": [f for f in facts if f.send_at is None],
+    }
+    (out / MAILING_DIR).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(HERE / "static" / STYLESHEET, out / STYLESHEET)
+    month_template = env.get_template("month.html")
+    for index, month in enumerate(months):
+        neighbours = {
+            "previous": months[index - 1] if index > 0 else None,
+            "next": months[index + 1] if index + 1 < len(months) else None,
+        }
+        html = month_template.render(common, base="", month=month, **neighbours)
+        _write(out / month_page(month.first), html)
+        if month.first == month_of(today):
+            _write(out / INDEX, html)
+    mailing_template = env.get_template("mailing.html")
+    for f in facts:
+        month = _month_of_mailing(f, months)
+        html = mailing_template.render(
+            common, base="../", m=f, month=month, send_time=local_time(f.send_at, policy) if f.send_at else None
+        )
+        _write(out / mailing_page(f.id), html)
+    urls = {f.id: f"{base_url.rstrip('/')}/{mailing_page(f.id)}" for f in facts} if base_url else {}
+    (out / FEED).write_bytes(feed(facts, policy, now, urls))
+    return Built(out, len(months), len(facts))
+
+
+def _month_of_mailing(f: MailingFacts, months: list[Month]) -> Month | None:
+    if f.send_at is None:
+        return None
+    first = month_of(f.send_at.date())
+    return next((m for m in months if m.first == first), None)
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text, encoding="utf-8", newline="\n")

@@ -1,0 +1,155 @@
+"""What the site says of each mailing: read with the checker's loader, its state decided by sender.state.
+
+Never an address from a recipient list: the facts hold counts, the request's own text and the message as a
+recipient sees it (its To is the recipient group's name, or a placeholder for one message per recipient).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from checks.addresses import recipient_count
+from checks.bodies import body_text, split_lines
+from checks.loader import load_mailing
+from checks.model import SENDLOG_FILE, Mailing
+from checks.policy import Policy
+from sender.journal import Replay, replay, scrub
+from sender.message import MessageError, preview_text
+from sender.plan import request_digest
+from sender.state import MailingState, decide
+
+# The header fields of the message as a mail client shows them, in its order.
+SHOWN_HEADERS = ("From", "To", "Subject", "Date")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How many the mailing reaches, and what became of them by its send log."""
+
+    recipients: int
+    accepted: int
+    failed: int
+    unknown: int
+    # Accepted less hard bounces. None until the bounces are read: delivered_count() is the one place that
+    # will compute it.
+    delivered: int | None = None
+
+
+@dataclass(frozen=True)
+class Body:
+    lang: str
+    subject: str
+    text: str  # as the recipient reads it: lines as written, trailing blanks dropped
+
+
+@dataclass(frozen=True)
+class Message:
+    """The message as a mail client shows it: the header fields a reader sees, then the body per language."""
+
+    headers: tuple[tuple[str, str], ...]
+    bodies: tuple[Body, ...]
+
+
+@dataclass(frozen=True)
+class MailingFacts:
+    id: str
+    send_at: datetime | None  # in the policy's time zone
+    state: MailingState
+    reason: str  # why it is in that state, addresses scrubbed
+    subject: str  # every language's subject, joined as the Subject field joins them
+    sender: str  # the unit's name (and the role's)
+    group: str  # the recipient group as the request describes it
+    counts: Counts
+    message: Message | None
+    message_problem: str | None  # why no message could be built, when none could
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (MailingState.SENT, MailingState.SENT_WITH_FAILURES, MailingState.CANCELLED)
+
+
+def read_all(root: Path, directories: Iterable[Path], policy: Policy, now: datetime) -> list[MailingFacts]:
+    """The facts of every request directory, in order of send time (then id); those with no time last."""
+    facts = [read_one(root, directory, policy, now) for directory in directories]
+    return sorted(facts, key=lambda f: (f.send_at is None, f.send_at.timestamp() if f.send_at else 0.0, f.id))
+
+
+def read_one(root: Path, directory: Path, policy: Policy, now: datetime) -> MailingFacts:
+    """One mailing's facts. Special lists are never resolved here: they count with their approximate size."""
+    mailing = load_mailing(root, directory, policy, special={})
+    log = replay(directory / SENDLOG_FILE)
+    # As `mailings status` does: the digest only for a mailing whose log is not complete.
+    digest = None if log.complete and not log.unknown else request_digest(mailing)
+    decision = decide(mailing, log, now, policy, digest)
+    message, problem = _message(mailing, policy)
+    return MailingFacts(
+        id=mailing.id,
+        send_at=mailing.send_at,
+        state=decision.state,
+        reason=scrub(decision.reason),
+        subject=" / ".join(b.subject for b in message.bodies) if message else _subjects(mailing),
+        sender=_sender(mailing, policy),
+        group=mailing.get("recipients", "group", kind=str) or "",
+        counts=_counts(mailing, policy, log),
+        message=message,
+        message_problem=problem,
+    )
+
+
+def delivered_count(log: Replay) -> int | None:
+    """Accepted less hard bounces: unknown until bounces are recorded, so None."""
+    return None
+
+
+def _counts(mailing: Mailing, policy: Policy, log: Replay) -> Counts:
+    recipients = log.recipients if log.recipients is not None else recipient_count(mailing, policy)
+    return Counts(recipients, len(log.accepted), len(log.failed), len(log.unknown), delivered_count(log))
+
+
+def _sender(mailing: Mailing, policy: Policy) -> str:
+    unit = mailing.get("sender", "unit", kind=str)
+    role = mailing.get("sender", "role", kind=str)
+    name = policy.units.get(unit, unit or "") if unit else ""
+    if role:
+        name = f"{name}, {policy.roles.get(role, role)}" if name else policy.roles.get(role, role)
+    return name or "(no sender)"
+
+
+def _subjects(mailing: Mailing) -> str:
+    subjects = [mailing.get("subject", lang, kind=str) for lang in mailing.languages]
+    return " / ".join(s.strip() for s in subjects if s and s.strip()) or "(no subject)"
+
+
+def _message(mailing: Mailing, policy: Policy) -> tuple[Message | None, str | None]:
+    """The message as a recipient gets it (sender.message, Date at send_at), or why there is none."""
+    if mailing.send_at is None:
+        return None, "send_at is missing or not a valid time"
+    try:
+        text = preview_text(mailing, policy, mailing.send_at)
+    except MessageError as exc:
+        return None, scrub(str(exc))
+    head = text.split("\n\n", 1)[0]
+    fields = dict(line.split(": ", 1) for line in head.split("\n") if ": " in line)
+    # A bulk message's To is the recipient group, undisclosed ("Group:;"): a mail client shows the name.
+    headers = tuple((name, _shown(name, fields.get(name, ""))) for name in SHOWN_HEADERS)
+    bodies = tuple(Body(lang, _subject(mailing, lang), _body(mailing, lang)) for lang in mailing.languages)
+    return Message(headers, bodies), None
+
+
+def _shown(name: str, value: str) -> str:
+    return value.removesuffix(":;").strip() if name == "To" else value
+
+
+def _subject(mailing: Mailing, lang: str) -> str:
+    return (mailing.get("subject", lang, kind=str) or "").strip()
+
+
+def _body(mailing: Mailing, lang: str) -> str:
+    """One language's body as the sender puts it into the message (checks.bodies reads it)."""
+    body = mailing.bodies.get(lang)
+    if body is None:
+        return ""
+    return "\n".join(line.rstrip() for line in split_lines(body_text(body.raw))).strip("\n")
