@@ -1,0 +1,212 @@
+"""`mailings site` on a real repository (one mailing sent for real into a Maildir): the files it writes, what
+they say, and what they never say (an address from a recipient list)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+
+from tests.website.conftest import (
+    CANCELLED,
+    HELD,
+    JULY,
+    NOW,
+    SCRIPTED,
+    SENT,
+    Site,
+    build,
+    make_repo,
+    run,
+)
+
+ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+class Days(HTMLParser):
+    """Each day item of a month page: its classes and its text; and which mailings stand in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classes: dict[str, set[str]] = {}
+        self.text: dict[str, str] = {}
+        self.mailings: dict[str, list[str]] = {}
+        self._day: str | None = None
+        self._depth = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "li" and (attributes.get("id") or "").startswith("day-"):
+            self._day = (attributes["id"] or "").removeprefix("day-")
+            self.classes[self._day] = set((attributes.get("class") or "").split())
+            self.text[self._day], self.mailings[self._day], self._depth = "", [], 0
+        elif tag == "li" and self._day is not None:
+            self._depth += 1
+            if attributes.get("data-mailing"):
+                self.mailings[self._day].append(attributes["data-mailing"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "li" and self._day is not None:
+            if self._depth == 0:
+                self._day = None
+            else:
+                self._depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self._day is not None:
+            self.text[self._day] += data
+
+
+def days(path: Path) -> Days:
+    parser = Days()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_it_writes_a_page_per_month_and_per_mailing_and_a_feed(site: Site) -> None:
+    names = sorted(str(p.relative_to(site.out)) for p in site.out.rglob("*") if p.is_file())
+    months = [f"2027-{m:02d}.html" for m in range(2, 8)]
+    pages = [f"mailings/{i}.html" for i in sorted((SENT, SCRIPTED, HELD, CANCELLED, JULY))]
+    assert names == sorted([*months, *pages, "index.html", "mailings.ics", "site.css"])
+    assert (site.out / "index.html").read_text() == (site.out / "2027-02.html").read_text()  # today's month
+    assert site.output == (
+        f"wrote the calendar site to {site.out / 'index.html'}: 6 month(s), 5 mailing page(s) and mailings.ics\n"
+    )
+
+
+def test_each_mailing_stands_on_its_day_with_its_state(site: Site) -> None:
+    february, july = days(site.out / "2027-02.html"), days(site.out / "2027-07.html")
+    assert {day: ids for day, ids in february.mailings.items() if ids} == {
+        "2027-02-10": [SENT], "2027-02-11": [HELD], "2027-02-12": [SCRIPTED], "2027-02-16": [CANCELLED]
+    }  # fmt: skip
+    assert {day: ids for day, ids in july.mailings.items() if ids} == {"2027-07-06": [JULY]}
+    assert "600 recipients · sent" in february.text["2027-02-10"]
+    assert "550 recipients · held" in february.text["2027-02-11"]
+    assert "700 recipients · scheduled" in february.text["2027-02-12"]
+    assert "520 recipients · cancelled" in february.text["2027-02-16"]
+    assert "KTH Communication and Business Liaison" in february.text["2027-02-12"]
+
+
+def test_blackout_days_and_holidays_are_shaded_and_say_why(site: Site) -> None:
+    july, may = days(site.out / "2027-07.html"), days(site.out / "2027-05.html")
+    for number in range(1, 32):
+        day = f"2027-07-{number:02d}"
+        assert "blackout" in july.classes[day] and "Blackout: July" in july.text[day]
+    assert "holiday" in may.classes["2027-05-06"] and "Holiday: Ascension Day" in may.text["2027-05-06"]
+    assert "holiday" in may.classes["2027-05-01"] and "Holiday: May Day" in may.text["2027-05-01"]
+    working = may.classes["2027-05-05"]
+    assert not working & {"holiday", "blackout"} and may.text["2027-05-05"].split() == ["Wed", "5"]
+    # No holiday in May but the policy's calendar says so (the lead-time rule's calendar)
+    shaded = {day for day, classes in may.classes.items() if "holiday" in classes}
+    assert shaded == {"2027-05-01", "2027-05-06", "2027-05-16"}
+
+
+def test_todays_earliest_allowed_date_is_the_one_mailings_earliest_gives(site: Site) -> None:
+    code, output = run(["earliest", "--root", str(site.repo.root), "--submitted", NOW])
+    assert code == 0
+    earliest = output.split()[0]
+    assert earliest == "2027-02-24"
+    february = days(site.out / "2027-02.html")
+    marked = {day for day, classes in february.classes.items() if "earliest" in classes}
+    assert marked == {earliest}
+    assert "Earliest allowed dispatch date for a request submitted today" in february.text[earliest]
+    assert {day for day, classes in february.classes.items() if "today" in classes} == {"2027-02-10"}
+    words = " ".join(re.sub(r"<[^>]+>", "", (site.out / "2027-02.html").read_text()).split())
+    assert "may be sent on Wednesday 24 February 2027 at the earliest" in words
+
+
+def test_no_recipient_address_anywhere(site: Site) -> None:
+    text = site.text()
+    listed = site.recipient_addresses()
+    assert len(listed) == 600 + 700 + 550 + 520 + 510
+    assert [a for a in listed if a in text] == []
+    for prefix in ("traveller", "scripted", "student", "cancelled0@", "summer"):
+        assert f"{prefix}0@" not in text
+    # The only addresses at all: the sender's (the From a recipient sees) and the feed's event ids.
+    found = set(ADDRESS.findall(text))
+    uids = {f"mailing-{i}@kth.se" for i in (SENT, SCRIPTED, HELD, CANCELLED, JULY)}
+    assert found - uids == {"noreply@kth.se"}
+    assert "anna.andersson@kth.se" not in text  # nor the contact person's
+
+
+def test_a_subject_with_markup_is_text(site: Site) -> None:
+    for path in site.out.rglob("*.html"):
+        assert "<script" not in path.read_text(encoding="utf-8"), path
+    page = (site.out / "mailings" / f"{SCRIPTED}.html").read_text(encoding="utf-8")
+    assert "<h1>Hej &lt;script&gt;alert(&#39;sv&#39;)&lt;/script&gt; / Hello &lt;script&gt;" in page
+
+
+def test_a_mailing_page_shows_the_message_its_state_and_counts(site: Site) -> None:
+    page = " ".join((site.out / "mailings" / f"{SENT}.html").read_text(encoding="utf-8").split())
+    assert '<span class="state state-sent">sent</span>: every recipient accepted' in page
+    for name, count in (("Recipients", 600), ("Accepted", 600), ("Failed", 0), ("Unknown", 0)):
+        assert f'<th scope="row">{name}</th><td class="number">{count}</td>' in page
+    assert '<th scope="row">Delivered</th><td class="number">not known yet</td>' in page
+    assert "<dt>From</dt><dd>KTH IT &lt;noreply@kth.se&gt;</dd>" in page
+    assert "<dt>To</dt><dd>All employees who book business travel</dd>" in page
+    assert "<dt>Subject</dt><dd>Nytt system för resebokning / New travel booking system</dd>" in page
+    assert "<dt>Date</dt><dd>Wed, 10 Feb 2027 09:00:00 +0100</dd>" in page
+    assert '<section class="body" lang="sv"' in page and '<section class="body" lang="en"' in page
+    assert "Från den 1 mars bokar du resor i det nya systemet." in page
+    held = (site.out / "mailings" / f"{HELD}.html").read_text(encoding="utf-8")
+    assert "held: the date is being discussed" in held
+    cancelled = (site.out / "mailings" / f"{CANCELLED}.html").read_text(encoding="utf-8")
+    assert "cancelled: the event moved" in cancelled
+
+
+def test_the_feed_has_one_stable_event_per_mailing(site: Site, tmp_path: Path) -> None:
+    feed = Calendar.from_ical((site.out / "mailings.ics").read_bytes())
+    events = {str(e["uid"]): e for e in feed.walk("VEVENT")}
+    assert set(events) == {f"mailing-{i}@kth.se" for i in (SENT, SCRIPTED, HELD, CANCELLED, JULY)}
+    sent = events[f"mailing-{SENT}@kth.se"]
+    assert sent.decoded("dtstart") == datetime(2027, 2, 10, 8, 0, tzinfo=UTC)
+    assert str(sent["summary"]) == "Mass mailing: Nytt system för resebokning / New travel booking system"
+    assert str(events[f"mailing-{CANCELLED}@kth.se"]["status"]) == "CANCELLED"
+    assert str(events[f"mailing-{JULY}@kth.se"]["status"]) == "CONFIRMED"
+    for event in events.values():
+        assert not ADDRESS.search(str(event["summary"]) + str(event["description"]))
+        assert "url" not in event
+    # Built again a day later, with the address it is published at: the same events, now with links.
+    later = build(site.repo, tmp_path / "later", "2027-02-11T12:00:00+01:00", "--base-url", "https://x.example/c/")
+    again = {str(e["uid"]): e for e in Calendar.from_ical((later.out / "mailings.ics").read_bytes()).walk("VEVENT")}
+    assert set(again) == set(events)
+    assert str(again[f"mailing-{JULY}@kth.se"]["url"]) == f"https://x.example/c/mailings/{JULY}.html"
+
+
+def test_a_mailing_with_no_message_says_why(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    (repo.root / "mailings" / JULY / "body.en.txt").unlink()
+    site = build(repo, tmp_path / "out")
+    page = " ".join((site.out / "mailings" / f"{JULY}.html").read_text(encoding="utf-8").split())
+    assert f"The message cannot be built yet: mailings/{JULY}/body.en.txt is missing or empty." in page
+
+
+@pytest.mark.parametrize("target", ["file", "root"])
+def test_out_must_be_a_directory_of_its_own(tmp_path: Path, target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from checks.cli import main
+
+    repo = make_repo(tmp_path / "repo")
+    out = tmp_path / "a-file"
+    out.write_text("x")
+    code = main(["site", "--root", str(repo.root), "--out", str(out if target == "file" else repo.root)])
+    assert code == 2
+    assert "name a directory" in capsys.readouterr().err
+
+
+def test_now_is_read_at_the_command_line_only(site: Site, tmp_path: Path) -> None:
+    """A site built for another day marks another today and earliest date; the mailings' states follow."""
+    later = build(site.repo, tmp_path / "later", "2027-07-01T08:00:00+02:00")
+    july = days(later.out / "2027-07.html")
+    assert "today" in july.classes["2027-07-01"]
+    assert (later.out / "index.html").read_text() == (later.out / "2027-07.html").read_text()
+    february = days(later.out / "2027-02.html")
+    assert "550 recipients · held" in february.text["2027-02-11"]
+    # The July mailing's earliest possible date for a request of today lies after the blackout
+    marked = [day for month in ("2027-07", "2027-08") for day, classes in days(later.out / f"{month}.html")
+              .classes.items() if "earliest" in classes]  # fmt: skip
+    assert marked == ["2027-08-13"]
+    assert date.fromisoformat(marked[0]) > date(2027, 7, 31)
