@@ -117,6 +117,8 @@ def test_every_workflow_declares_least_privilege() -> None:
             if (name, job_id) == ("dispatch.yml", "dispatch"):
                 # contents: the send logs; pull requests and issues: the word back (sender.notify)
                 assert writes == {"contents", "pull-requests", "issues"}, "the dispatch job writes those, no more"
+            elif (name, job_id) == ("pages.yml", "deploy"):
+                assert writes == {"pages", "id-token"}, "the deploy job writes to Pages, no more"
             else:
                 assert writes == set(), f"{name}: job {job_id} asks for write access to {writes}"
 
@@ -430,3 +432,46 @@ def test_the_hook_runs_for_a_file_directly_under_mailings(repo: Repo, plain_git:
     assert done.stdout.splitlines()[0].startswith(
         "mailings/.gitattributes:1:1: error [layout] only request directories"
     )
+
+
+# --- pages ------------------------------------------------------------------------------------------------------
+
+PAGES_ACTIONS = {
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
+    "actions/configure-pages": "983d7736d9b0ae728b81ab479565c72886d7745b # v5.0.0",
+    "actions/upload-pages-artifact": "fc324d3547104276b827a68afc52ff2a11cc49c9 # v5.0.0",
+    "actions/deploy-pages": "cd2ce8fcbc39b97be8ca5fce6e763baed58fa128 # v5.0.0",
+}
+
+
+def test_pages_builds_read_only_and_only_its_deploy_job_writes_to_pages() -> None:
+    workflow = workflows()["pages.yml"]
+    assert workflow["permissions"] == {}
+    jobs = workflow["jobs"]
+    assert set(jobs) == {"build", "deploy"}
+    assert jobs["build"]["permissions"] == {"contents": "read", "pages": "read"}
+    assert jobs["deploy"]["permissions"] == {"pages": "write", "id-token": "write"}
+    assert jobs["deploy"]["needs"] == "build" and jobs["deploy"]["environment"]["name"] == "github-pages"
+    assert [s["uses"].split("@")[0] for s in steps(workflow, "deploy")] == ["actions/deploy-pages"]
+    checkout = steps(workflow, "build")[0]
+    assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["persist-credentials"] is False
+    on = triggers(workflow)
+    assert on["push"] == {"branches": ["main"]} and on["schedule"] and "workflow_dispatch" in on
+    assert workflow["concurrency"] == {"group": "pages", "cancel-in-progress": False}
+
+
+def test_pages_builds_the_site_and_uploads_it() -> None:
+    workflow = workflows()["pages.yml"]
+    build = step_named(workflow, "build", "Build the site")
+    assert build["run"] == 'mailings site --out _site --base-url "$BASE_URL"'
+    assert build["env"]["BASE_URL"] == "${{ steps.pages.outputs.base_url }}"
+    (upload,) = [s for s in steps(workflow, "build") if s.get("uses", "").startswith("actions/upload-pages-artifact")]
+    assert upload["with"]["path"] == "_site"
+
+
+def test_pages_pins_its_actions_to_commits() -> None:
+    """Each action at a full commit SHA with its version beside it (the YAML drops comments: read the text)."""
+    text = (WORKFLOWS / "pages.yml").read_text(encoding="utf-8")
+    used = dict(re.findall(r"uses: ([\w/-]+)@(.+)", text))
+    assert used == PAGES_ACTIONS
