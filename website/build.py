@@ -23,6 +23,8 @@ STYLESHEET = "site.css"
 FEED = "mailings.ics"
 MAILING_DIR = "mailings"
 INDEX = "index.html"
+# From this many mailings on, reading them in several processes saves more than starting the processes costs.
+PARALLEL_FROM = 100
 # Language names in their own language, for the body's heading and its lang attribute's reader.
 LANGUAGES = {"sv": "Svenska", "en": "English", "fi": "Suomi", "de": "Deutsch", "fr": "Français", "es": "Español"}
 
@@ -56,9 +58,13 @@ def mailing_page(mailing_id: str) -> str:
     return f"{MAILING_DIR}/{mailing_id}.html"
 
 
-def build(root: Path, policy: Policy, now: datetime, out: Path, base_url: str | None = None) -> Built:
-    """Write the site of the repository at *root* as it stands at *now* into *out* (created if missing)."""
-    facts = read_all(root, discover(root), policy, now)
+def build(
+    root: Path, policy: Policy, now: datetime, out: Path, base_url: str | None = None, workers: int = 1
+) -> Built:
+    """Write the site of the repository at *root* as it stands at *now* into *out* (created if missing); with
+    *workers* over 1, a repository of PARALLEL_FROM mailings or more is read by that many processes."""
+    directories = discover(root)
+    facts = read_all(root, directories, policy, now, workers if len(directories) >= PARALLEL_FROM else 1)
     today = now.date()
     earliest, _ = policy.calendar.earliest_dispatch(today)
     months = build_months(facts, policy.calendar, today, earliest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -11,6 +12,7 @@ from checks.errors import UsageError
 from checks.options import add_common, add_now, clock, parse_now, repo_root
 from checks.policy import load_policy
 
+MAX_WORKERS = 4
 # Jinja2 and icalendar are imported by the command itself: every `mailings` command loads this module.
 
 
@@ -39,7 +41,9 @@ def cmd_site(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         raise UsageError(f"--out {args.out}: not a directory; name a directory to write the site into")
     if target.resolve() == root:
         raise UsageError(f"--out {args.out} is the repository itself; name a directory of its own, e.g. _site")
-    built = build(root, policy, now, target, args.base_url)
+    # Reading the requests is most of the work: one process per core, at most MAX_WORKERS.
+    workers = min(os.cpu_count() or 1, MAX_WORKERS)
+    built = build(root, policy, now, target, args.base_url, workers)
     out.write(
         f"wrote the calendar site to {target / INDEX}: {built.months} month(s), {built.mailings} mailing page(s) "
         "and mailings.ics\n"

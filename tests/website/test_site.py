@@ -210,3 +210,15 @@ def test_now_is_read_at_the_command_line_only(site: Site, tmp_path: Path) -> Non
               .classes.items() if "earliest" in classes]  # fmt: skip
     assert marked == ["2027-08-13"]
     assert date.fromisoformat(marked[0]) > date(2027, 7, 31)
+
+
+def test_several_processes_read_the_same_facts(site: Site) -> None:
+    from checks.loader import discover
+    from website.facts import read_all
+
+    policy = site.repo.policy
+    now = datetime.fromisoformat(NOW)
+    directories = discover(site.repo.root)
+    alone = read_all(site.repo.root, directories, policy, now, workers=1)
+    assert [f.id for f in alone] == [SENT, HELD, SCRIPTED, CANCELLED, JULY]
+    assert read_all(site.repo.root, directories, policy, now, workers=2) == alone
