@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/check_speed.py || status=1; \
 	$(BIN)/python bench/send_speed.py || status=1; \
 	$(BIN)/python bench/ldap_speed.py || status=1; \
+	$(BIN)/python bench/site_speed.py || status=1; \
 	exit $$status
 
 # The lock files, from pyproject.toml (runtime for the workflows, dev for make): after editing its
