@@ -20,15 +20,13 @@ from pathlib import Path
 from checks.addresses import recipient_count
 from checks.bodies import body_text, split_lines
 from checks.loader import load_mailing
+from checks.mailview import client_date
 from checks.model import SENDLOG_FILE, Mailing
 from checks.policy import Policy, load_policy
 from sender.journal import Replay, replay, scrub
-from sender.message import MessageError, build_template, delivery_mode
+from sender.message import INDIVIDUAL_TO, MessageError, build_template, delivery_mode
 from sender.plan import request_digest
 from sender.state import MailingState, decide
-
-# The To of a message sent to each recipient on their own: their address, which the site never shows.
-INDIVIDUAL_TO = "(each recipient's own address)"
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,8 @@ def _subjects(mailing: Mailing) -> str:
 
 def _message(mailing: Mailing, policy: Policy) -> tuple[Message | None, str | None]:
     """The message as a recipient gets it, built by the sender (sender.message: its From, Subject and To, checked
-    and encoded), its Date at send_at; or why none can be built."""
+    and encoded), its Date at send_at shown as the plan shows it (checks.mailview); or why none can be built.
+    The body is shown as written: the page wraps it at the reader's screen, as a mail client does."""
     if mailing.send_at is None:
         return None, "send_at is missing or not a valid time"
     try:
@@ -173,7 +172,7 @@ def _message(mailing: Mailing, policy: Policy) -> tuple[Message | None, str | No
         ("From", _mailbox(_decoded(head["From"]))),
         ("To", to),
         ("Subject", _decoded(head["Subject"])),
-        ("Date", format_datetime(mailing.send_at)),
+        ("Date", client_date(format_datetime(mailing.send_at), policy.timezone)),
     )
     bodies = tuple(Body(lang, _subject(mailing, lang), _body(mailing, lang)) for lang in mailing.languages)
     return Message(headers, bodies), None

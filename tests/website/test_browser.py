@@ -144,7 +144,7 @@ def test_a_mailing_page_shows_the_message(browser: Browser, served: str) -> None
         ["From", "KTH IT <noreply@kth.se>"],
         ["To", "All employees who book business travel"],
         ["Subject", "Nytt system för resebokning / New travel booking system"],
-        ["Date", "Wed, 10 Feb 2027 09:00:00 +0100"],
+        ["Date", "Wednesday 10 Feb 2027 09:00 CET"],
     ]
     bodies = browser.evaluate(
         "[...document.querySelectorAll('.message .body')].map(b => [b.lang, b.querySelector('.text').innerText])"

@@ -149,7 +149,7 @@ def test_a_mailing_page_shows_the_message_its_state_and_counts(site: Site) -> No
     assert "<dt>From</dt><dd>KTH IT &lt;noreply@kth.se&gt;</dd>" in page
     assert "<dt>To</dt><dd>All employees who book business travel</dd>" in page
     assert "<dt>Subject</dt><dd>Nytt system för resebokning / New travel booking system</dd>" in page
-    assert "<dt>Date</dt><dd>Wed, 10 Feb 2027 09:00:00 +0100</dd>" in page
+    assert "<dt>Date</dt><dd>Wednesday 10 Feb 2027 09:00 CET</dd>" in page
     assert '<section class="body" lang="sv"' in page and '<section class="body" lang="en"' in page
     assert "Från den 1 mars bokar du resor i det nya systemet." in page
     held = (site.out / "mailings" / f"{HELD}.html").read_text(encoding="utf-8")
@@ -222,3 +222,15 @@ def test_several_processes_read_the_same_facts(site: Site) -> None:
     alone = read_all(site.repo.root, directories, policy, now, workers=1)
     assert [f.id for f in alone] == [SENT, HELD, SCRIPTED, CANCELLED, JULY]
     assert read_all(site.repo.root, directories, policy, now, workers=2) == alone
+
+
+def test_a_message_to_each_recipient_shows_no_address_in_to(tmp_path: Path) -> None:
+    from tests.conftest import Repo
+
+    (tmp_path / "repo").mkdir()
+    repo = Repo(tmp_path / "repo")
+    repo.add(SENT, changes={"delivery": {"mode": "individual"}})
+    site = build(repo, tmp_path / "out")
+    page = (site.out / "mailings" / f"{SENT}.html").read_text(encoding="utf-8")
+    assert "<dt>To</dt><dd>(each recipient&#39;s own address)</dd>" in page
+    assert set(ADDRESS.findall(site.text())) - {f"mailing-{SENT}@kth.se"} == {"noreply@kth.se"}
