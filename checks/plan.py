@@ -149,7 +149,10 @@ def mailing_section(
         changed = since_section(before[0], before[1], now, found, policy)
     out = ["", heading, "", *changed]
     out += _facts(mailing, policy, context, lists or {})
-    out += ["", "#### Links", "", *_links(mailing, policy)]
+    links = list(_links(mailing, policy))
+    count = sum(line.startswith("- ") for line in links)
+    out += ["", "#### Links", ""]
+    out += collapsed(f"{count} links and where they lead", links) if count > _OPEN_ROWS else links
     if mailing.get("event") is not None:
         out += ["", "#### Event", "", *_event(mailing)]
     if near is not None:
@@ -465,8 +468,9 @@ def since_section(since: Since, before: Facts | None, after: Facts, found: Seque
     if not rows:
         return [*out, *([""] if found else []), "Nothing a reviewer approves changed: the same facts as then.", ""]
     out += [""] if found else []
-    out += ["| Fact | Then | Now |", "| --- | --- | --- |"]
-    out += [f"| {text(name)} | {text(then)} | {text(now)} |" for name, then, now in rows]
+    table = ["| Fact | Then | Now |", "| --- | --- | --- |"]
+    table += [f"| {text(name)} | {text(then)} | {text(now)} |" for name, then, now in rows]
+    out += table if len(rows) <= 2 * _OPEN_ROWS else collapsed(f"{len(rows)} facts changed", table)
     return [*out, ""]
 
 

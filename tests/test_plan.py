@@ -332,3 +332,11 @@ def test_recipient_lists_a_reviewer_can_judge(branch: Repo, capsys: pytest.Captu
         "or compared here",
     ]
     assert "never@kth.se" not in out  # only the lists the request names
+
+
+def test_long_sections_are_collapsed(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+    body = "Hej\n" + "".join(f"Läs https://www.kth.se/sida/{i}\n" for i in range(9))
+    branch.add(MAILING, bodies={"sv": body, "en": "Hello\n"})
+    tokens = parse(plan(branch, capsys))
+    html = [t.content.strip() for t in tokens if t.type == "html_block"]
+    assert html[:2] == ["<details><summary>9 links and where they lead</summary>", "</details>"]
