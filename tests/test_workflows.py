@@ -10,7 +10,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import tomllib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -318,7 +320,7 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
     assert plan["env"]["SINCE"] == "${{ steps.since.outputs.rev }}"
     since = step_named(workflow, "check", "What the reviewer approved")
     assert since["id"] == "since" and since["if"] == "${{ !cancelled() }}"
-    assert 'select(.state == "APPROVED")' in since["run"] and 'git merge-base "$BASE" HEAD' in since["run"]
+    assert 'git merge-base "$BASE" HEAD' in since["run"]
 
 
 def test_check_runs_the_tests_when_code_changed() -> None:
@@ -475,3 +477,84 @@ def test_pages_pins_its_actions_to_commits() -> None:
     text = (WORKFLOWS / "pages.yml").read_text(encoding="utf-8")
     used = dict(re.findall(r"uses: ([\w/-]+)@(.+)", text))
     assert used == PAGES_ACTIONS
+
+
+def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_git: None) -> None:
+    """The step's script, run by bash against a local stand-in for GitHub's reviews endpoint, in a real history:
+    the last approved commit of the pull request, else the merge base (nobody approved, the API failed, or a
+    force-push dropped the approved commit)."""
+    script = step_named(workflows()["check.yml"], "check", "What the reviewer approved")["run"]
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "--quiet", "--initial-branch=main")
+    git(root, "commit", "--quiet", "--allow-empty", "-m", "Base")
+    base = git(root, "rev-parse", "HEAD")
+    git(root, "switch", "--quiet", "--create", "request")
+    commits = []
+    for message in ("Request", "Reviewed", "Later push"):
+        git(root, "commit", "--quiet", "--allow-empty", "-m", message)
+        commits.append(git(root, "rev-parse", "HEAD"))
+    git(root, "switch", "--quiet", "--detach", "main")
+    git(root, "commit", "--quiet", "--allow-empty", "-m", "Elsewhere")
+    gone = git(root, "rev-parse", "HEAD")  # not in the pull request's history
+    git(root, "switch", "--quiet", "request")
+
+    seen: list[tuple[str, str | None]] = []
+    answer: dict[str, Any] = {}
+
+    class Reviews(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = json.dumps(answer.get("reviews")).encode()
+            self.send_response(answer.get("status", 200))
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Reviews)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def since(reviews: list[dict[str, str]], status: int = 200) -> str:
+        answer.update(reviews=reviews, status=status)
+        output = tmp_path / "output"
+        output.write_text("", encoding="utf-8")
+        env = {
+            **os.environ,
+            "GH_TOKEN": "ghs_token",
+            "REPOSITORY": "kth/mailings",
+            "NUMBER": "7",
+            "GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            "GITHUB_OUTPUT": str(output),
+            "BASE": "main",
+        }
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        (line,) = output.read_text(encoding="utf-8").splitlines()
+        return line.removeprefix("rev=")
+
+    try:
+        approved = [
+            {"state": "APPROVED", "commit_id": commits[0]},
+            {"state": "APPROVED", "commit_id": commits[1]},
+            {"state": "CHANGES_REQUESTED", "commit_id": commits[2]},
+        ]
+        assert since(approved) == commits[1]
+        assert seen[-1] == ("/repos/kth/mailings/pulls/7/reviews?per_page=100", "Bearer ghs_token")
+        assert since([{"state": "COMMENTED", "commit_id": commits[2]}]) == base
+        assert since([], status=500) == base
+        assert since([{"state": "APPROVED", "commit_id": gone}]) == base
+        assert since([{"state": "APPROVED", "commit_id": "--output=x"}]) == base
+    finally:
+        server.shutdown()
+        server.server_close()
