@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from checks import commands as checker
+from checks import review
 from checks.errors import UsageError
 from sender import commands as sender
 from website import commands as website
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     checker.register(sub)
+    review.register(sub)
     sender.register(sub)
     website.register(sub)
     return parser

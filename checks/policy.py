@@ -49,6 +49,15 @@ class Notify:
     ask: str | None = None  # whom that message says to ask (and its Reply-To); default_from_address when None
 
 
+@dataclass(frozen=True)
+class ApprovalTeam:
+    """An office whose approval a pull request that changes mailings/ needs (the `approvals` check)."""
+
+    id: str
+    name: str
+    members: tuple[str, ...]  # GitHub logins, as written in policy.yaml
+
+
 ScopeName = Literal["base", "one", "sub"]
 
 
@@ -145,6 +154,8 @@ class Policy:
     notify: Notify = Notify()
     # Who can read IT's encrypted list files: the age public keys `mailings lists encrypt` encrypts for.
     list_recipients: tuple[str, ...] = ()
+    # The offices that must each approve a request (checks.approvals); none: the policy names none.
+    approval_teams: tuple[ApprovalTeam, ...] = ()
     # Who may claim each role (sender.role): GitHub logins, lower-case (GitHub compares them without case).
     role_authors: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -246,6 +257,10 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
         list_recipients=tuple(data.get("special_lists_recipients", ())),
         role_authors=MappingProxyType(
             {k: frozenset(a.lower() for a in v.get("authors", ())) for k, v in data["roles"].items()}
+        ),
+        approval_teams=tuple(
+            ApprovalTeam(team_id, team["name"], tuple(team["members"]))
+            for team_id, team in data.get("approvals", {}).get("teams", {}).items()
         ),
     )
 

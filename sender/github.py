@@ -1,8 +1,9 @@
-"""GitHub's REST API, for the dispatch job's word back: exactly the four endpoints it needs, over urllib.
+"""GitHub's REST API over urllib: the endpoints the dispatch job's word back needs, and those the pull request's
+plan comment (checks.prcomment) and the `approvals` check (checks.approvals) read and write.
 
-This module owns the requests: their timeout, their retries and the masking of the token. It never raises to its
-caller (a failure is an `ApiFailure` value), never reads the environment (the command passes it in as a mapping)
-and never decides what to say or to whom (sender.notify does).
+This module owns the requests: their timeout, their retries, following a list's pages and the masking of the
+token. It never raises to its caller (a failure is an `ApiFailure` value), never reads the environment (the command
+passes it in as a mapping) and never decides what to say or to whom (sender.notify, checks.prcomment do).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import time
 import urllib.error
 import urllib.parse
@@ -25,6 +27,11 @@ API_VERSION = "2022-11-28"
 MAX_ANSWER_BYTES = 8 * 1024 * 1024
 # What an error answer may add to a failure's text: enough for GitHub's message, not a page of HTML.
 ERROR_EXCERPT_CHARS = 300
+# A list longer than this many pages of 100 is not a list these commands expect (GitHub itself stops a pull
+# request's files at 3,000): fail rather than read without end.
+MAX_PAGES = 100
+PER_PAGE = 100
+_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="([^"]*)"')
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 SETTINGS_VARIABLES = ("GITHUB_API_URL", "GITHUB_TOKEN", "GITHUB_REPOSITORY")
 
@@ -109,6 +116,37 @@ class Comment:
     url: str
 
 
+@dataclass(frozen=True)
+class IssueComment:
+    """A comment on an issue or pull request, as the plan comment needs it."""
+
+    id: int
+    author: str  # the login; "" when GitHub gives none (a deleted account)
+    body: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """What the `approvals` check and the plan comment need of a pull request."""
+
+    number: int
+    author: str  # the login of whoever opened it
+    head_sha: str
+    state: str  # open or closed
+    changed_files: int  # as GitHub counts them: more than the files endpoint lists means the list was cut
+
+
+@dataclass(frozen=True)
+class Review:
+    """One review of a pull request, in the order GitHub lists them (oldest first)."""
+
+    id: int
+    author: str
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED or PENDING
+    commit_id: str  # the commit the review was given on
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """urllib would send the Authorization header on to wherever a redirect points: fail instead."""
 
@@ -122,6 +160,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 class _Answer:
     status: int
     data: Any
+    next_url: str | None = None  # the Link header's rel="next": the following page of a list
 
 
 @dataclass(frozen=True)
@@ -204,6 +243,75 @@ class GitHub:
             return self._unexpected("POST", "issues")
         return Issue(answer["number"], answer.get("html_url") or "")
 
+    def pull(self, number: int) -> PullInfo | ApiFailure:
+        """Pull request *number*: its author, head commit and state."""
+        answer = self._call("GET", f"{self._repo_path}/pulls/{number}")
+        if isinstance(answer, ApiFailure):
+            return answer
+        head = answer.get("head") if isinstance(answer, dict) else None
+        sha = head.get("sha") if isinstance(head, dict) else None
+        number_found = answer.get("number") if isinstance(answer, dict) else None
+        if not isinstance(sha, str) or number_found != number:
+            return self._unexpected("GET", f"pulls/{number}")
+        changed = answer.get("changed_files")
+        return PullInfo(
+            number,
+            _login(answer.get("user")),
+            sha,
+            str(answer.get("state") or ""),
+            changed if isinstance(changed, int) else 0,
+        )
+
+    def pull_files(self, number: int) -> list[str] | ApiFailure:
+        """The paths pull request *number* changes; a renamed file counts with its old path too."""
+        items = self._pages(f"{self._repo_path}/pulls/{number}/files")
+        if isinstance(items, ApiFailure):
+            return items
+        paths: list[str] = []
+        for item in items:
+            for key in ("filename", "previous_filename"):
+                value = item.get(key)
+                if isinstance(value, str) and value:
+                    paths.append(value)
+        return paths
+
+    def pull_reviews(self, number: int) -> list[Review] | ApiFailure:
+        """Every review of pull request *number*, oldest first."""
+        items = self._pages(f"{self._repo_path}/pulls/{number}/reviews")
+        if isinstance(items, ApiFailure):
+            return items
+        reviews = [
+            Review(item["id"], _login(item.get("user")), str(item.get("state") or ""), str(item.get("commit_id") or ""))
+            for item in items
+            if isinstance(item.get("id"), int)
+        ]
+        return sorted(reviews, key=lambda review: review.id)  # GitHub lists them so; ids grow with time
+
+    def issue_comments(self, number: int) -> list[IssueComment] | ApiFailure:
+        """Every comment on issue or pull request *number*, oldest first."""
+        items = self._pages(f"{self._repo_path}/issues/{number}/comments")
+        if isinstance(items, ApiFailure):
+            return items
+        return [_issue_comment(item) for item in items if isinstance(item.get("id"), int)]
+
+    def create_comment(self, number: int, body: str) -> IssueComment | ApiFailure:
+        """Add a comment to issue or pull request *number*."""
+        answer = self._call("POST", f"{self._repo_path}/issues/{number}/comments", {"body": body})
+        if isinstance(answer, ApiFailure):
+            return answer
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
+            return self._unexpected("POST", f"issues/{number}/comments")
+        return _issue_comment(answer)
+
+    def update_comment(self, comment_id: int, body: str) -> IssueComment | ApiFailure:
+        """Replace the text of comment *comment_id*."""
+        answer = self._call("PATCH", f"{self._repo_path}/issues/comments/{comment_id}", {"body": body})
+        if isinstance(answer, ApiFailure):
+            return answer
+        if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
+            return self._unexpected("PATCH", f"issues/comments/{comment_id}")
+        return _issue_comment(answer)
+
     def mask(self, text: str) -> str:
         """*text* with the token replaced by ***."""
         return text.replace(self.settings.token, "***") if self.settings.token else text
@@ -218,22 +326,50 @@ class GitHub:
     def _unexpected(self, method: str, what: str) -> ApiFailure:
         return ApiFailure(f"{method} {self._repo_path}/{what}", "an answer of an unexpected shape", 1)
 
+    def _pages(self, path: str) -> list[dict[str, Any]] | ApiFailure:
+        """Every item of a list endpoint, page after page as the Link header leads (on this API only)."""
+        items: list[dict[str, Any]] = []
+        url: str | None = self.settings.api_url + path + "?" + urllib.parse.urlencode({"per_page": PER_PAGE})
+        pages = 0
+        while url is not None:
+            pages += 1
+            shown = f"GET {url.removeprefix(self.settings.api_url)}"
+            if pages > MAX_PAGES:
+                return ApiFailure(shown, f"a list longer than {MAX_PAGES} pages", 1)
+            # The token goes wherever the next page is: only to the API it was meant for.
+            if not url.startswith(self.settings.api_url + "/"):
+                return ApiFailure(f"GET {path}", "a next page outside GITHUB_API_URL, not followed", 1)
+            answer = self._request("GET", url, None, shown)
+            if isinstance(answer, ApiFailure):
+                return answer
+            if not isinstance(answer.data, list):
+                return ApiFailure(shown, "an answer of an unexpected shape", 1)
+            items.extend(item for item in answer.data if isinstance(item, dict))
+            url = answer.next_url
+        return items
+
     def _call(
         self, method: str, path: str, body: Mapping[str, Any] | None = None, query: Mapping[str, str] | None = None
     ) -> Any | ApiFailure:
         """The JSON answer of one request, tried again as Tuning says; a failure as a value, the token masked."""
         shown = f"{method} {path}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        url = self.settings.api_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        answer = self._request(method, url, body, shown)
+        return answer if isinstance(answer, ApiFailure) else answer.data
+
+    def _request(self, method: str, url: str, body: Mapping[str, Any] | None, shown: str) -> _Answer | ApiFailure:
+        """One request to *url*, tried again as Tuning says."""
         if self.down is not None:
             return ApiFailure(shown, f"GitHub's API failed earlier in this run: {self.down.reason}")
         attempts = 0
         while True:
             attempts += 1
             try:
-                result = self._once(method, path, body, query)
+                result = self._once(method, url, body)
             except Exception as exc:  # whatever urllib raises, the caller gets a value (and the token masked)
                 result = _Failed(f"{type(exc).__name__}: {exc}", retry=False, down=False)
             if isinstance(result, _Answer):
-                return result.data
+                return result
             # A POST whose answer was lost may have been carried out: trying again risks a second comment, which
             # is better than none.
             retry = result.retry and attempts <= self.tuning.retries
@@ -252,10 +388,7 @@ class GitHub:
         delays = self.tuning.backoff
         return delays[min(attempt, len(delays)) - 1] if delays else 0.0
 
-    def _once(
-        self, method: str, path: str, body: Mapping[str, Any] | None, query: Mapping[str, str] | None
-    ) -> _Answer | _Failed:
-        url = self.settings.api_url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    def _once(self, method: str, url: str, body: Mapping[str, Any] | None) -> _Answer | _Failed:
         data = json.dumps(body).encode("utf-8") if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("Accept", "application/vnd.github+json")
@@ -269,6 +402,7 @@ class GitHub:
             with self._opener.open(request, timeout=self.tuning.timeout) as response:
                 raw = response.read(MAX_ANSWER_BYTES + 1)
                 status = response.status
+                link = response.headers.get("Link")
         except urllib.error.HTTPError as exc:
             return _http_failure(exc)
         except urllib.error.URLError as exc:
@@ -282,9 +416,29 @@ class GitHub:
         if len(raw) > MAX_ANSWER_BYTES:
             return _Failed("an answer larger than 8 MiB", retry=False, down=False)
         try:
-            return _Answer(status, json.loads(raw) if raw.strip() else None)
+            return _Answer(status, json.loads(raw) if raw.strip() else None, _next_page(link))
         except (ValueError, UnicodeDecodeError):
             return _Failed(f"HTTP {status} with an answer that is not JSON", retry=False, down=False)
+
+
+def _login(user: Any) -> str:
+    login = user.get("login") if isinstance(user, dict) else None
+    return login if isinstance(login, str) else ""
+
+
+def _issue_comment(item: dict[str, Any]) -> IssueComment:
+    body, url = item.get("body"), item.get("html_url")
+    return IssueComment(
+        item["id"], _login(item.get("user")), body if isinstance(body, str) else "", url if isinstance(url, str) else ""
+    )
+
+
+def _next_page(link: str | None) -> str | None:
+    """The rel="next" address of a Link header, as GitHub writes it: `<url>; rel="next", <url>; rel="last"`."""
+    for target, rels in _LINK.findall(link or ""):
+        if "next" in rels.split():
+            return str(target)
+    return None
 
 
 def _http_failure(exc: urllib.error.HTTPError) -> _Failed:
