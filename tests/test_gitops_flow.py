@@ -80,7 +80,7 @@ def push_branch(root: Path, branch: str, message: str) -> None:
 def workflow_step(workflow: str, job: str, name: str) -> tuple[str, dict[str, str]]:
     data = loads((PROJECT / ".github" / "workflows" / workflow).read_text(encoding="utf-8")).data
     (step,) = [s for s in data["jobs"][job]["steps"] if s.get("name") == name]
-    return step["run"], dict(data["jobs"][job].get("env", {}))
+    return step["run"], {**data["jobs"][job].get("env", {}), **step.get("env", {})}
 
 
 def run_step(
@@ -94,6 +94,7 @@ def run_step(
     files = {key: tmp_path / f"{key.lower()}-{len(list(tmp_path.iterdir()))}" for key in ("SUMMARY", "OUTPUT")}
     for path in files.values():
         path.write_text("", encoding="utf-8")
+    (tmp_path / "runner-temp").mkdir(exist_ok=True)
     done = subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
         cwd=cwd,
@@ -104,6 +105,7 @@ def run_step(
             "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
             "GITHUB_STEP_SUMMARY": str(files["SUMMARY"]),
             "GITHUB_OUTPUT": str(files["OUTPUT"]),
+            "RUNNER_TEMP": str(tmp_path / "runner-temp"),
         },
         capture_output=True,
         text=True,
@@ -124,6 +126,8 @@ PULL_REQUEST = {
     "github.base_ref": "main",
     "github.event.pull_request.created_at": CREATED_AT,
     "github.event.pull_request.user.login": "requester",
+    "github.event.pull_request.number": "7",
+    "github.event.pull_request.head.sha": "e" * 40,
 }
 
 
@@ -182,6 +186,10 @@ def test_request_check_merge_dispatch_and_immutability(origin: Path, relay: Runn
     assert f"### ✅ ` mailings/{MAILING} `: no problems" in summary
     assert "- **Dispatch:** Wednesday 10 February 2027, 09:00 CET (UTC+01:00, Europe/Stockholm)" in summary
     assert "Subject: Nytt system för resebokning / New travel booking system" in summary
+    # and in the artifact that plan-comment.yml posts on the pull request
+    artifact = work / "runner-temp" / "mailings-plan"
+    assert (artifact / "plan.md").read_text(encoding="utf-8") == summary
+    assert (artifact / "pr-number").read_text(encoding="utf-8") == "7\n"
 
     # Approved: a maintainer merges.
     maintainer = clone(origin, "maintainer")

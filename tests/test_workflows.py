@@ -77,7 +77,14 @@ def run_actionlint(*files: Path, cwd: Path = PROJECT) -> subprocess.CompletedPro
 
 def test_the_workflows_pass_actionlint() -> None:
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} >= {"check.yml", "dispatch.yml", "ci.yml", "test-copy.yml"}
+    assert {f.name for f in files} >= {
+        "check.yml",
+        "dispatch.yml",
+        "ci.yml",
+        "test-copy.yml",
+        "plan-comment.yml",
+        "approvals.yml",
+    }
     done = run_actionlint(*files)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
@@ -121,6 +128,8 @@ def test_every_workflow_declares_least_privilege() -> None:
                 assert writes == {"contents", "pull-requests", "issues"}, "the dispatch job writes those, no more"
             elif (name, job_id) == ("pages.yml", "deploy"):
                 assert writes == {"pages", "id-token"}, "the deploy job writes to Pages, no more"
+            elif (name, job_id) == ("plan-comment.yml", "comment"):
+                assert writes == {"pull-requests"}, "the plan comment writes the comment, no more"
             else:
                 assert writes == set(), f"{name}: job {job_id} asks for write access to {writes}"
 
@@ -311,10 +320,10 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
         "--format", "github",
     ]  # fmt: skip
     plan = step_named(workflow, "check", "Plan for the reviewer")
-    assert plan["run"] == (
+    assert (
         'mailings plan --changed-since "$BASE" --since "$SINCE" --submitted "$SUBMITTED" --author "$AUTHOR" '
-        '>> "$GITHUB_STEP_SUMMARY"'
-    )
+        '> "$out/plan.md"'
+    ) in plan["run"]
     assert plan["if"] == "${{ !cancelled() }}"
     # the plan compares with the last approved commit, else the merge base
     assert plan["env"]["SINCE"] == "${{ steps.since.outputs.rev }}"
@@ -343,6 +352,186 @@ def test_requests_need_both_offices_and_code_needs_it() -> None:
     assert owners["/mailings/"] == ["@kth-mailings/cbl", "@kth-mailings/it"]
     for pattern in ("*", "/policy.yaml", "/schema/", "/checks/", "/sender/", "/.github/"):
         assert owners[pattern] == ["@kth-mailings/it"], pattern
+
+
+# --- pinned actions -------------------------------------------------------------------------------------------
+
+# Every action at a full commit, its version in a comment: a tag can be moved to other code, a commit cannot.
+PINS = {
+    "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
+    "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
+    "actions/upload-artifact": "bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0",
+    "actions/download-artifact": "3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1",
+}
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version() -> None:
+    used = set()
+    for path in sorted(WORKFLOWS.glob("*.y*ml")):
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            found = re.match(r"\s*(?:-\s+)?uses:\s*(\S+)(.*)$", line)
+            if not found or found.group(1).startswith("./"):  # a workflow of this repository
+                continue
+            action, _, ref = found.group(1).partition("@")
+            where = f"{path.name}:{number}"
+            assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{where}: {action} is not pinned to a commit"
+            assert re.fullmatch(r"\s+# v\d+\.\d+\.\d+", found.group(2)), f"{where}: no `# vX.Y.Z` after the commit"
+            assert action in PINS, f"{where}: {action} is not one of the actions this repository trusts"
+            assert f"{ref} {found.group(2).strip()}" == PINS[action], where
+            used.add(action)
+    assert used == set(PINS)
+
+
+# --- the plan comment -----------------------------------------------------------------------------------------
+
+
+def test_the_check_job_stays_read_only_and_keeps_the_plan_as_an_artifact() -> None:
+    workflow = workflows()["check.yml"]
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "permissions" not in workflow["jobs"]["check"]
+    keep = step_named(workflow, "check", "Keep the plan for the pull-request comment")
+    assert keep["uses"].startswith("actions/upload-artifact@")
+    assert keep["with"]["name"] == "mailings-plan"
+    assert keep["with"]["path"] == "${{ runner.temp }}/mailings-plan/"
+    assert keep["if"] == "${{ !cancelled() }}"
+    plan = step_named(workflow, "check", "Plan for the reviewer")
+    assert plan["env"] == {
+        "PR_NUMBER": "${{ github.event.pull_request.number }}",
+        "HEAD_SHA": "${{ github.event.pull_request.head.sha }}",
+    }
+
+
+def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A `run:` script as GitHub runs it: bash -e {0}, with pipefail."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> None:
+    """check.yml's plan step writes the artifact (a stand-in `mailings` prints the plan), and plan-comment.yml's
+    step posts it with the default branch's checks.prcomment, on a local GitHub; the second run edits the same
+    comment."""
+    from tests.fakegithub import BOT, FakeGitHub
+
+    sha = "d" * 40
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mailings").write_text("#!/bin/sh\nprintf '## The plan\\n\\nargs: %s\\n' \"$*\"\n", encoding="utf-8")
+    (bin_dir / "mailings").chmod(0o755)
+    (bin_dir / "python").symlink_to(sys.executable)  # as setup-python leaves it on PATH
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    summary = tmp_path / "summary.md"
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    check = step_named(workflows()["check.yml"], "check", "Plan for the reviewer")["run"]
+    done = run_step(
+        check,
+        tmp_path,
+        {
+            "PATH": path,
+            "RUNNER_TEMP": str(runner_temp),
+            "GITHUB_STEP_SUMMARY": str(summary),
+            "BASE": "origin/main",
+            "SUBMITTED": "2027-01-11T10:00:00Z",
+            "PR_NUMBER": "7",
+            "HEAD_SHA": sha,
+        },
+    )
+    assert done.returncode == 0, done.stderr
+    artifact = runner_temp / "mailings-plan"
+    assert sorted(p.name for p in artifact.iterdir()) == ["head-sha", "plan.md", "pr-number"]
+    plan = (artifact / "plan.md").read_text(encoding="utf-8")
+    assert plan.startswith("## The plan") and "--changed-since origin/main --submitted 2027-01-11T10:00:00Z" in plan
+    assert summary.read_text(encoding="utf-8") == plan
+
+    github = FakeGitHub()
+    try:
+        github.add_pull(7, "requester", sha)
+        post = step_named(workflows()["plan-comment.yml"], "comment", "Post or update the plan comment")["run"]
+        env = {
+            **github.env(),
+            "PATH": path,
+            "RUNNER_TEMP": str(runner_temp),
+            "HEAD_SHA": sha,
+            "PULLS": "7",
+            "RUN_URL": "https://github.com/kth/mailings/actions/runs/99",
+        }
+        for _ in range(2):
+            done = run_step(post, PROJECT, env)  # PROJECT: the default branch's checkout
+            assert done.returncode == 0, done.stderr
+        (made,) = github.comments_on(7)
+        assert made.author == BOT and made.body.startswith("<!-- mailings-plan -->") and "## The plan" in made.body
+        assert [r.method for r in github.writes()] == ["POST"]  # the second run found it unchanged
+    finally:
+        github.stop()
+
+
+def test_the_plan_comment_never_runs_the_pull_requests_code() -> None:
+    workflow = workflows()["plan-comment.yml"]
+    assert triggers(workflow) == {"workflow_run": {"workflows": ["check"], "types": ["completed"]}}
+    assert workflows()["check.yml"]["name"] == "check"  # the workflow it follows, by name
+    assert workflow["permissions"] == {}
+    assert set(workflow["jobs"]) == {"comment"}
+    job = workflow["jobs"]["comment"]
+    # the comment; the other run's artifact; the default branch's own script. Nothing else.
+    assert job["permissions"] == {"pull-requests": "write", "actions": "read", "contents": "read"}
+    assert "github.event.workflow_run.event == 'pull_request'" in job["if"]
+    assert "environment" not in job
+    (checkout,) = [s for s in steps(workflow, "comment") if s.get("uses", "").startswith("actions/checkout@")]
+    assert checkout["with"]["ref"] == "${{ github.event.repository.default_branch }}"
+    assert checkout["with"]["persist-credentials"] is False
+    (download,) = [s for s in steps(workflow, "comment") if s.get("uses", "").startswith("actions/download-artifact@")]
+    assert download["with"]["run-id"] == "${{ github.event.workflow_run.id }}"
+    assert download["with"]["name"] == "mailings-plan"
+    # outside the checkout: no file of the artifact can stand in for the code that reads it
+    assert download["with"]["path"].startswith("${{ runner.temp }}/")
+    scripts = " ".join(s.get("run", "") for s in steps(workflow, "comment"))
+    assert "pip" not in scripts and "mailings " not in scripts  # nothing installed: the standard library alone
+    assert shlex.split(scripts)[:3] == ["python", "-m", "checks.prcomment"]
+
+
+def test_no_workflow_run_job_checks_out_the_head() -> None:
+    """Whatever else comes: a job started by another run never fetches the pull request's commit or branch."""
+    head = re.compile(r"workflow_run\.(head_sha|head_branch|head_commit|head_repository|pull_requests)|pull_request")
+    for name, workflow in workflows().items():
+        if "workflow_run" not in triggers(workflow):
+            continue
+        for job_id in workflow["jobs"]:
+            for step in steps(workflow, job_id):
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert not head.search(json.dumps(step.get("with", {}))), f"{name}: {job_id} checks out the head"
+                assert "git fetch" not in step.get("run", "") and "git checkout" not in step.get("run", ""), name
+
+
+# --- approvals ----------------------------------------------------------------------------------------------------
+
+
+def test_approvals_is_a_read_only_check_of_that_name_on_pushes_and_reviews() -> None:
+    workflow = workflows()["approvals.yml"]
+    on = triggers(workflow)
+    assert set(on) == {"pull_request", "pull_request_review"}
+    assert {"opened", "synchronize", "reopened"} <= set(on["pull_request"]["types"])
+    assert {"submitted", "dismissed"} <= set(on["pull_request_review"]["types"])
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["name"] == "approvals"  # the required status check's name
+    assert job["permissions"] == {"contents": "read", "pull-requests": "read"}
+    checkout = steps(workflow, "approvals")[0]
+    # the base branch's policy and code: a pull request cannot name its own approvers or change how they count
+    assert checkout["with"] == {"ref": "${{ github.event.pull_request.base.sha }}", "persist-credentials": False}
+    step = step_named(workflow, "approvals", "Has each office approved the latest commit?")
+    assert shlex.split(step["run"]) == ["mailings", "approvals", "--pr", "$PR_NUMBER", "--head-sha", "$HEAD_SHA"]
+    assert step["env"] == {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "PR_NUMBER": "${{ github.event.pull_request.number }}",
+        "HEAD_SHA": "${{ github.event.pull_request.head.sha }}",
+    }
 
 
 # --- pre-commit -------------------------------------------------------------------------------------------------
