@@ -367,10 +367,8 @@ def test_the_check_job_stays_read_only_and_keeps_the_plan_as_an_artifact() -> No
     assert keep["with"]["path"] == "${{ runner.temp }}/mailings-plan/"
     assert keep["if"] == "${{ !cancelled() }}"
     plan = step_named(workflow, "check", "Plan for the reviewer")
-    assert plan["env"] == {
-        "PR_NUMBER": "${{ github.event.pull_request.number }}",
-        "HEAD_SHA": "${{ github.event.pull_request.head.sha }}",
-    }
+    assert plan["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
+    assert plan["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
 
 
 def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -411,6 +409,8 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
             "GITHUB_STEP_SUMMARY": str(summary),
             "BASE": "origin/main",
             "SUBMITTED": "2027-01-11T10:00:00Z",
+            "SINCE": "c" * 40,
+            "AUTHOR": "requester",
             "PR_NUMBER": "7",
             "HEAD_SHA": sha,
         },
@@ -419,7 +419,8 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
     artifact = runner_temp / "mailings-plan"
     assert sorted(p.name for p in artifact.iterdir()) == ["head-sha", "plan.md", "pr-number"]
     plan = (artifact / "plan.md").read_text(encoding="utf-8")
-    assert plan.startswith("## The plan") and "--changed-since origin/main --submitted 2027-01-11T10:00:00Z" in plan
+    assert plan.startswith("## The plan")
+    assert f"--changed-since origin/main --since {'c' * 40} --submitted 2027-01-11T10:00:00Z --author requester" in plan
     assert summary.read_text(encoding="utf-8") == plan
 
     github = FakeGitHub()
