@@ -239,7 +239,7 @@ def test_the_policy_schema_checks_the_teams(repo: Repo, capsys: pytest.CaptureFi
     assert code == 2
     err = capsys.readouterr().err
     assert "the policy file is invalid" in err and "policy.yaml:" in err
-    assert 'approvals.teams.it.members.0 value "@ivar"' in err
+    assert "approvals.teams.it.members" in err and "@ivar" in err
     assert mailings(["earliest", "--root", str(repo.root)]) == 2  # every command reads the same policy
 
 

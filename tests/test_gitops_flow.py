@@ -128,7 +128,6 @@ PULL_REQUEST = {
     "github.event.pull_request.user.login": "requester",
     "github.event.pull_request.number": "7",
     "github.event.pull_request.head.sha": "e" * 40,
-    "github.event.pull_request.user.login": "requester",
     # what the step before the plan finds when nobody approved yet: the merge base
     "steps.since.outputs.rev": "origin/main",
 }
