@@ -1,10 +1,15 @@
 """`mailings plan`: what the reviewer of a pull request needs to see, as Markdown.
 
-Per changed mailing: when it goes out (local time), the earliest allowed date,
-how many it reaches, what it says and links to, its event, every problem the
-checks found, the policy's relevance criteria as a checklist for the reviewer,
-and the message exactly as recipients will see it. Before them, the problems
-of the mailings/ folder as a whole ([layout]), if any.
+Per changed mailing: with `--since REV`, what changed since that commit (the
+last approved one) as then -> now, a dispatch moved earlier or a larger
+audience flagged (checks.facts); when it goes out (local time), the earliest
+allowed date, how many it reaches and through which lists, judged list by list
+(checks.audience); what it says and links to, its event; the other mailings
+within three working days and the recipients they share (checks.around); every
+problem the checks found, the policy's relevance criteria as a checklist for
+the reviewer, and the message as a mail client shows it, with the message as
+sent collapsed (checks.mailview). Before them, the problems of the mailings/
+folder as a whole ([layout]), if any. Long sections are collapsed.
 
 Everything a request says is somebody's text, so none of it reaches the
 Markdown raw (checks.markdown: escaped inline text, code spans, and a fenced
