@@ -339,20 +339,25 @@ def resolve_commit(root: Path, rev: str, option: str) -> str:
         ) from None
 
 
+_MOST_FILES = 1000
+
+
 def export_tree(root: Path, commit: str, path: str, into: Path, limit: int) -> bool:
     """Write the regular files under *path* (relative to the root) as they are in *commit* into the same place
     under *into*, read with git's plumbing (ls-tree, cat-file): nothing is checked out and the working tree is
-    not touched. Links and files over *limit* bytes are left out (the loader then reports them as missing).
+    not touched. Links, and files past *limit* bytes in all, are left out (the loader then finds them missing).
     False when *path* holds no file in *commit*."""
     out = git(root, "ls-tree", "-r", "-z", "-l", commit, "--", path)
-    wanted: list[tuple[str, str]] = []
-    for entry in _split(out):
-        meta, _, name = entry.partition("\t")
-        mode, kind, oid, size = meta.split()
-        if kind == "blob" and mode in ("100644", "100755") and int(size) <= limit:
-            wanted.append((oid, name))
     if not out:
         return False
+    wanted: list[tuple[str, str]] = []
+    total = 0
+    for entry in _split(out)[:_MOST_FILES]:  # a request has a handful of files; a tree of thousands is not read
+        meta, _, name = entry.partition("\t")
+        mode, kind, oid, size = meta.split()
+        if kind == "blob" and mode in ("100644", "100755") and int(size) <= limit and total + int(size) <= limit:
+            wanted.append((oid, name))
+            total += int(size)
     if wanted:
         request = "".join(f"{oid}\n" for oid, _ in wanted).encode("ascii")
         done = subprocess.run(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -137,3 +139,16 @@ def test_an_unknown_revision_is_a_usage_error(approved: tuple[Repo, str], capsys
     assert main(["plan", "--root", str(repo.root), "--since", "0" * 40]) == 2
     err = capsys.readouterr().err
     assert f"--since {'0' * 40}: no such commit here; fetch it first" in err
+
+
+def test_a_link_in_the_earlier_version_is_not_followed(approved: tuple[Repo, str], tmp_path: Path) -> None:
+    repo, _ = approved
+    outside = tmp_path / "outside.txt"
+    outside.write_text(addresses(900, prefix="secret"), encoding="utf-8")
+    listed = repo.root / "mailings" / MAILING / "recipients.txt"
+    listed.unlink()
+    listed.symlink_to(outside)
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A link")
+    then = facts_at(repo.root, git(repo.root, "rev-parse", "HEAD"), MAILING, repo.policy)
+    assert then is not None and then.recipients == 0 and not then.addresses
