@@ -373,3 +373,16 @@ def export_tree(root: Path, commit: str, path: str, into: Path, limit: int) -> b
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(blob)
     return True
+
+
+def renamed_from(root: Path, commit: str, mailing_id: str) -> str | None:
+    """The id that mailings/<mailing_id> had in *commit*, when its directory was renamed since (the id most of its
+    files came from, as `git diff -M` sees them against the working tree); None when none of them was renamed."""
+    out = git(root, "diff", "--name-status", "-z", "-M", "--no-ext-diff", "--relative", commit, "--", MAILINGS_DIR)
+    found: dict[str, int] = {}
+    for change in parse_name_status(out):
+        if change.status == "renamed" and change.old_path and mailing_of(change.path) == mailing_id:
+            old = mailing_of(change.old_path)
+            if old is not None and old != mailing_id:
+                found[old] = found.get(old, 0) + 1
+    return max(sorted(found), key=lambda old: found[old]) if found else None

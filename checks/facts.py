@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from checks.addresses import normalise, recipient_count
-from checks.changes import export_tree
+from checks.changes import export_tree, renamed_from
 from checks.loader import MAILINGS_DIR, MAX_LIST_BYTES, load_mailing
 from checks.model import Mailing, RecipientList
 from checks.policy import Policy
@@ -86,6 +86,18 @@ def facts_at(root: Path, commit: str, mailing_id: str, policy: Policy) -> Facts 
         if not export_tree(root, commit, f"{MAILINGS_DIR}/{mailing_id}", where, MAX_LIST_BYTES):
             return None
         return facts(load_mailing(where, where / MAILINGS_DIR / mailing_id, policy), policy)
+
+
+def facts_before(root: Path, commit: str, mailing_id: str, policy: Policy) -> tuple[str, Facts] | None:
+    """The id the request had in *commit* and its facts there: under the same id, or under the one its directory
+    was renamed from since (a request renamed to match a new date is the same request); None when it was not
+    there."""
+    then = facts_at(root, commit, mailing_id, policy)
+    if then is not None:
+        return mailing_id, then
+    old = renamed_from(root, commit, mailing_id)
+    then = facts_at(root, commit, old, policy) if old is not None else None
+    return (old, then) if old is not None and then is not None else None
 
 
 def alarms(before: Facts, after: Facts) -> list[str]:

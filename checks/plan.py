@@ -27,7 +27,7 @@ from checks.addresses import recipient_count
 from checks.around import WINDOW_WORKING_DAYS, Neighbour, Schedule
 from checks.audience import ListAudience, list_audiences, run_key
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
-from checks.facts import Facts, alarms, facts, facts_at
+from checks.facts import Facts, alarms, facts, facts_before
 from checks.hosts import host_is_internal
 from checks.linter import check_mailing, condense
 from checks.loader import load_mailing
@@ -105,7 +105,7 @@ def render(
     for directory in targets:
         mailing = load_mailing(root, directory, policy)
         problems = check_mailing(mailing, policy, context)
-        before = (since, facts_at(root, since.commit, mailing.id, policy)) if since is not None else None
+        before = (since, facts_before(root, since.commit, mailing.id, policy)) if since is not None else None
         near = schedule.neighbours(mailing)
         out += mailing_section(mailing, policy, context, problems, preview, lists, before, near)
     for mailing_id in gone:
@@ -136,22 +136,22 @@ def mailing_section(
     problems: Sequence[Problem],
     preview: Preview | None = None,
     lists: Mapping[str, LastChange] | None = None,
-    before: tuple[Since, Facts | None] | None = None,
+    before: tuple[Since, tuple[str, Facts] | None] | None = None,
     near: Sequence[Neighbour] | None = None,
 ) -> list[str]:
     """One mailing: what changed since an earlier commit, facts, problems, the relevance checklist and the
     message. *lists*: the last change of each special list's encrypted file (checks.changes.list_changes);
-    *before*: the commit to compare with and the mailing's facts there (None: it was not there)."""
+    *before*: the commit to compare with, and the mailing's id and facts there (None: it was not there)."""
     heading = f"### {_verdict(problems)} {code(mailing.directory)}: {_counts(problems)}"
     changed: list[str] = []
     if before is not None:
         now = facts(mailing, policy)
-        found = alarms(before[1], now) if before[1] is not None else []
+        found = alarms(before[1][1], now) if before[1] is not None else []
         if found:
             heading += (
                 f"; ⚠ {len(found)} change{'s' if len(found) != 1 else ''} to look at since {_since_name(before[0])}"
             )
-        changed = since_section(before[0], before[1], now, found, policy)
+        changed = since_section(before[0], before[1], mailing.id, now, found, policy)
     out = ["", heading, "", *changed]
     out += _facts(mailing, policy, context, lists or {})
     links = list(_links(mailing, policy))
@@ -463,11 +463,22 @@ def _since_name(since: Since) -> str:
     )
 
 
-def since_section(since: Since, before: Facts | None, after: Facts, found: Sequence[str], policy: Policy) -> list[str]:
-    """What changed since *since*: the alarms first, then each fact that moved as before → after."""
+def since_section(
+    since: Since,
+    then: tuple[str, Facts] | None,
+    mailing_id: str,
+    after: Facts,
+    found: Sequence[str],
+    policy: Policy,
+) -> list[str]:
+    """What changed since *since*: the alarms first, then each fact that moved as before → after. *then*: the id
+    the request had in that commit, and its facts there."""
     out = [f"#### Changed since {_since_name(since)}", ""]
-    if before is None:
+    if then is None:
         return [*out, "Not there then: everything in this request is new since that commit.", ""]
+    old_id, before = then
+    if old_id != mailing_id:
+        out += [f"Renamed since: it was {code(f'mailings/{old_id}')} then.", ""]
     out += [f"- **⚠ Look at this:** {text(words)}" for words in found]
     rows = list(_moved(before, after, policy))
     if not rows:

@@ -152,3 +152,23 @@ def test_a_link_in_the_earlier_version_is_not_followed(approved: tuple[Repo, str
     git(repo.root, "commit", "--quiet", "-m", "A link")
     then = facts_at(repo.root, git(repo.root, "rev-parse", "HEAD"), MAILING, repo.policy)
     assert then is not None and then.recipients == 0 and not then.addresses
+
+
+def test_a_request_renamed_to_its_new_date_is_compared_with_itself(
+    approved: tuple[Repo, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commit = approved
+    edit(repo, {"send_at": "2027-02-08 09:00"})
+    git(repo.root, "mv", f"mailings/{MAILING}", "mailings/2027-02-08-travel")
+    git(repo.root, "commit", "--quiet", "--all", "-m", "Two days earlier, renamed to match")
+    out = plan(repo, capsys, commit)
+    lines = out.split("### ✅ ` mailings/2027-02-08-travel `")[1].split("\n- **Dispatch:**")[0].splitlines()
+    assert lines[0] == ": no problems" + (f"; ⚠ 1 change to look at since ` {commit[:12]} `")
+    assert lines[2:8] == [
+        f"#### Changed since ` {commit[:12]} `",
+        "",
+        f"Renamed since: it was ` mailings/{MAILING} ` then.",
+        "",
+        "- **⚠ Look at this:** the dispatch moved earlier\\, by 2 days",
+        "",
+    ]
