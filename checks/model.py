@@ -307,7 +307,8 @@ def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetim
 OPENING_EVENTS = frozenset({"claim", "start"})  # a run is about to send; open until that run's end
 # Events that say why a mailing was not sent, or what a person decided, or that its contact person was told:
 # none of them sends anything.
-NOT_SENDING_EVENTS = frozenset({"blocked", "missed", "held", "cancelled", "notice"})
+# quota: the relay's day quota left nothing, and when the mailing continues.
+NOT_SENDING_EVENTS = frozenset({"blocked", "missed", "held", "cancelled", "notice", "quota"})
 _END = "end"
 # Counts in an end event that say the run tried a transaction (`attempted` is the number of them).
 _END_SENDING_COUNTS = ("attempted", "accepted", "failed", "unknown")

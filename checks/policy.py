@@ -40,6 +40,10 @@ class Sending:
     batch_size: int = 100
     connections: int = 4
     rate_limit: float | None = None
+    # The relay's own limits: recipients it takes in a day (the policy's time zone; counted from every send log)
+    # and in one message (caps batch_size). None: no limit.
+    recipients_per_day: int | None = None
+    recipients_per_message: int | None = None
 
 
 @dataclass(frozen=True)

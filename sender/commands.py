@@ -429,7 +429,7 @@ def _status_row(
     decision = decide(mailing, log, now, policy, digest, brake.reason(mailing.id))
     running = decision.state is MailingState.SENDING and is_locked(directory / SENDLOG_FILE)
     reason = decision.reason
-    if decision.state is MailingState.SENDING:
+    if decision.state is MailingState.SENDING and not decision.paused:  # paused: the quota's reason says when
         reason = "running now" if running else "interrupted; the next `mailings send` resumes it"
     return StatusRow(
         id=mailing.id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import threading
 from collections import Counter, deque
@@ -55,8 +56,9 @@ from sender.pace import (
     RateLimiter,
     StopRequest,
 )
-from sender.plan import Batch, Recipient, Work, plan, request_digest
+from sender.plan import Batch, Recipient, Work, batch_size, plan, request_digest, within
 from sender.progress import MailingProgress, NullProgress, Progress
+from sender.quota import QUOTA_REASON, Quota, continues_at
 from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
 from sender.state import (
@@ -66,8 +68,10 @@ from sender.state import (
     controls,
     decide,
     miss_recorded,
+    quota_reason,
     resends_unknown,
     resumable,
+    start_of,
 )
 from sender.transport import Reply, TransactionResult, Transport, login_refused, transport_factory
 
@@ -376,11 +380,53 @@ def _handle_locked(
     control = controls(mailing, run.policy)
     resend = resends_unknown(log, control)
     work = plan(mailing, run.policy, run.hasher, log, resend_unknown=resend)
+    quota = _quota(run)
+    if quota is not None:
+        if not quota.left and work.todo:
+            return _quota_wait(run, mailing, journal, log, quota, work, digest)
+        if sum(map(len, work.todo)) > quota.left:
+            # Up to the day's quota now; the rest on the next day (a quota event records when).
+            work = dataclasses.replace(work, todo=within(work.todo, quota.left))
     claimed = _claim(run, mailing, journal, work, digest, remote, written_at, control.resume_text if resend else None)
     if claimed is not None:
         return claimed
-    sending = MailingRun(run, mailing, journal, journal.read(), work, template)
+    sending = MailingRun(run, mailing, journal, journal.read(), work, template, quota)
     return eventloop.run(sending.run(), options.event_loop)
+
+
+def _quota(run: RunContext) -> Quota | None:
+    """The relay's day quota as the send logs have it now (sender.quota); None without one."""
+    from sender.quota import today
+
+    limit = run.policy.sending.recipients_per_day
+    return None if limit is None else today(run.root, run.options.now, run.policy.timezone, limit)
+
+
+def _quota_wait(
+    run: RunContext, mailing: Mailing, journal: Journal, log: Replay, quota: Quota, work: Work, digest: str
+) -> Outcome:
+    """Nothing left of the day's quota: no claim and no start, only (once a day) a quota event that says when the
+    mailing continues, so that it is not taken for late meanwhile."""
+    continues = continues_at(quota.day, start_of(mailing, log, run.policy), run.policy.timezone)
+    if log.quota_continues != continues.isoformat():
+        journal.append(_quota_event(stamp(run.options.wallclock()), run.options.run_id, quota, work.total, continues))
+    after = journal.read()
+    decision = decide(mailing, after, run.options.now, run.policy, digest)
+    written = journal.path if after.quota_continues != log.quota_continues else None
+    return _outcome(mailing, decision.state, decision.reason, after, written=written)
+
+
+def _quota_event(time: str, run_id: str, quota: Quota, recipients: int, continues: datetime) -> Event:
+    return {
+        "event": "quota",
+        "time": time,
+        "run": run_id,
+        "day": quota.day.isoformat(),
+        "limit": quota.limit,
+        "used": quota.used,
+        "recipients": recipients,
+        "continues": continues.isoformat(),
+    }
 
 
 def _live_claim(run: RunContext, log: Replay) -> str | None:
@@ -494,6 +540,10 @@ def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision,
     if reasons:
         return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
     work = plan(mailing, policy, run.hasher, log)
+    owed = sum(map(len, work.todo))
+    quota = _quota(run)
+    if quota is not None and owed > quota.left:
+        work = dataclasses.replace(work, todo=within(work.todo, quota.left))
     pending = sum(map(len, work.todo))
     mode = delivery_mode(mailing, policy)
     count = len(work.todo)
@@ -502,6 +552,11 @@ def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision,
         f"would send {count} message{'s' if count != 1 else ''} to {pending} recipient"
         f"{'s' if pending != 1 else ''} ({mode}, {connections} connection{'s' if connections != 1 else ''})"
     )
+    if quota is not None and owed > pending:
+        note += (
+            f"; the relay's quota of {quota.limit:,} recipients a day leaves {quota.left:,} today, so "
+            f"{owed - pending:,} continue on the next day"
+        )
     return _outcome(mailing, decision.state, note, log)
 
 
@@ -558,6 +613,9 @@ class FirstTries:
             if isinstance(message, list):
                 self.hold(message, len(batch))
                 continue
+            if run.quota_left is not None and not run.fits(len(batch)):
+                todo.appendleft(batch)  # not attempted: it stays pending, for the next day
+                break
             if run.limiter.active:
                 self.write_held()  # nothing known is left unwritten while we wait
                 await run.limiter.wait()
@@ -641,8 +699,14 @@ class MailingRun:
         log: Replay,
         work: Work,
         template: MessageTemplate,
+        quota: Quota | None = None,
     ) -> None:
         self.mailing = mailing
+        self.start = start_of(mailing, log, run.policy)
+        self.quota = quota
+        # Recipients the day's quota still allows; each attempt counts, retries too, as the relay counts them.
+        self.quota_left = quota.left if quota is not None else None
+        self.quota_stopped = False  # a transaction did not fit in what was left
         self.template = template
         self.policy = run.policy
         self.options = run.options
@@ -724,7 +788,15 @@ class MailingRun:
         """True once the mailing stops taking new transactions: for its own reasons, or a signal's."""
         if self.stop_reason is None and self.options.stop.requested:
             self.stop(f"stopped by {self.options.stop.reason}; the rest is left for the next run")
-        return self.stop_reason is not None
+        return self.stop_reason is not None or self.quota_stopped
+
+    def fits(self, recipients: int) -> bool:
+        """True when an attempt of *recipients* stays within the day's quota; else the mailing takes no new
+        transaction (not a fault: it continues on the next day)."""
+        if self.quota_left is None or recipients <= self.quota_left:
+            return True
+        self.quota_stopped = True
+        return False
 
     def _now(self) -> str:
         """The send log's time stamp. Stamps have milliseconds: one reading of the wall clock serves every event
@@ -763,7 +835,7 @@ class MailingRun:
                 recipients=self.total,
                 pending=sum(map(len, todo)),
                 mode=self.mode,
-                batch_size=self.policy.sending.batch_size,
+                batch_size=batch_size(self.mailing, self.policy),
                 connections=connections,
                 **scheme,
                 **start_fields(self.options.special, self.mailing),
@@ -850,6 +922,9 @@ class MailingRun:
                 if self.stop_reason is not None:
                     again.append((batch, pending))
                     continue
+                if not self.fits(len(pending)):
+                    again.append((batch, pending))
+                    continue
                 if self.limiter.active:
                     await self.limiter.wait()
                 if self.checkpoints.active and not await self.room(len(pending)):
@@ -867,7 +942,8 @@ class MailingRun:
             attempt += 1
         for batch, pending in waiting:
             # Tried, then stopped before they had an outcome: say so, rather than leave them looking in flight.
-            reply = Reply(451, f"not tried again: {self.stop_reason or 'the run stopped'}")
+            why = self.stop_reason or (QUOTA_REASON if self.quota_stopped else "the run stopped")
+            reply = Reply(451, f"not tried again: {why}")
             lane.add(self.write([self._deferred_line(batch.key, pending, reply)]), len(pending))
 
     def attempt(self, batch: Batch, pending: list[Recipient], before: Sequence[bytes] = ()) -> int:
@@ -879,6 +955,8 @@ class MailingRun:
         ticket = self.journal.write_lines(b"".join((*before, line)) if before else line, len(before) + 1)
         self.log.note_attempt(now, hashes)
         self.attempted += 1
+        if self.quota_left is not None:
+            self.quota_left -= len(hashes)
         self.checkpoints.attempt(len(hashes))
         return ticket
 
@@ -994,6 +1072,13 @@ class MailingRun:
         if self.stop_reason:
             end["reason"] = self.stop_reason
         await self._record(end)
+        continues = None
+        if self.quota is not None and pending and (self.quota_stopped or (self.quota_left or 0) <= 0):
+            # The day's quota is spent: the rest goes on the next day, and the mailing is not late meanwhile.
+            continues = continues_at(self.quota.day, self.start, self.policy.timezone)
+            used = self.quota.limit - (self.quota_left or 0)
+            quota = dataclasses.replace(self.quota, used=used)
+            await self._record(_quota_event(self._now(), self.options.run_id, quota, self.total, continues))
         if not await self.checkpoints.final() and self.stop_reason is None:
             self.stop(self._checkpoint_failure())
         self._report_progress()
@@ -1003,7 +1088,7 @@ class MailingRun:
         return Outcome(
             self.mailing.id,
             decision.state,
-            self._note(pending),
+            self._note(pending, continues),
             ok=self.stop_reason is None,
             acted=True,
             total=self.total,
@@ -1018,7 +1103,7 @@ class MailingRun:
             unknown_now=self.unknown_now,
         )
 
-    def _note(self, pending: int) -> str:
+    def _note(self, pending: int, continues: datetime | None = None) -> str:
         unknown = (
             f"; {self.unknown_now} recipient(s) unknown (the relay never answered the end of their message: they "
             "may have it, so they are not sent again)"
@@ -1029,6 +1114,8 @@ class MailingRun:
             return f"stopped: {self.stop_reason}{unknown}"
         if not pending:
             return f"complete{unknown}"
+        if continues is not None:
+            return quota_reason(self.log, continues) + unknown
         return f"{pending} recipient(s) deferred by the relay; the next run tries them again{unknown}"
 
     def _report_progress(self) -> None:

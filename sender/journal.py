@@ -30,6 +30,8 @@ Events (all carry ``event`` and ``time``)::
     cancelled reason                                       (cancelled: nothing more is ever sent; final)
     notice    state                                        (the contact person is told of this state by mail, once)
     end       run, accepted, failed, pending, unknown, attempted, complete, [reason]
+    quota     run, day, limit, used, recipients, continues  (the relay's day quota is spent: the rest goes on at
+                                                           `continues`, and the mailing is not late until then)
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class Replay:
     unknown_resumed: set[str] = field(default_factory=set)  # the resume_at values a run sent the unknown for
     noticed: set[str] = field(default_factory=set)  # the states the contact person was told of by mail
     special_lists: dict[str, Any] = field(default_factory=dict)  # IT's lists as the last start read them
+    quota_continues: str | None = None  # when the last run the day's quota stopped may go on (sender.quota)
+    quota_recipients: int | None = None  # the mailing's recipients, as that run counted them
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -275,6 +279,13 @@ def _on_cancelled(replay: Replay, event: Event) -> None:
     replay.cancelled = reason if isinstance(reason, str) and reason else "cancelled"
 
 
+def _on_quota(replay: Replay, event: Event) -> None:
+    continues, recipients = event.get("continues"), event.get("recipients")
+    if isinstance(continues, str):
+        replay.quota_continues = continues
+        replay.quota_recipients = recipients if isinstance(recipients, int) else None
+
+
 def _on_start(replay: Replay, event: Event) -> None:
     replay.runs += 1
     replay.open_run = True
@@ -346,6 +357,7 @@ _HANDLERS = {
     "deferred": _on_deferred,
     "unknown": _on_unknown,
     "end": _on_end,
+    "quota": _on_quota,
 }
 
 

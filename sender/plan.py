@@ -90,8 +90,11 @@ def _recipients(mailing: Mailing, hasher: Hasher) -> list[Recipient]:
 
 
 def batch_size(mailing: Mailing, policy: Policy) -> int:
-    """Recipients per transaction: policy.sending.batch_size in bulk mode, one in individual mode."""
-    return 1 if delivery_mode(mailing, policy) == "individual" else max(1, policy.sending.batch_size)
+    """Recipients per transaction: one in individual mode; in bulk mode policy.sending.batch_size, or the relay's
+    recipients_per_message when that is smaller."""
+    if delivery_mode(mailing, policy) == "individual":
+        return 1
+    return max(1, min(policy.sending.batch_size, policy.sending.recipients_per_message or policy.sending.batch_size))
 
 
 def batches(mailing: Mailing, policy: Policy, recipients: Sequence[Recipient]) -> list[Batch]:
@@ -148,6 +151,30 @@ def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay, *, resen
     unknown = 0 if resend_unknown else len(hashes & log.unknown)
     accepted, failed = len(hashes & log.accepted), len(hashes & log.failed.keys())
     return Work(len(hashes), accepted, failed, todo, unknown)
+
+
+def within(todo: list[Batch], budget: int) -> list[Batch]:
+    """The first batches of *todo* up to *budget* recipients in all (the relay's day quota); the last one cut
+    short if it must (its key then names the recipients it keeps). The rest stay pending for a later run."""
+    kept: list[Batch] = []
+    for batch in todo:
+        if budget <= 0:
+            break
+        size = len(batch)
+        if size > budget:
+            kept.append(_first(batch, budget))
+            break
+        kept.append(batch)
+        budget -= size
+    return kept
+
+
+def _first(batch: Batch, count: int) -> Batch:
+    if batch.unhashed is not None:
+        normalised, addresses, hasher = batch.unhashed
+        return Batch([], unhashed=(normalised[:count], addresses[:count], hasher))
+    recipients = batch.recipients[:count]
+    return Batch(recipients, batch_key([r.hash for r in recipients]))
 
 
 def request_digest(mailing: Mailing) -> str:

@@ -35,10 +35,11 @@ class Decision:
     state: MailingState
     reason: str
     deadline: datetime | None = None  # the last moment it may still be sent
+    paused: bool = False  # the relay's day quota stopped it: nothing to do until it continues (sender.quota)
 
     @property
     def actionable(self) -> bool:
-        return self.state in ACTIONABLE
+        return self.state in ACTIONABLE and not self.paused
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,14 @@ def resumable(replay: Replay) -> bool:
     """True when resume_at may set the time: the mailing was missed, interrupted (a run started it) or held.
     For a mailing never started it would be a way around the lead time, so send_at counts then."""
     return replay.missed_digest is not None or replay.runs > 0 or replay.held_ever
+
+
+def start_of(mailing: Mailing, replay: Replay, policy: Policy) -> datetime | None:
+    """When *mailing* is to go out: its resume_at where one may set the time, else its send_at."""
+    control = controls(mailing, policy)
+    if control.resume_at is not None and resumable(replay):
+        return control.resume_at
+    return mailing.send_at
 
 
 def resends_unknown(replay: Replay, control: Controls) -> bool:
@@ -130,10 +139,18 @@ def decide(
     start = resume or mailing.send_at
     if start is None:
         return Decision(MailingState.BLOCKED, "send_at is missing or not a valid time")
-    deadline = start + timedelta(hours=policy.sending.max_lateness_hours)
+    lateness = timedelta(hours=policy.sending.max_lateness_hours)
+    deadline = start + lateness
+    continues = _quota_continues(replay, start)
+    if continues is not None:
+        # Progressing a day at a time under the relay's quota is not lateness: each day's part has its limit.
+        deadline = max(deadline, continues + lateness)
     if now < start:
         verb = "resumes" if resume else "to be sent"
         return Decision(MailingState.SCHEDULED, f"{verb} at {_shown(start)}", deadline)
+    if continues is not None and now < continues:
+        state = MailingState.SENDING if replay.runs else MailingState.DUE
+        return Decision(state, quota_reason(replay, continues.astimezone(policy.timezone)), deadline, paused=True)
     if now > deadline:
         return Decision(MailingState.MISSED, _missed_reason(start, deadline, policy, replay), deadline)
     if replay.open_run or replay.claim_open:
@@ -142,6 +159,26 @@ def decide(
         return Decision(MailingState.BLOCKED, replay.blocked, deadline)
     pending = "pending recipients" if replay.runs else "due"
     return Decision(MailingState.DUE, f"{pending}; may be sent until {_shown(deadline)}", deadline)
+
+
+def _quota_continues(replay: Replay, start: datetime) -> datetime | None:
+    """When the mailing goes on after the relay's day quota stopped it; None when that was before *start* (a
+    request re-dated since) or never happened."""
+    try:
+        continues = datetime.fromisoformat(replay.quota_continues) if replay.quota_continues else None
+    except ValueError:
+        return None
+    if continues is None or continues.tzinfo is None or continues <= start:
+        return None
+    return continues
+
+
+def quota_reason(replay: Replay, continues: datetime) -> str:
+    """'quota reached: 10,000 of 25,000 sent, continues 2026-12-03 at 09:00 CET'."""
+    total = replay.quota_recipients if replay.quota_recipients is not None else replay.recipients
+    of = f" of {total:,}" if total is not None else ""
+    when = continues.strftime("%Y-%m-%d at %H:%M %Z")
+    return f"quota reached: {len(replay.accepted):,}{of} sent, continues {when} (the relay's recipients per day)"
 
 
 def _sent_so_far(replay: Replay) -> str:

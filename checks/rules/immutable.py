@@ -16,7 +16,7 @@ is its base); without a base it has nothing to compare and finds nothing.
   end that counts anything attempted, or a line that is not a JSON object or
   names an unknown event (fail closed). A run that claimed, started and ended
   having attempted nothing (the relay could not be reached), and a log that
-  records only why the mailing was not sent (blocked, missed), leave the
+  records only why the mailing was not sent (blocked, missed, quota), leave the
   request open to a fix or a new date.
 - Adding, changing, deleting or renaming a ``sendlog.jsonl`` is an error in
   any mailing: the dispatch job writes send logs on the main branch, never a
