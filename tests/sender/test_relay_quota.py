@@ -133,5 +133,5 @@ def test_the_policy_takes_the_limits(repo: Repo) -> None:
     policy = load_policy(repo.root)
     assert (policy.sending.recipients_per_day, policy.sending.recipients_per_message) == (10000, 500)
     set_sending(repo, recipients_per_day=0)
-    with pytest.raises(UsageError, match=r"policy\.yaml:\d+:\d+: sending\.recipients_per_day: 0 is less than"):
+    with pytest.raises(UsageError, match=r"policy\.yaml:\d+:\d+: sending\.recipients_per_day\b"):
         load_policy(repo.root)
