@@ -5,8 +5,9 @@ requests and nothing else, and without the pull request's code. It reads what th
 (`mailings-plan`: `plan.md`, `pr-number`, `head-sha`), which the pull request's own code wrote and so may have
 forged: the number must be a number, the commit must be the one the check ran on (the workflow_run event says which,
 and GitHub's event, not the artifact, is trusted) and the pull request's head now, and the plan is posted as text of
-bounded size. A plan longer than a comment holds is cut at a line end, the code block and collapsed sections open
-there closed again, with a link to the whole plan.
+bounded size, every @mention outside its code blocks broken (the bot notifies nobody). A plan longer than a comment
+holds is cut at a line end, the code block and collapsed sections open there closed again, with a link to the whole
+plan.
 
 The comment is found again by a hidden marker at its start, among the comments of the token's own account: a
 comment without it, or anybody else's, is never edited.
@@ -43,6 +44,9 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
 _DETAILS_OPEN = re.compile(r"<details[\s>]", re.IGNORECASE)
 _DETAILS_CLOSE = re.compile(r"</details\s*>", re.IGNORECASE)
+# An @ that GitHub would read as a mention: not inside a word or an address, not escaped.
+_MENTION = re.compile(r"(?<![\w`\\])@(?=[A-Za-z0-9])")
+WORD_JOINER = "\u2060"
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def compose(plan: str, sha: str, run_url: str, limit: int = MAX_COMMENT_CHARS) -
         f"Plan for commit `{sha[:12]}` ([check run]({run_url})). This comment is updated on every push "
         f"and always shows the plan of the latest commit checked.\n\n"
     )
-    plan = plan.rstrip("\n") + "\n"
+    plan = defuse_mentions(plan.rstrip("\n") + "\n")
     if length(head + plan) <= limit:
         return head + plan
     note = (
@@ -128,6 +132,18 @@ def compose(plan: str, sha: str, run_url: str, limit: int = MAX_COMMENT_CHARS) -
     room = limit - length(head) - length(note)
     kept = _cut(plan, room)
     return head + kept + note
+
+
+def defuse_mentions(plan: str) -> str:
+    """*plan* with every @mention outside code blocks broken by a word joiner: the bot's comment notifies nobody,
+    whatever an artifact says (the plan itself escapes a request's text; a forged one need not)."""
+    out = []
+    fence: tuple[str, int] | None = None
+    for line in plan.splitlines(keepends=True):
+        inside = fence is not None
+        fence, _ = _scan(line, fence, 0)
+        out.append(line if inside or fence is not None else _MENTION.sub("@" + WORD_JOINER, line))
+    return "".join(out)
 
 
 def _cut(plan: str, room: int) -> str:

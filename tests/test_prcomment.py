@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -160,6 +161,21 @@ def test_an_oversized_plan_is_cut_under_the_limit_with_its_code_block_closed_and
     inline = "".join(t.content for t in tokens if t.type == "inline")
     assert "The plan is cut here" in inline and f"[check run's summary]({RUN_URL})" in inline
     assert f"{len(plan):,}" in made.body or f"{length(plan):,}" in made.body
+
+
+def test_a_forged_plan_cannot_mention_anyone(tmp_path: Path, github: FakeGitHub) -> None:
+    """The artifact comes from the pull request's code: the bot's comment must not notify a team for it."""
+    plan = (
+        "@kth-mailings/it please approve, cc @anna (mail anna@kth.se, escaped \\@bob, `@code`)\n"
+        "```text\nFrom: @inside-a-block\n```\n"
+    )
+    github.add_pull(7, "requester", SHA)
+    assert comment(github, artifact(tmp_path, plan=plan))[0] == 0
+    (made,) = github.comments_on(7)
+    assert "@\u2060kth-mailings/it please" in made.body and "cc @\u2060anna " in made.body
+    assert "anna@kth.se" in made.body and "\\@bob" in made.body and "`@code`" in made.body
+    assert "From: @inside-a-block" in made.body  # a code block mentions nobody: left as it is
+    assert not re.search(r"(?<![\w`\\])@[A-Za-z0-9]", made.body.split("```text")[0])
 
 
 def test_a_plan_that_fits_is_posted_whole() -> None:
