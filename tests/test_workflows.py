@@ -629,7 +629,10 @@ def test_pages_builds_the_site_and_uploads_it() -> None:
     workflow = workflows()["pages.yml"]
     build = step_named(workflow, "build", "Build the site")
     assert build["run"] == 'mailings site --out _site --base-url "$BASE_URL"'
-    assert build["env"]["BASE_URL"] == "${{ steps.pages.outputs.base_url }}"
+    assert build["env"] == {
+        "BASE_URL": "${{ steps.pages.outputs.base_url }}",
+        "MAILINGS_HOLD": "${{ vars.MAILINGS_HOLD }}",
+    }
     (upload,) = [s for s in steps(workflow, "build") if s.get("uses", "").startswith("actions/upload-pages-artifact")]
     assert upload["with"]["path"] == "_site"
 

@@ -14,7 +14,8 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from checks.loader import discover
 from checks.plan import WEEKDAYS, local_time, long_date
 from checks.policy import Policy
-from website.facts import MailingFacts, read_all
+from sender.dispatch import Brake
+from website.facts import NO_BRAKE, MailingFacts, read_all
 from website.feed import feed
 from website.months import Month, build_months, month_of
 
@@ -59,12 +60,18 @@ def mailing_page(mailing_id: str) -> str:
 
 
 def build(
-    root: Path, policy: Policy, now: datetime, out: Path, base_url: str | None = None, workers: int = 1
+    root: Path,
+    policy: Policy,
+    now: datetime,
+    out: Path,
+    base_url: str | None = None,
+    workers: int = 1,
+    brake: Brake = NO_BRAKE,
 ) -> Built:
     """Write the site of the repository at *root* as it stands at *now* into *out* (created if missing); with
     *workers* over 1, a repository of PARALLEL_FROM mailings or more is read by that many processes."""
     directories = discover(root)
-    facts = read_all(root, directories, policy, now, workers if len(directories) >= PARALLEL_FROM else 1)
+    facts = read_all(root, directories, policy, now, workers if len(directories) >= PARALLEL_FROM else 1, brake)
     today = now.date()
     earliest, _ = policy.calendar.earliest_dispatch(today)
     months = build_months(facts, policy.calendar, today, earliest)

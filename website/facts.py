@@ -23,10 +23,13 @@ from checks.loader import load_mailing
 from checks.mailview import client_date
 from checks.model import SENDLOG_FILE, Mailing
 from checks.policy import Policy, load_policy
+from sender.dispatch import Brake
 from sender.journal import Replay, replay, scrub
 from sender.message import INDIVIDUAL_TO, MessageError, build_template, delivery_mode
 from sender.plan import request_digest
 from sender.state import MailingState, decide
+
+NO_BRAKE = Brake()
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class MailingFacts:
 
 
 def read_all(
-    root: Path, directories: Sequence[Path], policy: Policy, now: datetime, workers: int = 1
+    root: Path, directories: Sequence[Path], policy: Policy, now: datetime, workers: int = 1, brake: Brake = NO_BRAKE
 ) -> list[MailingFacts]:
     """The facts of every request directory, in order of send time (then id); those with no time last.
 
@@ -85,9 +88,9 @@ def read_all(
     if workers > 1 and len(directories) > 1:
         chunk = max(1, len(directories) // (workers * 4))
         with ProcessPoolExecutor(workers, initializer=_start_worker, initargs=(root,)) as pool:
-            facts = list(pool.map(_read_in_worker, directories, repeat(now), chunksize=chunk))
+            facts = list(pool.map(_read_in_worker, directories, repeat(now), repeat(brake), chunksize=chunk))
     else:
-        facts = [read_one(root, directory, policy, now) for directory in directories]
+        facts = [read_one(root, directory, policy, now, brake) for directory in directories]
     return sorted(facts, key=lambda f: (f.send_at is None, f.send_at.timestamp() if f.send_at else 0.0, f.id))
 
 
@@ -99,20 +102,21 @@ def _start_worker(root: Path) -> None:
     _worker = (root, load_policy(root))
 
 
-def _read_in_worker(directory: Path, now: datetime) -> MailingFacts:
+def _read_in_worker(directory: Path, now: datetime, brake: Brake) -> MailingFacts:
     assert _worker is not None, "_start_worker runs first in each process of the pool"
     root, policy = _worker
-    return read_one(root, directory, policy, now)
+    return read_one(root, directory, policy, now, brake)
 
 
-def read_one(root: Path, directory: Path, policy: Policy, now: datetime) -> MailingFacts:
-    """One mailing's facts. Special lists are never resolved here: they count with their approximate size."""
+def read_one(root: Path, directory: Path, policy: Policy, now: datetime, brake: Brake = NO_BRAKE) -> MailingFacts:
+    """One mailing's facts. Special lists are never resolved here: they count with their approximate size.
+    *brake* is MAILINGS_HOLD as the sender reads it: a mailing it holds is shown held, as `mailings status` does."""
     mailing = load_mailing(root, directory, policy, special={})
     log = replay(directory / SENDLOG_FILE)
     # decide() reads the digest only against a miss the log records (sender.state.miss_recorded): without one,
     # reading every file of the request again would change nothing.
     digest = request_digest(mailing) if log.missed_digest is not None else None
-    decision = decide(mailing, log, now, policy, digest)
+    decision = decide(mailing, log, now, policy, digest, brake.reason(mailing.id))
     message, problem = _message(mailing, policy)
     return MailingFacts(
         id=mailing.id,

@@ -3,6 +3,7 @@ they say, and what they never say (an address from a recipient list)."""
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -234,3 +235,18 @@ def test_a_message_to_each_recipient_shows_no_address_in_to(tmp_path: Path) -> N
     page = (site.out / "mailings" / f"{SENT}.html").read_text(encoding="utf-8")
     assert "<dt>To</dt><dd>(each recipient&#39;s own address)</dd>" in page
     assert set(ADDRESS.findall(site.text())) - {f"mailing-{SENT}@kth.se"} == {"noreply@kth.se"}
+
+
+def test_the_emergency_brake_shows_as_held(site: Site, tmp_path: Path) -> None:
+    from checks.cli import build_parser
+
+    out = tmp_path / "braked"
+    args = build_parser().parse_args(["site", "--root", str(site.repo.root), "--out", str(out), "--now", NOW])
+    written = io.StringIO()
+    assert args.func(args, {"MAILINGS_HOLD": SCRIPTED}, written) == 0
+    assert written.getvalue().startswith(f"MAILINGS_HOLD: held: {SCRIPTED}\n")
+    february = days(out / "2027-02.html")
+    assert "700 recipients · held" in february.text["2027-02-12"]
+    assert "600 recipients · sent" in february.text["2027-02-10"]  # sent before: the brake changes nothing
+    page = (out / "mailings" / f"{SCRIPTED}.html").read_text(encoding="utf-8")
+    assert "held: MAILINGS_HOLD names it (the emergency brake)" in page
