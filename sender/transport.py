@@ -23,7 +23,9 @@ each command waits for its reply.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import mailbox
 import re
 import select
@@ -37,6 +39,7 @@ from time import monotonic
 from typing import Generic, Protocol, TypeVar, cast
 
 import aiosmtplib
+from aiosmtplib.auth import auth_xoauth2_encode
 from aiosmtplib.errors import (
     SMTPAuthenticationError,
     SMTPConnectError,
@@ -1010,7 +1013,7 @@ class SmtpTransport:
             try:
                 if mechanism == "xoauth2":
                     assert s.oauth_token is not None
-                    await smtp.auth_xoauth2(s.username, s.oauth_token)
+                    await _xoauth2(smtp, s.username, s.oauth_token)
                 else:
                     await getattr(smtp, f"auth_{mechanism.replace('-', '')}")(s.username, s.password or "")
             except SMTPAuthenticationError as exc:
@@ -1046,6 +1049,30 @@ class SmtpTransport:
             return Reply(421, f"4.4.1 cannot connect to {where}: {_describe(exc)}")
         # aiosmtplib's remaining errors are what the server lacks: STARTTLS, AUTH.
         return Reply(554, f"5.7.0 {where}: {_describe(exc)}")
+
+
+async def _xoauth2(smtp: aiosmtplib.SMTP, username: str, token: str) -> None:
+    """AUTH XOAUTH2 with the initial response (RFC 7628's SASL form as Google and Microsoft take it). A refusal
+    comes as a 334 challenge with a JSON error (status, scope), answered with an empty line, then the final
+    reply: the refusal raised carries both, since the JSON often says more than the final text."""
+    response = await smtp.execute_command(b"AUTH", b"XOAUTH2", auth_xoauth2_encode(username, token))
+    detail = ""
+    if response.code == 334:
+        detail = _oauth_error(response.message)
+        response = await smtp.execute_command(b"")
+    if response.code != 235:
+        raise SMTPAuthenticationError(response.code, response.message + (f" ({detail})" if detail else ""))
+
+
+def _oauth_error(challenge: str) -> str:
+    """The JSON error of an XOAUTH2 challenge as 'status 401, schemes bearer, scope ...'; '' if it is not one."""
+    try:
+        error = json.loads(base64.b64decode(challenge.strip(), validate=True))
+    except ValueError:
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    return ", ".join(f"{key} {value}" for key, value in error.items() if isinstance(value, str | int))[:200]
 
 
 def _offered(mechanisms: Sequence[str]) -> str:

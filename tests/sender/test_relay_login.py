@@ -97,6 +97,7 @@ def test_a_wrong_token_is_one_attempt_in_the_run_and_the_relays_reply_is_shown(
     assert handler.attempts == [("XOAUTH2", False)]  # one, though two mailings and four connections were due
     assert handler.connections == 1 and handler.mails == 0 and handler.received == []
     assert out.count("535 5.7.8 Username and Password not accepted") == 2  # each mailing says why
+    assert "(status 401, schemes bearer" in out  # the relay's JSON error, from its challenge
     assert "check MAILINGS_SMTP_USERNAME and MAILINGS_SMTP_OAUTH_TOKEN" in out
     assert "no other login is tried in this run" in out and "expired-token" not in out
     assert not log_path(repo).exists()  # the second mailing was not tried: nothing written for it
