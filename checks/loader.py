@@ -38,6 +38,7 @@ from checks.model import (
 )
 from checks.policy import FileSource, Policy
 from checks.policy import special_list_variable as special_list_variable  # where callers found it before
+from checks.schemas import what_it_is
 from checks.yamlsafe import Document, YamlError, loads
 
 MAILINGS_DIR = "mailings"
@@ -237,7 +238,11 @@ def _read_yaml(path: Path, shown: str) -> tuple[Document | None, Finding | None]
     except YamlError as exc:
         return None, error(Loc(shown, exc.line, exc.column), exc.message)
     if not isinstance(doc.data, dict):
-        return None, error(Loc(shown, 1, 1), "the top level must be a mapping of fields (send_at: ..., purpose: ...)")
+        return None, error(
+            Loc(shown, 1, 1),
+            f"the file must hold the request's fields, one per line as name: value (send_at: ..., purpose: ...); "
+            f"here it is {what_it_is(doc.data)}",
+        )
     return doc, None
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from checks.yamlwords import explain
+
 Path_ = tuple[str | int, ...]
 
 MAX_DEPTH = 64
@@ -184,7 +186,8 @@ def _refuse_extras(event: yaml.Event) -> None:
     if anchor is not None:
         m = _mark(event)
         raise YamlError(
-            f"anchor '&{anchor}' is not allowed; write the value out in full",
+            f"&{anchor} at the start of a value marks it to be repeated elsewhere, which a request cannot do; write "
+            "each value out in full, and if & belongs to the text, put the whole value in quotes",
             m.line,
             m.column,
         )
@@ -192,11 +195,19 @@ def _refuse_extras(event: yaml.Event) -> None:
     # Quoted scalars carry the non-specific tag '!' implicitly; anything else was written.
     if tag is not None and tag != "!":
         m = _mark(event)
+        written = "!!" + tag.removeprefix("tag:yaml.org,2002:") if tag.startswith("tag:yaml.org,2002:") else tag
         raise YamlError(
-            f"tag '{tag}' is not allowed; remove it and write a plain value",
+            f"{written} at the start of a value would change how it is read, which a request cannot do; remove it, "
+            "and if ! belongs to the text, put the whole value in quotes",
             m.line,
             m.column,
         )
+
+
+_NAME_NOT_PLAIN = (
+    "a field's name must be a plain word before its colon, not a list or a group of fields; check this line's "
+    "colons and brackets"
+)
 
 
 def loads(text: str) -> Document:
@@ -224,12 +235,12 @@ def loads(text: str) -> Document:
         if top.pending_key is None:
             if not isinstance(value, str):
                 if isinstance(value, (dict, list)):
-                    raise YamlError("a key must be a plain value, not a mapping or list", m.line, m.column)
+                    raise YamlError(_NAME_NOT_PLAIN, m.line, m.column)
                 value = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
             if value in top.value:
                 first = doc.key_marks[(*top.path, value)]
                 raise YamlError(
-                    f"duplicate key '{value}' (first defined on line {first.line}); keep only one",
+                    f"'{value}' is written twice here (first on line {first.line}); keep only one of them",
                     m.line,
                     m.column,
                 )
@@ -251,14 +262,17 @@ def loads(text: str) -> Document:
                 if documents > 1:
                     m = _mark(event)
                     raise YamlError(
-                        "more than one YAML document; a request is a single document (remove '---')",
+                        "a line '---' here starts a second request in the same file; a mailing.yaml holds one: "
+                        "remove the '---' line (and anything after it that is not part of this request)",
                         m.line,
                         m.column,
                     )
             elif isinstance(event, yaml.AliasEvent):
                 m = _mark(event)
                 raise YamlError(
-                    f"alias '*{event.anchor}' is not allowed; write the value out in full",
+                    f"*{event.anchor} at the start of a value repeats another part of the file, which a request "
+                    "cannot do; write the value out in full, and if * belongs to the text, put the whole value in "
+                    "quotes",
                     m.line,
                     m.column,
                 )
@@ -275,22 +289,26 @@ def loads(text: str) -> Document:
                 _refuse_extras(event)
                 if len(stack) >= MAX_DEPTH:
                     m = _mark(event)
-                    raise YamlError(f"nesting deeper than {MAX_DEPTH} levels", m.line, m.column)
+                    raise YamlError(
+                        f"fields are indented under each other more than {MAX_DEPTH} levels deep here; a request "
+                        "needs a few levels at most: check the indentation",
+                        m.line,
+                        m.column,
+                    )
                 container: dict[str, Any] | list[Any] = {} if isinstance(event, yaml.MappingStartEvent) else []
                 if stack and isinstance(stack[-1].value, dict) and stack[-1].pending_key is None:
                     m = _mark(event)
-                    raise YamlError("a key must be a plain value, not a mapping or list", m.line, m.column)
+                    raise YamlError(_NAME_NOT_PLAIN, m.line, m.column)
                 path = place(container, event)
                 stack.append(_Container(container, path if path is not None else ()))
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 stack.pop()
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(f"invalid YAML: {problem}", line, column) from None
     except yaml.YAMLError as exc:
-        raise YamlError(f"invalid YAML: {exc}") from None
+        told = explain(exc, text)
+        raise YamlError(told.message, told.line, told.column) from None
     if not root_set:
-        raise YamlError("the file is empty; it must hold a mapping of the request's fields")
+        raise YamlError(
+            "the file is empty; write the request's fields in it, one per line as name: value (mailings new ID "
+            "writes a template)"
+        )
     return doc
