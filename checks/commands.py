@@ -23,8 +23,6 @@ from checks.options import (
     parse_submitted,
     repo_root,
 )
-from checks.plan import Since
-from checks.plan import render as render_plan
 from checks.policy import Policy, load_policy
 from checks.report import check_all, check_repository
 from checks.reporters import REPORTERS
@@ -117,6 +115,9 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
 
 def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """Markdown for the reviewer; it reports problems but does not fail on them (`check` does)."""
+    # Imported here: `mailings check` never needs the plan's modules, and pays nothing for them.
+    from checks.plan import Since
+    from checks.plan import render as render_plan
     from sender.message import preview_letter
 
     root = repo_root(args)
