@@ -447,6 +447,14 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
         github.stop()
 
 
+def test_the_artifact_actions_are_pinned_to_their_reviewed_commits() -> None:
+    """The upload in check.yml and the download in plan-comment.yml, at the commits of the versions reviewed."""
+    upload = "actions/upload-artifact@bbbca2ddaa5d8feaa63e36b76fdaad77386f024f # v7.0.0"
+    download = "actions/download-artifact@3e5f45b2cfb9172054b4087a40e8e0b5a5461e7c # v8.0.1"
+    assert f"uses: {upload}\n" in (WORKFLOWS / "check.yml").read_text(encoding="utf-8")
+    assert f"uses: {download}\n" in (WORKFLOWS / "plan-comment.yml").read_text(encoding="utf-8")
+
+
 def test_the_plan_comment_never_runs_the_pull_requests_code() -> None:
     workflow = workflows()["plan-comment.yml"]
     assert triggers(workflow) == {"workflow_run": {"workflows": ["check"], "types": ["completed"]}}
