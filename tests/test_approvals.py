@@ -227,6 +227,23 @@ def test_a_run_for_an_older_commit_fails(policy_repo: Repo, github: FakeGitHub) 
     assert code == 1 and "is now at 222222222222, not 111111111111" in out
 
 
+def test_the_repository_can_be_named_on_the_command_line(
+    policy_repo: Repo, github: FakeGitHub, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`mailings approvals --repo OWNER/NAME --pr N` away from GitHub Actions: the token and API from the
+    environment, the repository from the option."""
+    github.add_pull(7, "requester", HEAD, REQUEST)
+    github.review(7, "ivar", "APPROVED", HEAD)
+    env = github.env()
+    monkeypatch.setenv("GITHUB_API_URL", env["GITHUB_API_URL"])
+    monkeypatch.setenv("GITHUB_TOKEN", env["GITHUB_TOKEN"])
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    code = mailings(["approvals", "--repo", f"{OWNER}/{REPO}", "--pr", "7", "--root", str(policy_repo.root)])
+    assert code == 1
+    assert "still missing: Communication office (communication)" in capsys.readouterr().out
+    assert github.requests[0].path == f"{PREFIX}/pulls/7"
+
+
 def test_github_failing_fails_the_check(policy_repo: Repo, github: FakeGitHub) -> None:
     code, out = approvals(github, policy_repo.root, number=99)
     assert code == 1 and "::error title=approvals::cannot read the pull request from GitHub" in out
