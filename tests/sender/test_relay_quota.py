@@ -17,7 +17,7 @@ from sender.journal import replay
 from sender.quota import attempted_between, day_of
 from sender.state import MailingState, decide
 from tests.conftest import Repo, addresses
-from tests.sender.sending import MAILING, events, log_path, recipients, send, set_sending
+from tests.sender.sending import MAILING, events, log_of, log_path, recipients, send, set_sending
 from tests.sender.smtpserver import RunningServer
 from tests.sender.test_cli_send import relay, run
 
@@ -135,3 +135,22 @@ def test_the_policy_takes_the_limits(repo: Repo) -> None:
     set_sending(repo, recipients_per_day=0)
     with pytest.raises(UsageError, match=r"policy\.yaml:\d+:\d+: sending\.recipients_per_day\b"):
         load_policy(repo.root)
+
+
+def test_retries_count_against_the_quota_as_the_relay_counts_them(repo: Repo, make_server: MakeServer) -> None:
+    from tests.sender.smtpserver import Faults, FaultyHandler
+
+    handler = FaultyHandler(Faults(temp_fail={"user3@kth.se": 1, "user7@kth.se": 1}))
+    server = make_server(handler)
+    set_sending(repo, recipients_per_day=100)
+    repo.add(changes={"delivery": {"mode": "individual"}})
+    [first] = send(repo, server, now="2027-02-10T09:05:00+01:00")
+    # 100 recipients handed to the relay that day, the two retries among them: 98 people have it.
+    assert sum(handler.rcpts.values()) == 100 and len(handler.recipients()) == 98
+    assert first.note.startswith("quota reached: 98 of 600 sent, continues 2027-02-11")
+    days = ["2027-02-11", "2027-02-12", "2027-02-13", "2027-02-14", "2027-02-15", "2027-02-16"]
+    for day in days:
+        before = sum(handler.rcpts.values())
+        send(repo, server, now=f"{day}T09:05:00+01:00")
+        assert sum(handler.rcpts.values()) - before <= 100
+    assert _received_once(server, recipients(600)) and log_of(repo).complete
