@@ -172,3 +172,17 @@ def test_a_request_renamed_to_its_new_date_is_compared_with_itself(
         "- **⚠ Look at this:** the dispatch moved earlier\\, by 2 days",
         "",
     ]
+
+
+def test_a_long_table_of_changes_is_collapsed_and_the_alarms_stay_open(
+    approved: tuple[Repo, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo, commit = approved
+    edit(repo, {"send_at": "2027-02-09 09:00"})
+    links = "".join(f"Se https://www.kth.se/sida/{i}\n" for i in range(20))
+    (repo.root / "mailings" / MAILING / "body.sv.txt").write_text(f"Hej!\n\n{links}", encoding="utf-8")
+    git(repo.root, "commit", "--quiet", "--all", "-m", "Many links")
+    rows = section(plan(repo, capsys, commit))
+    assert rows[2] == "- **⚠ Look at this:** the dispatch moved earlier\\, by 1 day"
+    assert rows[4] == "<details><summary>22 facts changed</summary>"
+    assert rows[-1] == "</details>"
