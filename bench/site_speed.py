@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -75,11 +76,19 @@ def command(root: Path, out: Path) -> list[str]:
     return [*base, "site", "--root", str(root), "--out", str(out), "--now", NOW]
 
 
-def run_once(root: Path, out: Path, mailings: int) -> float:
+def cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_once(root: Path, out: Path, mailings: int, cpu: list[float]) -> float:
+    """The wall time of one run; its processor time (the command's and its worker processes') onto *cpu*."""
     shutil.rmtree(out, ignore_errors=True)
+    before = cpu_of_children()
     start = time.perf_counter()
     done = subprocess.run(command(root, out), capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS, check=False)
     elapsed = time.perf_counter() - start
+    cpu.append(cpu_of_children() - before)
     if done.returncode != 0:
         shown = (done.stdout + done.stderr).splitlines()[:10]
         raise RunFailed(f"`mailings site` exited {done.returncode}:\n  " + "\n  ".join(shown))
@@ -106,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         root.mkdir()
         generate(root, args.mailings, args.addresses)
         print(f"mailings site, wall time with interpreter start; {os.cpu_count()} CPUs (the target is for 2)")
-        times = [run_once(root, workdir / "site", args.mailings) for _ in range(max(1, args.repeat))]
+        cpu: list[float] = []
+        times = [run_once(root, workdir / "site", args.mailings, cpu) for _ in range(max(1, args.repeat))]
     except (RunFailed, subprocess.TimeoutExpired) as exc:
         print(f"site_speed: {exc}", file=sys.stderr)
         return 2
@@ -122,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"site: {args.mailings} mailings x {args.addresses} addresses: {figure:.3f} s (median of {len(times)}: "
         f"{runs}); target < {TARGET_SECONDS} s: {verdict}"
     )
+    # On a shared machine the wall time says as much about the others; the processor time does not.
+    print(f"processor time (the command and its workers, user + system): {statistics.median(cpu):.3f} s (median)")
     return 0 if figure < TARGET_SECONDS else 1
 
 
