@@ -250,3 +250,18 @@ def test_the_emergency_brake_shows_as_held(site: Site, tmp_path: Path) -> None:
     assert "600 recipients · sent" in february.text["2027-02-10"]  # sent before: the brake changes nothing
     page = (out / "mailings" / f"{SCRIPTED}.html").read_text(encoding="utf-8")
     assert "held: MAILINGS_HOLD names it (the emergency brake)" in page
+
+
+def test_a_broken_request_is_listed_without_a_date(tmp_path: Path) -> None:
+    """A request whose mailing.yaml does not parse, or has no time, stands apart; the rest of the site is built."""
+    repo = make_repo(tmp_path / "repo")
+    repo.add("2027-03-01-broken", yaml_text="send_at: [unclosed\nsubject: <b>x</b>\n")
+    repo.add("2027-03-02-no-time", changes={"send_at": "some day"})
+    site = build(repo, tmp_path / "out")
+    page = " ".join((site.out / "index.html").read_text(encoding="utf-8").split())
+    assert '<h2 id="undated-heading">Mailings with no valid send time</h2>' in page
+    assert page.count('href="mailings/2027-03-0') == 2
+    broken = " ".join((site.out / "mailings" / "2027-03-01-broken.html").read_text(encoding="utf-8").split())
+    assert "The message cannot be built yet: send_at is missing or not a valid time." in broken
+    assert '<span class="state state-blocked">blocked</span>' in broken
+    assert "<b>" not in broken
