@@ -109,8 +109,12 @@ def make_hasher(key: str | bytes | None) -> Hasher:
 
 def scrub(message: str) -> str:
     """A server's reply text fit for the log: addresses replaced (servers echo them), one line, bounded."""
-    text = _ADDRESS_LIKE.sub("<address>", " ".join(message.split()))
-    return text[:MAX_MESSAGE_CHARS]
+    return redact(" ".join(message.split()))[:MAX_MESSAGE_CHARS]
+
+
+def redact(text: str) -> str:
+    """*text* with everything that looks like an address replaced by '<address>'."""
+    return _ADDRESS_LIKE.sub("<address>", text)
 
 
 def encode(event: Event) -> bytes:

@@ -24,7 +24,7 @@ from checks.mailview import client_date
 from checks.model import SENDLOG_FILE, Mailing
 from checks.policy import Policy, load_policy
 from sender.dispatch import Brake
-from sender.journal import Replay, replay, scrub
+from sender.journal import Replay, redact, replay
 from sender.message import INDIVIDUAL_TO, MessageError, build_template, delivery_mode
 from sender.plan import request_digest
 from sender.state import MailingState, decide
@@ -65,17 +65,13 @@ class MailingFacts:
     id: str
     send_at: datetime | None  # in the policy's time zone
     state: MailingState
-    reason: str  # why it is in that state, addresses scrubbed
+    reason: str  # why it is in that state, anything like an address redacted
     subject: str  # every language's subject, joined as the Subject field joins them
     sender: str  # the unit's name (and the role's)
     group: str  # the recipient group as the request describes it
     counts: Counts
     message: Message | None
     message_problem: str | None  # why no message could be built, when none could
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (MailingState.SENT, MailingState.SENT_WITH_FAILURES, MailingState.CANCELLED)
 
 
 def read_all(
@@ -122,7 +118,7 @@ def read_one(root: Path, directory: Path, policy: Policy, now: datetime, brake: 
         id=mailing.id,
         send_at=mailing.send_at,
         state=decision.state,
-        reason=scrub(decision.reason),
+        reason=redact(decision.reason),
         subject=" / ".join(b.subject for b in message.bodies) if message else _subjects(mailing),
         sender=_sender(mailing, policy),
         group=mailing.get("recipients", "group", kind=str) or "",
@@ -165,7 +161,7 @@ def _message(mailing: Mailing, policy: Policy) -> tuple[Message | None, str | No
     try:
         template = build_template(mailing, policy)
     except MessageError as exc:
-        return None, scrub(str(exc))
+        return None, redact(str(exc))
     # The encoded header lines read back as a mail client shows them (compat32's decoder: a small fraction of
     # the time of parsing the whole message with the email package's default policy).
     head = BytesHeaderParser(policy=compat32).parsebytes(template.head)

@@ -265,3 +265,14 @@ def test_a_broken_request_is_listed_without_a_date(tmp_path: Path) -> None:
     assert "The message cannot be built yet: send_at is missing or not a valid time." in broken
     assert '<span class="state state-blocked">blocked</span>' in broken
     assert "<b>" not in broken
+
+
+def test_a_reason_keeps_no_address_and_is_not_cut(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo")
+    reason = "ask " + "very " * 60 + "politely: kalle@kth.se knows why"
+    path = repo.root / "mailings" / JULY / "mailing.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"hold: {{reason: '{reason}'}}\n", encoding="utf-8")
+    site = build(repo, tmp_path / "out")
+    page = " ".join((site.out / "mailings" / f"{JULY}.html").read_text(encoding="utf-8").split())
+    assert "politely: &lt;address&gt; knows why (hold in mailing.yaml)" in page
+    assert "kalle@kth.se" not in site.text()
