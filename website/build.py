@@ -91,6 +91,7 @@ def build(
         "undated": [f for f in facts if f.send_at is None],
     }
     (out / MAILING_DIR).mkdir(parents=True, exist_ok=True)
+    written: set[Path] = set()
     shutil.copyfile(HERE / "static" / STYLESHEET, out / STYLESHEET)
     month_template = env.get_template("month.html")
     for index, month in enumerate(months):
@@ -99,7 +100,7 @@ def build(
             "next": months[index + 1] if index + 1 < len(months) else None,
         }
         html = month_template.render(common, base="", month=month, **neighbours)
-        _write(out / month_page(month.first), html)
+        written.add(_write(out / month_page(month.first), html))
         if month.first == month_of(today):
             _write(out / INDEX, html)
     mailing_template = env.get_template("mailing.html")
@@ -108,9 +109,10 @@ def build(
         html = mailing_template.render(
             common, base="../", m=f, month=month, send_time=local_time(f.send_at, policy) if f.send_at else None
         )
-        _write(out / mailing_page(f.id), html)
+        written.add(_write(out / mailing_page(f.id), html))
     urls = {f.id: f"{base_url.rstrip('/')}/{mailing_page(f.id)}" for f in facts} if base_url else {}
     (out / FEED).write_bytes(feed(facts, policy, now, urls))
+    _remove_stale(out, written)
     return Built(out, len(months), len(facts))
 
 
@@ -121,5 +123,15 @@ def _month_of_mailing(f: MailingFacts, months: list[Month]) -> Month | None:
     return next((m for m in months if m.first == first), None)
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8", newline="\n")
+    return path
+
+
+def _remove_stale(out: Path, written: set[Path]) -> None:
+    """Remove the pages an earlier build wrote for a month or a mailing that this one has not (a request that is
+    gone): only files named as this module names its pages, nothing else in *out*."""
+    candidates = [*out.glob("[0-9][0-9][0-9][0-9]-[0-9][0-9].html"), *(out / MAILING_DIR).glob("*.html")]
+    for path in candidates:
+        if path not in written and path.is_file() and not path.is_symlink():
+            path.unlink()

@@ -276,3 +276,16 @@ def test_a_reason_keeps_no_address_and_is_not_cut(tmp_path: Path) -> None:
     page = " ".join((site.out / "mailings" / f"{JULY}.html").read_text(encoding="utf-8").split())
     assert "politely: &lt;address&gt; knows why (hold in mailing.yaml)" in page
     assert "kalle@kth.se" not in site.text()
+
+
+def test_a_second_build_removes_the_pages_of_a_request_that_is_gone(tmp_path: Path) -> None:
+    import shutil
+
+    repo = make_repo(tmp_path / "repo")
+    out = tmp_path / "out"
+    build(repo, out)
+    (out / "notes.txt").write_text("mine")
+    shutil.rmtree(repo.root / "mailings" / JULY)
+    build(repo, out)
+    assert not (out / "mailings" / f"{JULY}.html").exists() and not (out / "2027-07.html").exists()
+    assert (out / "mailings" / f"{SENT}.html").is_file() and (out / "notes.txt").read_text() == "mine"
