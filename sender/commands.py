@@ -326,8 +326,9 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
 
 
 def _secrets(settings: SmtpSettings | MaildirSettings) -> tuple[str, ...]:
-    password = settings.password if isinstance(settings, SmtpSettings) else None
-    return (password,) if password else ()
+    if not isinstance(settings, SmtpSettings):
+        return ()
+    return tuple(secret for secret in (settings.password, settings.oauth_token) if secret)
 
 
 class _Redacting(io.TextIOBase):

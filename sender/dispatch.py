@@ -58,7 +58,7 @@ from sender.pace import (
 )
 from sender.plan import Batch, Recipient, Work, batch_size, plan, request_digest, within
 from sender.progress import MailingProgress, NullProgress, Progress
-from sender.quota import QUOTA_REASON, Quota, continues_at
+from sender.quota import QUOTA_REASON, Quota, continues_at, day_of
 from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
 from sender.state import (
@@ -707,6 +707,8 @@ class MailingRun:
         # Recipients the day's quota still allows; each attempt counts, retries too, as the relay counts them.
         self.quota_left = quota.left if quota is not None else None
         self.quota_stopped = False  # a transaction did not fit in what was left
+        # The day this run's attempts count for (sender.quota): *now*'s, in the policy's time zone.
+        self.day = day_of(run.options.now, run.policy.timezone)[0].isoformat()
         self.template = template
         self.policy = run.policy
         self.options = run.options
@@ -836,6 +838,7 @@ class MailingRun:
                 pending=sum(map(len, todo)),
                 mode=self.mode,
                 batch_size=batch_size(self.mailing, self.policy),
+                day=self.day,
                 connections=connections,
                 **scheme,
                 **start_fields(self.options.special, self.mailing),
@@ -1068,6 +1071,7 @@ class MailingRun:
             unknown=self.unknown_count,
             attempted=self.attempted,
             complete=pending == 0,
+            day=self.day,
         )
         if self.stop_reason:
             end["reason"] = self.stop_reason

@@ -17,7 +17,7 @@ Events (all carry ``event`` and ``time``)::
     claim     run, digest, recipients, pending, [resume_unknown]  (a run is about to send: on the remote before any
                                                            message; resume_unknown: the resume_at it resends the
                                                            unknown for)
-    start     run, recipients, pending, mode, hash, key_check
+    start     run, recipients, pending, mode, hash, key_check, day  (day: the run's "now", for sender.quota)
     attempt   run, batch, rcpt: [hash, ...]
     accepted  run, batch, rcpt: [hash, ...], code
     failed    run, batch, rcpt: hash, code, message      (permanent, one per recipient)
@@ -29,7 +29,7 @@ Events (all carry ``event`` and ``time``)::
     held      reason                                       (a hold stands: nothing more is sent while it does)
     cancelled reason                                       (cancelled: nothing more is ever sent; final)
     notice    state                                        (the contact person is told of this state by mail, once)
-    end       run, accepted, failed, pending, unknown, attempted, complete, [reason]
+    end       run, accepted, failed, pending, unknown, attempted, complete, day, [reason]
     quota     run, day, limit, used, recipients, continues  (the relay's day quota is spent: the rest goes on at
                                                            `continues`, and the mailing is not late until then)
 """

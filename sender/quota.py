@@ -2,10 +2,12 @@
 that the quota cut short continues.
 
 The day is a calendar day in the policy's time zone, and what it used is read from the send logs, never kept in
-memory: every recipient of every `attempt` event stamped that day, in every mailing, counts (a recipient tried
-again counts again, as the relay counts what it is handed). A log whose last event is older than the day is
-skipped after reading its last line, so the cost follows the mailings that sent today, not the history. It reads
-the logs and never writes them, and never talks to a relay.
+memory: every recipient of every `attempt` event of that day, in every mailing, counts (a recipient tried again
+counts again, as the relay counts what it is handed). An attempt belongs to the day of its run's "now" (the
+`day` of its start event), so that a run given --now counts what it and the runs of its day sent; an attempt of
+a run that recorded no day counts by its time stamp. A log whose last event is of an earlier day is skipped
+after reading its last line, so the cost follows the mailings that sent today, not the history. It reads the
+logs and never writes them, and never talks to a relay.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from checks.model import SENDLOG_FILE
 QUOTA_REASON = "the day's recipient quota is reached"
 _TAIL = 4096  # enough for the last line of a log (an attempt of 1,000 recipients is longer: then all is read)
 _ATTEMPT = b'"event":"attempt"'
+_START = b'"event":"start"'
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,8 @@ def day_of(now: datetime, tz: ZoneInfo) -> tuple[date, datetime, datetime]:
 
 def today(root: Path, now: datetime, tz: ZoneInfo, limit: int) -> Quota:
     """The quota of *now*'s day: *limit*, and what every send log under *root* attempted that day."""
-    day, start, end = day_of(now, tz)
-    return Quota(limit, sum(attempted_between(path, start, end) for path in _logs(root)), day)
+    day = day_of(now, tz)[0]
+    return Quota(limit, sum(attempted_on(path, now, tz) for path in _logs(root)), day)
 
 
 def continues_at(day: date, start: datetime | None, tz: ZoneInfo) -> datetime:
@@ -64,33 +67,57 @@ def shown_day(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d")
 
 
-def attempted_between(path: Path, start: datetime, end: datetime) -> int:
-    """Recipients of the attempts in the log at *path* stamped from *start* until before *end*."""
+def attempted_on(path: Path, now: datetime, tz: ZoneInfo) -> int:
+    """Recipients of the attempts in the log at *path* that belong to *now*'s day."""
+    day, start, end = day_of(now, tz)
+    today = day.isoformat()
     try:
         with path.open("rb") as file:
             size = file.seek(0, os.SEEK_END)
             file.seek(max(0, size - _TAIL))
             tail = file.read()
-            last = _last_time(tail if size > _TAIL else b"\n" + tail)
-            if last is not None and last < start:
+            last = _last_event(tail if size > _TAIL else b"\n" + tail)
+            if last is not None and _earlier(last, today, start):
                 return 0  # nothing of this log is from today: the usual finished mailing
             file.seek(0)
             data = file.read()
     except OSError:
         return 0
+    days: dict[object, str] = {}  # run -> the day of its start
     count = 0
     for line in data.split(b"\n"):
-        if _ATTEMPT not in line:
+        starts = _START in line
+        if not starts and _ATTEMPT not in line:
             continue
         event = _event(line)
-        if event is None or event.get("event") != "attempt":
+        if event is None:
             continue
-        moment = _time(event.get("time"))
-        if moment is None or not start <= moment < end:
+        if starts and event.get("event") == "start" and isinstance(event.get("day"), str):
+            days[event.get("run")] = str(event["day"])
             continue
+        if event.get("event") != "attempt":
+            continue
+        run_day = days.get(event.get("run"))
+        if run_day is not None:
+            if run_day != today:
+                continue
+        else:
+            moment = _time(event.get("time"))
+            if moment is None or not start <= moment < end:
+                continue
         rcpt = event.get("rcpt")
         count += 1 if isinstance(rcpt, str) else len(rcpt) if isinstance(rcpt, list) else 0
     return count
+
+
+def _earlier(event: dict[str, object], today: str, start: datetime) -> bool:
+    """True when *event*, a log's last, says the log holds nothing of today: its run's day (end and quota
+    events name it) is earlier, or, without one, its time stamp is."""
+    day = event.get("day")
+    if isinstance(day, str):
+        return day < today
+    moment = _time(event.get("time"))
+    return moment is not None and moment < start
 
 
 def _logs(root: Path) -> Iterator[Path]:
@@ -99,14 +126,14 @@ def _logs(root: Path) -> Iterator[Path]:
             yield path
 
 
-def _last_time(tail: bytes) -> datetime | None:
-    """The time of the last complete line in *tail* (which starts at a line's beginning only if it starts with
-    a newline); None when it cannot be told, and the whole log is read."""
+def _last_event(tail: bytes) -> dict[str, object] | None:
+    """The last complete event in *tail* (which starts at a line's beginning only if it starts with a newline);
+    None when there is none, and the whole log is read."""
     lines = [line for line in tail.split(b"\n")[1:] if line.strip()]
     for line in reversed(lines):
         event = _event(line)
         if event is not None:
-            return _time(event.get("time"))
+            return event
     return None
 
 

@@ -14,7 +14,7 @@ from checks.loader import load_mailing
 from checks.model import dispatched
 from checks.policy import load_policy
 from sender.journal import replay
-from sender.quota import attempted_between, day_of
+from sender.quota import attempted_on
 from sender.state import MailingState, decide
 from tests.conftest import Repo, addresses
 from tests.sender.sending import MAILING, events, log_of, log_path, recipients, send, set_sending
@@ -82,8 +82,8 @@ def test_the_days_count_comes_from_every_mailings_log(repo: Repo, smtp_server: R
     assert all(o.state is MailingState.SENT for o in outcomes.values())
     everyone = recipients(600) + recipients(500, "other") + recipients(500, "third")
     assert _received_once(smtp_server, everyone)
-    day = day_of(datetime.fromisoformat("2027-02-11T12:00:00+01:00"), repo.policy.timezone)
-    used = sum(attempted_between(log_path(repo, m), day[1], day[2]) for m in (MAILING, "2027-02-10-third"))
+    noon = datetime.fromisoformat("2027-02-11T12:00:00+01:00")
+    used = sum(attempted_on(log_path(repo, m), noon, repo.policy.timezone) for m in (MAILING, "2027-02-10-third"))
     assert used == 600
 
 
@@ -154,3 +154,19 @@ def test_retries_count_against_the_quota_as_the_relay_counts_them(repo: Repo, ma
         send(repo, server, now=f"{day}T09:05:00+01:00")
         assert sum(handler.rcpts.values()) - before <= 100
     assert _received_once(server, recipients(600)) and log_of(repo).complete
+
+
+def test_the_command_counts_the_days_of_its_now_not_of_the_clock(repo: Repo, smtp_server: RunningServer) -> None:
+    """`mailings send --now` stamps its events with the clock (today, not 2027): the quota still counts what the
+    runs of --now's day attempted."""
+    set_sending(repo, recipients_per_day=700)
+    repo.add()
+    repo.add(OTHER, recipients=addresses(500, prefix="other"))
+    env = relay(smtp_server)
+    code, out = run(["send", "--root", str(repo.root), "--now", "2027-02-10T09:05:00+01:00"], env)
+    assert code == 0 and len(smtp_server.handler.recipients()) == 700
+    assert "quota reached: 200 of 600 sent, continues 2027-02-11 at 09:00 CET" in out
+    code, _ = run(["send", "--root", str(repo.root), "--now", "2027-02-10T10:00:00+01:00"], env)
+    assert code == 0 and len(smtp_server.handler.recipients()) == 700
+    code, _ = run(["send", "--root", str(repo.root), "--now", "2027-02-11T09:05:00+01:00"], env)
+    assert code == 0 and _received_once(smtp_server, recipients(600) + recipients(500, "other"))
