@@ -178,9 +178,16 @@ class TransportMaker:
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self.context = tls_context(settings) if settings.security != "none" else None
-        # Looked up once per run: getfqdn() may ask DNS, and every connection must give the same name.
-        self.ehlo = settings.ehlo or socket.getfqdn()
         self.login = Login()
+        self._ehlo = settings.ehlo
+
+    @property
+    def ehlo(self) -> str:
+        """The EHLO name: MAILINGS_SMTP_EHLO, or the host's fully qualified name, looked up once, when the first
+        connection is made (getfqdn() may wait for DNS: a run with nothing to send does not)."""
+        if self._ehlo is None:
+            self._ehlo = socket.getfqdn()
+        return self._ehlo
 
     def __call__(self) -> Transport:
         return SmtpTransport(self.settings, self.context, login=self.login, ehlo=self.ehlo)
