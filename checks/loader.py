@@ -489,8 +489,8 @@ def _special_list(index: int, list_id: str, policy: Policy, special: Mapping[str
     try:
         # IT's own file, named by the environment: a link to it is followed, unlike in a request.
         text = read_regular(path, MAX_LIST_BYTES, follow=True).decode("utf-8-sig")
+    except UnicodeDecodeError:  # a ValueError too: caught first, to be told in words
+        return _unread(index, "special", list_id, "encoding", f"cannot be read from {path}: it is not valid UTF-8")
     except (OSError, ValueError) as exc:
         return _unread(index, "special", list_id, "unreadable", f"cannot be read from {path}: {read_failure(exc)}")
-    except UnicodeDecodeError:
-        return _unread(index, "special", list_id, "encoding", f"cannot be read from {path}: it is not valid UTF-8")
     return RecipientList(index, "special", list_id, addresses=parse_text_list(text, str(path)), resolved=True)

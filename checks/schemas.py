@@ -223,8 +223,6 @@ def describe(error: jsonschema.ValidationError, root: Any, top: str = "the file"
     if v in ("additionalProperties", "unevaluatedProperties") and isinstance(value, dict):
         allowed = [str(key) for key in _properties(schema, root)]
         return [_unknown(path, str(key), allowed, root, top) for key in value if key not in allowed]
-    if v is None or schema is False:  # a field the schema forbids outright
-        return [Said(path, f"{name} cannot stand here; remove it")]
     if v == "required":
         missing = next((key for key in error.validator_value if isinstance(value, dict) and key not in value), "")
         field = _properties(schema, root).get(missing, {})
@@ -289,8 +287,6 @@ def describe(error: jsonschema.ValidationError, root: Any, top: str = "the file"
             "exclusiveMaximum": "less than",
         }[v]
         return [Said(path, f"{name} must be {words} {error.validator_value}; here it is {_shown(value)}")]
-    if v == "format":
-        return [Said(path, f"{name} {_shown(value)} is not a valid {error.validator_value}{_about(schema)}")]
     return [Said(path, f"{name} {_shown(value)} is not valid here{_about(schema)}")]
 
 
