@@ -65,7 +65,11 @@ def test_the_most_useful_come_first_errors_and_one_of_each_kind_before_repeats()
 
 
 def request(repo: Repo) -> None:
-    repo.add(changes={"recipients": {"lists": [{"file": "recipients.txt"}]}}, recipients=addresses(600) + BAD)
+    source = {"text": "pasted from Outlook", "date": "2027-01-05"}  # a large list names its source
+    repo.add(
+        changes={"recipients": {"lists": [{"file": "recipients.txt", "source": source}]}},
+        recipients=addresses(600) + BAD,
+    )
 
 
 def check(repo: Repo, capsys: pytest.CaptureFixture[str], fmt: str) -> tuple[int, str]:
