@@ -16,10 +16,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 from packaging.requirements import Requirement
 
 from checks.yamlsafe import loads
 from tests.conftest import PROJECT, Repo, git
+from tests.packages import ensure
 
 WORKFLOWS = PROJECT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
@@ -654,7 +656,16 @@ def test_pages_pins_its_actions_to_commits() -> None:
     assert used == PAGES_ACTIONS
 
 
-def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_git: None) -> None:
+@pytest.fixture
+def curl_and_jq() -> None:
+    """The step's tools, as GitHub's runners have them; a fresh machine may lack them."""
+    for command in ("curl", "jq"):
+        found = ensure(command, command)
+        if isinstance(found, str):
+            pytest.skip(found)
+
+
+def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_git: None, curl_and_jq: None) -> None:
     """The step's script, run by bash against a local stand-in for GitHub's reviews endpoint, in a real history:
     the last approved commit of the pull request, else the merge base (nobody approved, the API failed, or a
     force-push dropped the approved commit)."""

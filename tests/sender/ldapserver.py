@@ -13,14 +13,14 @@ one server per session) and by `bench/ldap_speed.py`.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.packages import ensure, find
 
 HOST = "127.0.0.1"
 BASE = "dc=example,dc=org"
@@ -32,11 +32,9 @@ PEOPLE = f"ou=people,{BASE}"
 STUDENTS_FILTER = "(&(objectClass=inetOrgPerson)(employeeType=student))"
 STAFF_FILTER = "(&(objectClass=inetOrgPerson)(employeeType=staff))"
 
-SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib/x86_64-linux-gnu/ldap", "/usr/lib64/openldap", "/usr/libexec/openldap")
 SCHEMA_DIRS = ("/etc/ldap/schema", "/etc/openldap/schema")
 START_SECONDS = 20.0
-INSTALL_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -104,42 +102,21 @@ def person(uid: str, kind: str, mails: list[str]) -> str:
 
 
 def find_slapd() -> Path | None:
-    found = shutil.which("slapd")
-    if found:
-        return Path(found)
-    for directory in SBIN_DIRS:
-        candidate = Path(directory) / "slapd"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    return find(["slapd"])
+
+
+def _no_configuration(env: dict[str, str]) -> None:
+    # No configuration of its own and no service: the tests start their own server in a temporary directory.
+    subprocess.run(
+        ["debconf-set-selections"], input="slapd slapd/no_configuration boolean true\n", text=True,
+        env=env, capture_output=True, check=False,
+    )  # fmt: skip
 
 
 def ensure_slapd() -> Path | str:
     """slapd's path, installing the Debian package `slapd` first when it is missing and we are root; otherwise
     the reason the LDAP tests cannot run."""
-    found = find_slapd()
-    if found is not None:
-        return found
-    if os.geteuid() != 0:
-        return "slapd is not installed and the tests are not run as root: apt-get install slapd (Debian)"
-    if shutil.which("apt-get") is None:
-        return "slapd is not installed and there is no apt-get to install it with"
-    # No configuration of its own and no service: the tests start their own server in a temporary directory.
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(
-        ["debconf-set-selections"], input="slapd slapd/no_configuration boolean true\n", text=True,
-        env=env, capture_output=True, check=False,
-    )  # fmt: skip
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", "slapd"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    if done.returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=INSTALL_SECONDS, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    found = find_slapd()
-    if found is None:
-        return f"installing slapd failed: {done.stderr.strip()[-500:]}"
-    return found
+    return ensure("slapd", "slapd", prepare=_no_configuration)
 
 
 def _first_dir(candidates: tuple[str, ...], wanted: str) -> Path:
