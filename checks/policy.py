@@ -166,6 +166,8 @@ class Policy:
     def may_claim(self, role: str, author: str) -> bool:
         """Whether the GitHub user *author* is one policy.yaml lists for *role* (roles.<id>.authors)."""
         return author.lower() in self.role_authors.get(role, frozenset())
+    # The envelope sender (return path) of every mailing, with VERP tags (sender.verp); None: the from address.
+    bounce_address: str | None = None
 
     @cached_property
     def holidays(self) -> HolidayBase:
@@ -266,6 +268,7 @@ def _build(path: Path, data: dict[str, Any], shown: Path) -> Policy:
             ApprovalTeam(team_id, team["name"], tuple(team["members"]))
             for team_id, team in data.get("approvals", {}).get("teams", {}).items()
         ),
+        bounce_address=data.get("bounce_address"),
     )
 
 

@@ -74,6 +74,7 @@ from sender.state import (
     start_of,
 )
 from sender.transport import Reply, TransactionResult, Transport, login_refused, transport_factory
+from sender.verp import recipient_token, return_path
 
 TransportFactory = Callable[[], Transport]
 
@@ -934,7 +935,8 @@ class MailingRun:
                     again.append((batch, pending))
                     continue
                 await lane.before(self.attempt(batch, pending), len(pending))
-                result = await transport.send(self.template.envelope_from, [r.address for r in pending], batch.message)
+                sender = batch.envelope_from or self.template.envelope_from
+                result = await transport.send(sender, [r.address for r in pending], batch.message)
                 self.messages_now += 1
                 left, lines = self.settle(batch, pending, result, final=attempt >= self.tuning.retries)
                 if lines:
@@ -978,6 +980,11 @@ class MailingRun:
         if batch.message:
             return batch.message
         to = batch.recipients[0].address if self.mode == "individual" else self.template.group_to
+        bounce = self.template.bounce_address
+        if bounce and self.mode == "individual":
+            # The recipient's own return path: its bounce names it by a keyed token, never by its address.
+            token = recipient_token(self.hasher, self.mailing.id, batch.recipients[0].hash)
+            batch.envelope_from = return_path(bounce, self.mailing.id, token)
         try:
             batch.message = self.renderer.render(to=to, key=batch.key)
         except MessageError as exc:

@@ -27,6 +27,7 @@ from checks.mailview import Letter, letter, raw_text
 from checks.model import ID_PATTERN, Loc, Mailing
 from checks.policy import Policy
 from checks.rules.content import header_problems
+from sender.verp import return_path
 
 DIVIDER = "-" * 40
 MAX_LINE = 998
@@ -54,12 +55,13 @@ class MessageTemplate:
     """One mailing's message, pre-encoded: `render` adds To, Date and Message-ID."""
 
     mailing_id: str
-    envelope_from: str  # the from address, ASCII (an IDN domain as its A-label)
+    envelope_from: str  # the return path (sender.verp) or else the from address, ASCII (an IDN domain as its A-label)
     domain: str  # the from address's domain, for Message-IDs
     group_to: str  # the To value of a bulk message: the recipient group, undisclosed
     head: bytes  # From and Subject lines
     tail: bytes  # the MIME and list headers, the blank line and the encoded body
     text: str  # the body as the recipient reads it
+    bounce_address: str | None = None  # the policy's, ASCII: individual mode adds a token per recipient (sender.verp)
 
 
 def delivery_mode(mailing: Mailing, policy: Policy) -> Delivery:
@@ -92,6 +94,7 @@ def build_template(mailing: Mailing, policy: Policy, *, test_copy: bool = False)
     text = _body(mailing, languages)
     cte, encoded = _encode_body(text)
     head = _field("From", Address(display_name=_checked("unit name", policy.units[unit]), addr_spec=from_address))
+    head += _field("Reply-To", _reply_to(mailing))
     head += _field("Subject", subject)
     tail = b"".join(
         (
@@ -107,7 +110,21 @@ def build_template(mailing: Mailing, policy: Policy, *, test_copy: bool = False)
             encoded,
         )
     )
-    return MessageTemplate(mailing.id, from_address, domain, undisclosed_to(group), head, tail, text)
+    bounce = ascii_address(policy.bounce_address) if policy.bounce_address else None
+    envelope_from = return_path(bounce, mailing.id) if bounce else from_address
+    return MessageTemplate(mailing.id, envelope_from, domain, undisclosed_to(group), head, tail, text, bounce)
+
+
+def _reply_to(mailing: Mailing) -> Address:
+    """Replies go to the request's reply_to, else to the contact person (by name): never to the return path."""
+    reply_to = mailing.get("reply_to", kind=str)
+    if reply_to:
+        return Address(addr_spec=ascii_address(reply_to))
+    email = mailing.get("contact", "email", kind=str)
+    if not email:
+        raise MessageError(f"{mailing.yaml_file}: contact.email is missing")
+    name = mailing.get("contact", "name", kind=str) or ""
+    return Address(display_name=_checked("contact.name", name.strip()), addr_spec=ascii_address(email))
 
 
 def render(template: MessageTemplate, *, to: str, message_id: str, date: datetime) -> bytes:

@@ -53,6 +53,7 @@ class Batch:
     key: str = ""
     message: bytes = b""
     unhashed: Unhashed | None = None
+    envelope_from: str = ""  # its own return path (individual mode: one per recipient); "" for the mailing's
 
     def __len__(self) -> int:
         return len(self.unhashed[1]) if self.unhashed is not None else len(self.recipients)

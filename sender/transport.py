@@ -161,7 +161,14 @@ async def send_each(transport: Transport, envelope_from: str, stream: Transactio
     """send_stream one transaction at a time, each waiting for the last (no pipelining, or no SMTP at all)."""
     while (item := await stream.next()) is not None:
         await stream.before_data(item)
-        stream.done(item, await transport.send(envelope_from, item.addresses, item.message))
+        stream.done(item, await transport.send(item_sender(item, envelope_from), item.addresses, item.message))
+
+
+def item_sender(item: object, default: str) -> str:
+    """The envelope sender of one transaction: the item's own `envelope_from` when it has one (a return path
+    per recipient, sender.verp), else the stream's."""
+    own = getattr(item, "envelope_from", "")
+    return own if isinstance(own, str) and own else default
 
 
 def transport_factory(settings: SmtpSettings | MaildirSettings) -> Callable[[], Transport]:
@@ -800,9 +807,16 @@ class SmtpTransport:
                     if not sendable:
                         _done(stream, item, TransactionResult(refused=refused, error=_all_refused(refused)))
                         continue
+                    own = item_sender(item, "")
+                    own_address = _envelope_address(own) if own else b""
+                    if own_address is None:
+                        error = Reply(553, f"5.1.7 the sender {own!r} is not a usable address")
+                        _done(stream, item, TransactionResult(refused=refused, error=error))
+                        continue
                     started = _Envelope(item, sendable, refused)
                     addresses = [address for _, address in sendable]
-                    commands = mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n"
+                    item_mail = b"MAIL FROM:<" + own_address + b">\r\n" if own_address else mail
+                    commands = item_mail + b"RCPT TO:<" + b">\r\nRCPT TO:<".join(addresses) + b">\r\nDATA\r\n"
                 if ready is not None:
                     try:
                         await stream.before_data(ready.item)
@@ -969,7 +983,7 @@ class SmtpTransport:
                 await stream.before_data(item)
             except Exception as exc:
                 raise _StreamError(exc) from exc
-            _done(stream, item, await self.send(envelope_from, item.addresses, item.message))
+            _done(stream, item, await self.send(item_sender(item, envelope_from), item.addresses, item.message))
 
     # the connection
 

@@ -2,7 +2,9 @@
 
 The policy asks for the name and e-mail address of a contact person for
 questions, preferably also a telephone number. An invalid e-mail address is
-an error; a missing phone, or one without any digits, is a warning.
+an error; a missing phone, or one without any digits, is a warning. Replies
+to the mailing go to the contact person, or to ``reply_to`` when the request
+gives one, which must be a valid address too (an error otherwise).
 
 Passes::
 
@@ -46,6 +48,13 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
                 f"contact.email {shown(email)} is not a valid e-mail address: {problem} "
                 "Give the contact person's own address, e.g. anna.andersson@kth.se",
             )
+    reply_to = mailing.get("reply_to", kind=str)
+    if reply_to is not None and address_problem(reply_to) is not None:
+        yield error(
+            mailing.at("reply_to"),
+            f"reply_to {shown(reply_to)} is not a valid e-mail address: {address_problem(reply_to)} "
+            "Give the address replies should go to, or leave reply_to out to send them to the contact person",
+        )
     if "phone" not in contact:
         yield warning(
             mailing.at("contact"),

@@ -18,6 +18,7 @@ from sender.journal import Journal, Replay, make_hasher
 from sender.pace import Lane, RateLimiter
 from sender.plan import Recipient, batch_key, batches, plan
 from sender.state import MailingState
+from sender.verp import recipient_token
 from tests.conftest import BODIES, Repo, addresses
 from tests.sender.sending import (
     MAILING,
@@ -49,7 +50,8 @@ def test_bulk_sends_each_recipient_exactly_once_in_batches(repo: Repo, smtp_serv
     assert {m["To"] for m in messages} == {"All employees who book business travel:;"}
     assert len({m["Message-ID"] for m in messages}) == 6
     assert {m["X-Mailing-Id"] for m in messages} == {MAILING}
-    assert {r.mail_from for r in received} == {"noreply@kth.se"}
+    # One return path for the whole mailing in bulk mode: the bounce names its recipient in its report.
+    assert {r.mail_from for r in received} == {f"bounces+{MAILING}@kth.se"}
 
 
 def test_a_second_run_sends_nothing(repo: Repo, smtp_server: RunningServer) -> None:
@@ -86,6 +88,12 @@ def test_individual_mode_sends_one_message_per_recipient_to_that_recipient(
         message = email.message_from_bytes(entry.data, policy=email.policy.default)
         assert message["To"] == entry.recipients[0]
     assert outcome.state is MailingState.SENT and events(repo, "start")[0]["mode"] == "individual"
+    # Each message has its own return path: the mailing and a keyed token of its recipient, never the address.
+    hasher = make_hasher(None)
+    for entry in received:
+        token = recipient_token(hasher, MAILING, hasher(entry.recipients[0]))
+        assert entry.mail_from == f"bounces+{MAILING}.{token}@kth.se"
+    assert len({entry.mail_from for entry in received}) == 600
 
 
 def test_individual_mode_writes_each_outcome_with_the_next_attempt(

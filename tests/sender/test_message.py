@@ -54,6 +54,7 @@ def test_headers_exact(repo: Repo) -> None:
     head, _ = head_and_body(message(repo))
     assert head.split(b"\r\n") == [
         b"From: KTH IT <noreply@kth.se>",
+        b"Reply-To: Anna Andersson <anna.andersson@kth.se>",
         b"Subject: Nytt system =?utf-8?q?f=C3=B6r?= resebokning / New travel booking",
         b" system",
         b"To: All employees who book business travel:;",
@@ -135,7 +136,8 @@ def test_from_names_the_unit_and_the_from_address(repo: Repo) -> None:
         "KTH School of Engineering Sciences in Chemistry, Biotechnology and Health"
     )
     assert parsed["From"].addresses[0].addr_spec == "info@cbh.kth.se"
-    assert template(repo, mailing_id="2027-02-11-other").envelope_from == "noreply@kth.se"
+    # The envelope sender is the policy's return path for the mailing (bounces come back there), not From.
+    assert template(repo, mailing_id="2027-02-11-other").envelope_from == "bounces+2027-02-11-other@kth.se"
 
 
 def test_individual_to_is_the_recipient(repo: Repo) -> None:
@@ -267,9 +269,9 @@ def test_preview_shows_what_a_recipient_reads(repo: Repo) -> None:
     head, _, body = text.partition("\n\n")
     assert head.splitlines()[:4] == [
         "From: KTH IT <noreply@kth.se>",
+        "Reply-To: Anna Andersson <anna.andersson@kth.se>",
         "Subject: Nytt system för resebokning / New travel booking system",
         "To: All employees who book business travel:;",
-        "Date: Wed, 10 Feb 2027 09:00:00 +0100",
     ]
     assert "X-Mailing-Id: 2027-02-10-travel" in head.splitlines()
     assert body.startswith("Hej!\n\nFrån den 1 mars") and DIVIDER in body
