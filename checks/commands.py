@@ -29,6 +29,7 @@ from checks.reporters import REPORTERS
 from checks.schemas import TOOL_ROOT
 
 TEMPLATE_DIR = "templates/request"
+LOG_KEY = "MAILINGS_LOG_KEY"
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -84,6 +85,17 @@ def _with_base(context: Context, root: Path, ref: str | None) -> Context:
     return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent, yaml_edits=base.yaml_edits)
 
 
+def _with_bounces(context: Context, root: Path, env: Mapping[str, str]) -> Context:
+    """The context plus the recorded hard bounces (the [bounced] rule reads them), when MAILINGS_LOG_KEY is set:
+    without the key no recorded hash can be matched, and none may be checked without it (README, "Bounces")."""
+    key = env.get(LOG_KEY)
+    if not key:
+        return context
+    from sender.bounces import bounced_index
+
+    return replace(context, bounced=bounced_index(root, key))
+
+
 def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:
     """Request directories to check, and the ids of changed mailings whose directory is gone.
 
@@ -102,7 +114,7 @@ def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[li
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     root = repo_root(args)
     policy = load_policy(root)
-    context = _with_base(_context(args, policy), root, args.changed_since)
+    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since), root, env)
     targets, gone = _targets(root, args, context)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
@@ -122,7 +134,7 @@ def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
 
     root = repo_root(args)
     policy = load_policy(root)
-    context = _with_base(_context(args, policy), root, args.changed_since)
+    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since), root, env)
     since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
     targets, gone = _targets(root, args, context)
     out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from functools import cached_property
@@ -272,6 +272,14 @@ class YamlEdit:
 
 
 @dataclass(frozen=True)
+class Bounced:
+    """Recipients whose mail came back for good in earlier mailings, as keyed hashes only (sender.bounces)."""
+
+    hash: Callable[[Iterable[str]], list[str]]  # the send log's keyed hashes of normalised addresses
+    months: Mapping[str, str]  # hash -> the month of its first hard bounce, 'YYYY-MM'
+
+
+@dataclass(frozen=True)
 class Context:
     """What the outside world says; no rule reads the clock or the environment."""
 
@@ -287,6 +295,8 @@ class Context:
     yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
     # With `--author LOGIN`: the GitHub user who opened the pull request (a claimed role is checked against it).
     author: str | None = None
+    # Addresses that hard-bounced in earlier mailings (sender.bounces), when MAILINGS_LOG_KEY is at hand.
+    bounced: Bounced | None = None
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:

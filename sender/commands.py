@@ -88,6 +88,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     preview.set_defaults(func=cmd_preview)
 
+    bounces = sub.add_parser(
+        "bounces", help="read the bounce mailbox, record hard and soft bounces per mailing, move what was handled"
+    )
+    add_common(bounces, submitted=False)
+    add_now(bounces)
+    bounces.add_argument(
+        "--maildir", metavar="DIR", help="read this Maildir (default: IMAP, from MAILINGS_BOUNCES_IMAP_*)"
+    )
+    bounces.add_argument("--commit", action="store_true", help="commit the changed bounce logs as the bot")
+    bounces.add_argument("--push", action="store_true", help="commit onto the remote's main and push")
+    bounces.set_defaults(func=cmd_bounces)
+
     lists = sub.add_parser(
         "lists", help="IT's special lists: source and size; encrypt or edit a list file for the policy's keys"
     )
@@ -367,6 +379,10 @@ class StatusRow:
     running: bool
     unknown: int = 0  # no reply to the end of their message: maybe delivered, never sent again by itself
     special_lists: dict[str, Any] = field(default_factory=dict)  # where IT's lists came from, as last sent
+    # From the bounce log (sender.bounces): of the accepted, whose mail came back; delivered = accepted - hard.
+    hard_bounces: int = 0
+    soft_bounces: int = 0
+    delivered: int = 0
 
 
 HOLD = "MAILINGS_HOLD"
@@ -420,6 +436,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
 def _status_row(
     root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake
 ) -> StatusRow:
+    from sender.bounces import counts_of, log_path, read_log_file
     from sender.journal import is_locked, replay
     from sender.plan import request_digest
     from sender.state import MailingState, decide
@@ -432,6 +449,7 @@ def _status_row(
     reason = decision.reason
     if decision.state is MailingState.SENDING and not decision.paused:  # paused: the quota's reason says when
         reason = "running now" if running else "interrupted; the next `mailings send` resumes it"
+    counts = counts_of(log.accepted, read_log_file(log_path(root, mailing.id)))
     return StatusRow(
         id=mailing.id,
         state=decision.state.value,
@@ -445,6 +463,9 @@ def _status_row(
         running=running,
         unknown=len(log.unknown),
         special_lists=log.special_lists,
+        hard_bounces=counts.hard_bounces,
+        soft_bounces=counts.soft_bounces,
+        delivered=counts.delivered,
     )
 
 
@@ -459,6 +480,7 @@ _COLUMNS: tuple[tuple[str, str, Callable[[StatusRow], Any]], ...] = (
     ("RECIPIENTS", ">", lambda r: r.recipients),
     ("ACCEPTED", ">", lambda r: r.accepted),
     ("FAILED", ">", lambda r: r.failed),
+    ("DELIVERED", ">", lambda r: r.delivered),
     ("LAST ACTIVITY", "<", lambda r: (r.last_activity or "-").replace("T", " ")[:19]),
 )
 
@@ -479,11 +501,22 @@ def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
             out.write(f"    {row.state}: {escaped(row.reason)}\n")
         for list_id, about in row.special_lists.items():
             out.write(f"    list {escaped(list_id)}: {escaped(_provenance_text(about))}\n")
+        if row.hard_bounces or row.soft_bounces:
+            out.write(
+                f"    bounces: {row.hard_bounces} hard (delivered = {row.accepted} accepted - {row.hard_bounces}), "
+                f"{row.soft_bounces} soft (delayed, not counted against delivery)\n"
+            )
         if row.unknown:
             out.write(
                 f"    unknown: {row.unknown} recipient(s) whose message the relay never confirmed; they may have it, "
                 "so they are not sent again\n"
             )
+
+
+def cmd_bounces(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    from sender import bouncecmd  # flufl.bounce and imaplib only for this command
+
+    return bouncecmd.cmd_bounces(args, env, out)
 
 
 # --- lists ------------------------------------------------------------------------------------------------------

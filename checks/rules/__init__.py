@@ -18,6 +18,7 @@ from checks.policy import Policy
 from checks.rules import (
     attachments,
     blackout,
+    bounced,
     contact,
     content,
     event,
@@ -60,6 +61,7 @@ _MODULES = (
     attachments,
     links,
     recipients,
+    bounced,
     sender,
     contact,
     event,

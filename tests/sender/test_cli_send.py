@@ -148,6 +148,7 @@ def test_status_shows_every_state_in_text_and_json(repo: Repo, smtp_server: Runn
         "RECIPIENTS",
         "ACCEPTED",
         "FAILED",
+        "DELIVERED",
         "LAST",
         "ACTIVITY",
     ]

@@ -1,0 +1,192 @@
+"""The mailbox the return path delivers to, read by `mailings bounces`: a Maildir, or an IMAP mailbox over TLS.
+
+A box hands out its messages (a key and the bytes) and moves those that were handled into the folder `Handled`
+(a Maildir++ subfolder `.Handled`, an IMAP folder), after they were recorded. What is not handled stays where it
+is, for a person. It owns the mailbox and nothing else: it never classifies nor records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import mailbox
+import ssl
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from checks.errors import UsageError
+
+HANDLED = "Handled"
+IMAP_PREFIX = "MAILINGS_BOUNCES_IMAP_"
+IMAP_HOST = IMAP_PREFIX + "HOST"
+IMAP_PORT = IMAP_PREFIX + "PORT"
+IMAP_USERNAME = IMAP_PREFIX + "USERNAME"
+IMAP_PASSWORD = IMAP_PREFIX + "PASSWORD"
+IMAP_FOLDER = IMAP_PREFIX + "FOLDER"
+IMAP_CA_FILE = IMAP_PREFIX + "CA_FILE"
+IMAP_TIMEOUT_SECONDS = 60.0
+
+
+class BoxError(Exception):
+    """The mailbox could not be read or changed; the message says why."""
+
+
+class Box(Protocol):
+    def messages(self) -> Iterator[tuple[str, bytes]]: ...
+
+    def handled(self, keys: Sequence[str]) -> None: ...
+
+    def close(self) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+class MaildirBox:
+    """A Maildir (new/ and cur/ are read); handled messages go to its subfolder .Handled, marked seen."""
+
+    def __init__(self, path: Path) -> None:
+        if not (path / "new").is_dir() or not (path / "cur").is_dir():
+            raise UsageError(f"--maildir {path}: not a Maildir (it needs new/ and cur/ folders)")
+        self.path = path
+        self._box = mailbox.Maildir(path, factory=None, create=False)
+
+    def describe(self) -> str:
+        return f"the Maildir {self.path}"
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        for key in sorted(self._box.keys()):
+            try:
+                yield key, self._box.get_bytes(key)
+            except (KeyError, OSError):
+                continue  # taken away meanwhile (another reader): not ours to handle
+
+    def handled(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        try:
+            folder = self._box.get_folder(HANDLED) if HANDLED in self._box.list_folders() else None
+            if folder is None:
+                folder = self._box.add_folder(HANDLED)
+            for key in keys:
+                message = self._box.get_message(key)
+                message.set_subdir("cur")
+                message.add_flag("S")
+                folder.add(message)  # written whole into the folder before the original is removed
+                self._box.remove(key)
+        except OSError as exc:
+            raise BoxError(f"cannot move handled messages in {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self._box.close()
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    ca_file: str | None = None
+
+
+def imap_settings(env: Mapping[str, str]) -> ImapSettings:
+    """MAILINGS_BOUNCES_IMAP_*: UsageError naming what is missing."""
+    host = env.get(IMAP_HOST, "").strip()
+    if not host:
+        raise UsageError(f"give --maildir DIR, or set {IMAP_HOST} (and {IMAP_USERNAME}, {IMAP_PASSWORD}) for IMAP")
+    username, password = env.get(IMAP_USERNAME, ""), env.get(IMAP_PASSWORD, "")
+    if not username or not password:
+        raise UsageError(f"{IMAP_HOST} is set: set {IMAP_USERNAME} and {IMAP_PASSWORD} too")
+    port_text = env.get(IMAP_PORT, "").strip() or "993"
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{IMAP_PORT}={port_text!r}: give a port number, e.g. 993")
+    ca_file = env.get(IMAP_CA_FILE, "").strip() or None
+    if ca_file is not None and not Path(ca_file).is_file():
+        raise UsageError(f"{IMAP_CA_FILE}={ca_file}: no such file")
+    folder = env.get(IMAP_FOLDER, "").strip() or "INBOX"
+    return ImapSettings(host, int(port_text), username, password, folder, ca_file)
+
+
+class ImapBox:
+    """An IMAP mailbox over TLS (implicit TLS, port 993; the certificate and host name always verified). Messages
+    are read without marking them seen; handled ones are moved (MOVE, or COPY, \\Deleted and EXPUNGE) to the
+    folder Handled, created when missing."""
+
+    def __init__(self, settings: ImapSettings) -> None:
+        self.settings = settings
+        # cafile alone replaces the system's trust: an internal CA file names exactly whom to trust.
+        context = ssl.create_default_context(cafile=settings.ca_file)
+        try:
+            self._imap = imaplib.IMAP4_SSL(
+                settings.host, settings.port, ssl_context=context, timeout=IMAP_TIMEOUT_SECONDS
+            )
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise BoxError(f"cannot connect to {self.describe()}: {_said(exc)}") from None
+        try:
+            self._imap.login(settings.username, settings.password)
+            self._ok(self._imap.select(_quoted(settings.folder)), f"select {settings.folder}")
+        except (OSError, imaplib.IMAP4.error) as exc:
+            self.close()
+            raise BoxError(f"{self.describe()}: {_said(exc, settings.password)}") from None
+
+    def describe(self) -> str:
+        return f"IMAP {self.settings.username}@{self.settings.host}:{self.settings.port}/{self.settings.folder}"
+
+    def messages(self) -> Iterator[tuple[str, bytes]]:
+        try:
+            typ, data = self._imap.uid("SEARCH", "UNDELETED")
+            self._ok((typ, data), "search")
+            uids = [uid.decode("ascii") for uid in (data[0] or b"").split()]
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise BoxError(f"{self.describe()}: {_said(exc)}") from None
+        for uid in uids:
+            try:
+                typ, data = self._imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            except (OSError, imaplib.IMAP4.error) as exc:
+                raise BoxError(f"{self.describe()}: fetch: {_said(exc)}") from None
+            body = next((part[1] for part in data if isinstance(part, tuple) and len(part) > 1), None)
+            if typ == "OK" and isinstance(body, bytes):
+                yield uid, body
+
+    def handled(self, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        uids = ",".join(keys)
+        try:
+            self._imap.create(HANDLED)  # NO when it exists already: that is fine
+            typ, data = self._imap.capability()  # as the server says after login (MOVE, UIDPLUS)
+            said = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace") if typ == "OK" else ""
+            capabilities = {c.upper() for c in said.split()} | {c.upper() for c in self._imap.capabilities}
+            if "MOVE" in capabilities:
+                self._ok(self._imap.uid("MOVE", uids, HANDLED), "move")
+                return
+            self._ok(self._imap.uid("COPY", uids, HANDLED), "copy")
+            self._ok(self._imap.uid("STORE", uids, "+FLAGS.SILENT", "(\\Deleted)"), "store")
+            if "UIDPLUS" in capabilities:
+                self._ok(self._imap.uid("EXPUNGE", uids), "expunge")
+            else:
+                self._ok(self._imap.expunge(), "expunge")
+        except (OSError, imaplib.IMAP4.error) as exc:
+            raise BoxError(f"{self.describe()}: cannot move handled messages: {_said(exc)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, imaplib.IMAP4.error):
+            self._imap.logout()
+
+    def _ok(self, reply: tuple[str, list[object]], what: str) -> None:
+        typ, data = reply
+        if typ != "OK":
+            said = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+            raise imaplib.IMAP4.error(f"{what}: {typ} {said}")
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _said(exc: BaseException, secret: str | None = None) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,365 @@
+"""Bounces: what a returned message says, the bounce log per mailing, and what was delivered.
+
+A bounce is classified (`classify`) with flufl.bounce, which knows RFC 3464 delivery status notifications and the
+common formats that are not (Postfix, Exim, qmail, Exchange, Yahoo, ...): a permanent failure is a **hard** bounce,
+a temporary one (a delay warning) a **soft** one. Its mailing comes from the return path it was sent to (the
+VERP tag in Delivered-To, X-Original-To or To, sender.verp), or else from the X-Mailing-Id of the returned
+headers; its recipient from the VERP token (individual mode) or from the addresses the report names, matched
+by keyed hash against the mailing's send log (bulk mode). What names no mailing, no recipient of it, or no
+failure is not classified: it stays in the mailbox for a person.
+
+The bounce log ``bounces/<mailing-id>.jsonl`` is one JSON object a line, appended to and never rewritten::
+
+    bounce  time, kind (hard|soft), rcpt (the send log's hash), via (verp|report), bounce (the digest of the
+            bounce message's Message-ID, or of its bytes), key_check (the MAILINGS_LOG_KEY it was hashed with)
+
+It holds no address: recipients are the send log's keyed hashes. A bounce message already in the log (its
+digest) is never recorded again, so a run that could not move what it handled records nothing twice.
+
+`delivery_counts` is the public summary: accepted, hard and soft bounces, and delivered = accepted - hard.
+It owns the bounce log and the counts; it never reads a mailbox (sender.bouncebox) nor talks to git.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import Message
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Literal
+
+from flufl.bounce import all_failures
+
+from checks.loader import MAILINGS_DIR
+from checks.model import ID_PATTERN, SENDLOG_FILE, Bounced
+from sender.journal import Hasher, Replay, encode, make_hasher, replay, stamp
+from sender.verp import Verp, parse, tags, tokens
+
+BOUNCES_DIR = "bounces"
+# A bounce larger than this is not read (a report with the whole message returned is rarely over a few MB).
+MAX_BOUNCE_BYTES = 10 * 1024 * 1024
+DIGEST_DIGITS = 32
+# Where a server that delivered the bounce wrote the address it was sent to: the return path, with its tag.
+_RETURN_PATH_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
+_MAILING_ID_HEADER = re.compile(rb"^X-Mailing-Id:[ \t]*([a-z0-9][a-z0-9-]*)[ \t]*\r?$", re.MULTILINE | re.IGNORECASE)
+
+Kind = Literal["hard", "soft"]
+
+
+def log_path(root: Path, mailing_id: str) -> Path:
+    return root / BOUNCES_DIR / f"{mailing_id}.jsonl"
+
+
+def repo_log_path(mailing_id: str) -> str:
+    return f"{BOUNCES_DIR}/{mailing_id}.jsonl"
+
+
+# --- the bounce log ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BounceLog:
+    """What a bounce log says, read from its first line to its last."""
+
+    hard: dict[str, str] = field(default_factory=dict)  # recipient hash -> time of its first hard bounce
+    soft: dict[str, str] = field(default_factory=dict)  # recipient hash -> time of its first soft bounce
+    messages: set[str] = field(default_factory=set)  # the digests of the bounce messages recorded
+    key_checks: set[str] = field(default_factory=set)  # the keys its hashes were made with
+    damaged: int = 0  # lines that are not events; skipped
+
+
+def read_log(data: bytes) -> BounceLog:
+    log = BounceLog()
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            log.damaged += 1
+            continue
+        if not isinstance(event, dict) or event.get("event") != "bounce":
+            log.damaged += 1
+            continue
+        rcpt, kind, time = event.get("rcpt"), event.get("kind"), str(event.get("time", ""))
+        if isinstance(rcpt, str) and kind in ("hard", "soft"):
+            (log.hard if kind == "hard" else log.soft).setdefault(rcpt, time)
+        if isinstance(event.get("bounce"), str):
+            log.messages.add(event["bounce"])
+        if isinstance(event.get("key_check"), str):
+            log.key_checks.add(event["key_check"])
+    return log
+
+
+def read_log_file(path: Path) -> BounceLog:
+    try:
+        return read_log(path.read_bytes())
+    except FileNotFoundError:
+        return BounceLog()
+
+
+# --- what was delivered ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    accepted: int  # recipients the relay accepted (the send log)
+    hard_bounces: int  # of them, those whose mail came back for good
+    soft_bounces: int  # of them, those with only a temporary failure reported (a delay), no hard one
+    delivered: int  # accepted - hard_bounces
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "accepted": self.accepted,
+            "hard_bounces": self.hard_bounces,
+            "soft_bounces": self.soft_bounces,
+            "delivered": self.delivered,
+        }
+
+
+def counts_of(accepted: set[str], bounces: BounceLog) -> DeliveryCounts:
+    """The counts of a send log's accepted recipients and a bounce log (only bounces of accepted recipients count)."""
+    hard = accepted.intersection(bounces.hard)
+    soft = accepted.intersection(bounces.soft).difference(hard)
+    return DeliveryCounts(len(accepted), len(hard), len(soft), len(accepted) - len(hard))
+
+
+def delivery_counts(root: Path, mailing_id: str) -> dict[str, int]:
+    """``{accepted, hard_bounces, soft_bounces, delivered}`` of one mailing, from its send log and its bounce log
+    in the repository at *root*; all 0 for a mailing not sent. Never an address, never the key."""
+    if not ID_PATTERN.fullmatch(mailing_id):
+        raise ValueError(f"{mailing_id!r} is not a mailing id")
+    log = replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE)
+    return counts_of(log.accepted, read_log_file(log_path(root, mailing_id))).as_dict()
+
+
+# --- what the check learns ---------------------------------------------------------------------------------------
+
+
+def bounced_index(root: Path, key: str | bytes) -> Bounced:
+    """Every recipient that hard-bounced in a mailing of *root*, for the [bounced] rule: their hashes under *key*
+    (records made with another key cannot be matched and are left out), each with the month of its first hard
+    bounce ('2027-02')."""
+    hasher = make_hasher(key)
+    months: dict[str, str] = {}
+    directory = root / BOUNCES_DIR
+    paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
+    for path in paths:
+        if path.is_symlink() or not path.is_file():
+            continue
+        for line in path.read_bytes().split(b"\n"):
+            event = _event(line)
+            if event is None or event.get("kind") != "hard" or event.get("key_check") != hasher.key_check:
+                continue
+            rcpt, time = event.get("rcpt"), str(event.get("time", ""))
+            if isinstance(rcpt, str) and (rcpt not in months or time[:7] < months[rcpt]):
+                months[rcpt] = time[:7]
+    return Bounced(hasher.of_all_normalised, months)
+
+
+def _event(line: bytes) -> dict[str, object] | None:
+    if not line.strip():
+        return None
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return event if isinstance(event, dict) and event.get("event") == "bounce" else None
+
+
+# --- classification ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one bounce message says. recipients empty: not classified, and `reason` says why."""
+
+    digest: str
+    mailing_id: str | None = None
+    recipients: tuple[tuple[str, Kind], ...] = ()  # (the send log's hash, hard or soft)
+    via: Literal["verp", "report"] = "report"
+    reason: str = ""
+
+    @property
+    def classified(self) -> bool:
+        return bool(self.recipients)
+
+
+class Known:
+    """The mailings of a repository, as the classification needs them: each one's tag, and (read on first use)
+    its send log's recipients and their VERP tokens."""
+
+    def __init__(self, root: Path, bounce_address: str, hasher: Hasher) -> None:
+        self.root = root
+        self.bounce_address = bounce_address
+        self.hasher = hasher
+        directory = root / MAILINGS_DIR
+        ids = sorted(p.name for p in directory.iterdir() if ID_PATTERN.fullmatch(p.name)) if directory.is_dir() else []
+        self.ids = frozenset(ids)
+        self.tags = tags(bounce_address, ids)
+        self._logs: dict[str, Replay] = {}
+        self._tokens: dict[str, dict[str, str]] = {}
+
+    def log(self, mailing_id: str) -> Replay:
+        if mailing_id not in self._logs:
+            self._logs[mailing_id] = replay(self.root / MAILINGS_DIR / mailing_id / SENDLOG_FILE)
+        return self._logs[mailing_id]
+
+    def recipients(self, mailing_id: str) -> set[str]:
+        """The hashes of everyone the mailing was sent to, or tried."""
+        log = self.log(mailing_id)
+        return log.accepted | log.unknown | set(log.failed) | log.in_flight
+
+    def key_problem(self, mailing_id: str) -> str | None:
+        problem = self.log(mailing_id).scheme_problem(self.hasher)
+        return f"{mailing_id}: {problem}" if problem else None
+
+    def token_owner(self, mailing_id: str, token: str) -> str | None:
+        if mailing_id not in self._tokens:
+            self._tokens[mailing_id] = tokens(self.hasher, mailing_id, self.recipients(mailing_id))
+        return self._tokens[mailing_id].get(token)
+
+
+def digest_of(message: Message, data: bytes) -> str:
+    """The bounce's identity for 'recorded once': its Message-ID, or its bytes when it has none."""
+    message_id = str(message.get("Message-ID", "") or "").strip()
+    source = b"message-id:" + message_id.encode("utf-8", "replace") if message_id else b"bytes:" + data
+    return hashlib.sha256(source).hexdigest()[:DIGEST_DIGITS]
+
+
+def classify(data: bytes, known: Known) -> Verdict:
+    """What the bounce message *data* says about which recipient of which mailing (never raises on bad input)."""
+    if len(data) > MAX_BOUNCE_BYTES:
+        return Verdict(hashlib.sha256(data).hexdigest()[:DIGEST_DIGITS], reason="too large to read")
+    message = email.message_from_bytes(data, policy=email.policy.compat32)
+    digest = digest_of(message, data)
+    verp = _return_path(message, known)
+    mailing_id = known.tags.get(verp.tag) if verp else None
+    if mailing_id is None:
+        mailing_id = _returned_mailing_id(data, known)
+    if mailing_id is None:
+        return Verdict(digest, reason="names no mailing of this repository (no return path tag, no X-Mailing-Id)")
+    try:
+        temporary, permanent = all_failures(message)
+    except Exception as exc:  # a detector that trips over a malformed message: a person looks at it
+        return Verdict(digest, mailing_id, reason=f"flufl.bounce could not read it ({type(exc).__name__})")
+    if not temporary and not permanent:
+        return Verdict(digest, mailing_id, reason="not recognised as a delivery failure (an auto-reply?)")
+    problem = known.key_problem(mailing_id)
+    if problem:
+        return Verdict(digest, mailing_id, reason=problem)
+    if verp is not None and verp.token is not None and known.tags.get(verp.tag) == mailing_id:
+        owner = known.token_owner(mailing_id, verp.token)
+        if owner is None:
+            return Verdict(digest, mailing_id, reason="its return path token matches no recipient of the mailing")
+        kind: Kind = "hard" if permanent else "soft"
+        return Verdict(digest, mailing_id, ((owner, kind),), "verp")
+    sent = known.recipients(mailing_id)
+    found: dict[str, Kind] = {}
+    for kind, addresses in (("soft", temporary), ("hard", permanent)):  # hard last: it wins for one address
+        for address in addresses:
+            text = address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
+            hashed = known.hasher(text)
+            if hashed in sent:
+                found[hashed] = kind  # type: ignore[assignment]
+    if not found:
+        return Verdict(digest, mailing_id, reason="the addresses it reports are not recipients of the mailing")
+    return Verdict(digest, mailing_id, tuple(sorted(found.items())), "report")
+
+
+def _return_path(message: Message, known: Known) -> Verp | None:
+    """The VERP tag (and token) of the address the bounce was delivered to, preferring one of a known mailing."""
+    found: list[Verp] = []
+    for header in _RETURN_PATH_HEADERS:
+        values = [str(v) for v in message.get_all(header, [])]
+        for _, address in getaddresses(values):
+            verp = parse(address, known.bounce_address)
+            if verp is not None:
+                found.append(verp)
+    return next((v for v in found if v.tag in known.tags), found[0] if found else None)
+
+
+def _returned_mailing_id(data: bytes, known: Known) -> str | None:
+    """The X-Mailing-Id of the returned message's headers, when exactly one known mailing is named."""
+    named = {m.decode("ascii").lower() for m in _MAILING_ID_HEADER.findall(data)}
+    ids = named & known.ids
+    return next(iter(ids)) if len(ids) == 1 else None
+
+
+# --- recording ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Recorded:
+    """What `record` appended: the lines per mailing, and the bounces that were already in their logs."""
+
+    lines: dict[str, list[bytes]] = field(default_factory=dict)
+    duplicates: int = 0
+
+    def count(self, kind: Kind) -> int:
+        return sum(1 for lines in self.lines.values() for line in lines if json.loads(line).get("kind") == kind)
+
+
+def record(root: Path, verdicts: Iterable[Verdict], now: datetime, hasher: Hasher) -> Recorded:
+    """Append the classified *verdicts* to their mailings' bounce logs (fsync'd), each bounce message once."""
+    recorded = Recorded()
+    logs: dict[str, BounceLog] = {}
+    for verdict in verdicts:
+        if not verdict.classified or verdict.mailing_id is None:
+            continue
+        mailing_id = verdict.mailing_id
+        if mailing_id not in logs:
+            logs[mailing_id] = read_log_file(log_path(root, mailing_id))
+        if verdict.digest in logs[mailing_id].messages:
+            recorded.duplicates += 1
+            continue
+        logs[mailing_id].messages.add(verdict.digest)
+        for rcpt, kind in verdict.recipients:
+            event = {
+                "event": "bounce",
+                "time": stamp(now),
+                "kind": kind,
+                "rcpt": rcpt,
+                "via": verdict.via,
+                "bounce": verdict.digest,
+                "key_check": hasher.key_check,
+            }
+            recorded.lines.setdefault(mailing_id, []).append(encode(event))
+    for mailing_id, lines in recorded.lines.items():
+        _append(log_path(root, mailing_id), b"".join(lines))
+    return recorded
+
+
+def _append(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(path, "rb") as handle:  # a torn last line (a kill mid-write) is ended first
+                handle.seek(size - 1)
+                if handle.read(1) != b"\n":
+                    data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def summary_by_mailing(recorded: Recorded) -> Mapping[str, tuple[int, int]]:
+    """(hard, soft) recorded now per mailing."""
+    out: dict[str, tuple[int, int]] = {}
+    for mailing_id, lines in recorded.lines.items():
+        kinds = [json.loads(line).get("kind") for line in lines]
+        out[mailing_id] = (kinds.count("hard"), kinds.count("soft"))
+    return out
