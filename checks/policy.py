@@ -162,12 +162,12 @@ class Policy:
     approval_teams: tuple[ApprovalTeam, ...] = ()
     # Who may claim each role (sender.role): GitHub logins, lower-case (GitHub compares them without case).
     role_authors: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # The envelope sender (return path) of every mailing, with VERP tags (sender.verp); None: the from address.
+    bounce_address: str | None = None
 
     def may_claim(self, role: str, author: str) -> bool:
         """Whether the GitHub user *author* is one policy.yaml lists for *role* (roles.<id>.authors)."""
         return author.lower() in self.role_authors.get(role, frozenset())
-    # The envelope sender (return path) of every mailing, with VERP tags (sender.verp); None: the from address.
-    bounce_address: str | None = None
 
     @cached_property
     def holidays(self) -> HolidayBase:

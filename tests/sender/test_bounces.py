@@ -145,7 +145,7 @@ def left_in(path: Path, folder: str | None = None) -> list[bytes]:
     box = mailbox.Maildir(path, create=False)
     if folder is not None:
         box = box.get_folder(folder)
-    return [box.get_bytes(key) for key in box]
+    return [box.get_bytes(key) for key in box.iterkeys()]
 
 
 # --- the return path ---------------------------------------------------------------------------------------------
