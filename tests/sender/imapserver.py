@@ -22,44 +22,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.sender.ldapserver import HOST, INSTALL_SECONDS, SBIN_DIRS, Tls, free_port, make_tls
+from tests.packages import ensure
+from tests.sender.ldapserver import HOST, Tls, free_port, make_tls
 
 USER = "bounces"
 PASSWORD = "imap-s3cret"
 START_SECONDS = 20.0
 
 
-def find_dovecot() -> Path | None:
-    found = shutil.which("dovecot")
-    if found:
-        return Path(found)
-    for directory in SBIN_DIRS:
-        candidate = Path(directory) / "dovecot"
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 def ensure_dovecot() -> Path | str:
-    """dovecot's path, installing `dovecot-imapd` when it is missing and we are root; else why the tests skip."""
-    found = find_dovecot()
-    if found is not None:
-        return found
-    if os.geteuid() != 0:
-        return "dovecot is not installed and the tests are not run as root: apt-get install dovecot-imapd (Debian)"
-    if shutil.which("apt-get") is None:
-        return "dovecot is not installed and there is no apt-get to install it with"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", "dovecot-imapd"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    if done.returncode != 0:
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=INSTALL_SECONDS, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    # The package starts the system's own instance; these tests never use it (theirs has its own config).
-    found = find_dovecot()
-    if found is None:
-        return f"installing dovecot-imapd failed: {done.stderr.strip()[-500:]}"
-    return found
+    """dovecot's path, installing `dovecot-imapd` when it is missing and we are root; else why the tests skip.
+    (The package also starts the system's own instance; these tests never use it.)"""
+    return ensure("dovecot", "dovecot-imapd")
 
 
 @dataclass
