@@ -15,7 +15,7 @@ from unittest import mock
 from checks.cli import main
 from checks.linter import check_mailing
 from checks.loader import load_mailing
-from checks.model import Context
+from checks.model import Context, SpecialListError
 from tests.conftest import Repo
 
 MAILING = "2027-02-10-travel"
@@ -36,9 +36,11 @@ class Case:
     recipients: str | None = None  # recipients.txt instead of 600 internal addresses
     setup: Callable[[Repo], None] | None = None  # anything else: a link, a git history, a changed policy
     args: tuple[str, ...] = ()  # more arguments of `mailings check`
-    # Send time: IT's special lists as the sender reads them, by id (None: what stands there is a directory).
-    special: Mapping[str, str | None] | None = None
+    # Send time: IT's special lists as the sender reads them, by id (None: what stands there is a directory; an
+    # error: why the sender could not resolve the list).
+    special: Mapping[str, str | SpecialListError | None] | None = None
     now: str | None = None  # the moment of the check, when not NOW
+    env: Mapping[str, str] = field(default_factory=dict)  # the environment of `mailings check`, beside the test's
 
     @property
     def name(self) -> str:
@@ -67,16 +69,24 @@ def run(case: Case, root: Path) -> list[str]:
     cwd = os.getcwd()
     try:
         os.chdir(root)  # --changed-since asks git in the current directory's repository
-        with mock.patch("checks.commands.clock", lambda: now), redirect_stdout(out):
+        with (
+            mock.patch("checks.commands.clock", lambda: now),
+            mock.patch.dict(os.environ, case.env),
+            redirect_stdout(out),
+        ):
             main(argv)
     finally:
         os.chdir(cwd)
     return out.getvalue().splitlines()
 
 
-def _at_send_time(repo: Repo, special: Mapping[str, str | None], now: datetime) -> list[str]:
-    paths: dict[str, Path] = {}
+def _at_send_time(repo: Repo, special: Mapping[str, str | SpecialListError | None], now: datetime) -> list[str]:
+    paths = _Resolved()
     for list_id, text in special.items():
+        if isinstance(text, SpecialListError):
+            paths.failed[list_id] = text
+            paths[list_id] = Path()
+            continue
         path = repo.root / f"special-{list_id}.txt"
         if text is None:
             path.mkdir()
@@ -89,3 +99,16 @@ def _at_send_time(repo: Repo, special: Mapping[str, str | None], now: datetime) 
         f"{p.file}:{p.line}:{p.column}: {p.level} [{p.rule}] {p.message}"
         for p in check_mailing(mailing, repo.policy, context)
     ]
+
+
+class _Resolved(dict[str, Path]):
+    """Special lists as the sender's mapping gives them: reading one it could not resolve raises why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed: dict[str, SpecialListError] = {}
+
+    def __getitem__(self, list_id: str) -> Path:
+        if list_id in self.failed:
+            raise self.failed[list_id]
+        return super().__getitem__(list_id)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import os
 
+from checks.model import SpecialListError
+from sender.bounces import BOUNCES_DIR
+from sender.journal import make_hasher
 from tests.conftest import EVENT, Repo, addresses, git
 from tests.messages.case import MAILING, Case
 
@@ -39,6 +42,7 @@ GOOD = "\n".join(
     ]
 )
 PURPOSE = "purpose: Announce the new travel booking system."
+BOUNCE_KEY = "a key of the send logs"
 
 
 def yaml_with(old: str, new: str) -> str:
@@ -144,6 +148,11 @@ CASES: list[Case] = [
     # [yaml]: the file as it reads
     Case("yaml", "mailing.yaml is missing; create it", setup=_remove("mailing.yaml")),
     Case("yaml", "mailing.yaml cannot be read: it is larger than 256 KiB", yaml=GOOD + "#" + "x" * 262144 + "\n"),
+    Case(
+        "yaml",
+        "mailing.yaml cannot be read: it is a symbolic link; add the file itself",
+        setup=lambda r: _yaml_linked(r),
+    ),
     Case("yaml", "not valid UTF-8; save the file as UTF-8", setup=lambda r: _write_bytes(r, b"purpose: caf\xe9\n")),
     Case("yaml", "the file must hold the request's fields, one per line", yaml="- a\n- b\n"),
     Case("yaml", "the file is empty; write the request's fields in it", yaml=""),
@@ -205,6 +214,8 @@ CASES: list[Case] = [
         changes={"contact": {"phone": 87}},
     ),
     Case("schema", "recipients.lists must be a list, one entry per line", changes={"recipients": {"lists": "a.txt"}}),
+    Case("schema", "purpose must be text; here it is true, which is read as yes or no", changes={"purpose": True}),
+    Case("schema", "purpose must be text; here it is a group of fields", changes={"purpose": {"a": 1}}),
     Case("schema", "delivery.mode must be bulk or individual", changes={"delivery": {"mode": "bcc"}}),
     Case("schema", 'send_at must be "YYYY-MM-DD HH:MM" or "YYYY-MM-DD"', changes={"send_at": "10 Feb"}),
     Case("schema", "purpose is empty; fill it in", changes={"purpose": ""}),
@@ -376,6 +387,28 @@ CASES: list[Case] = [
         changes={"external_links": [{"url": "https://www.kth.se/x", "stopover": "https://www.kth.se/s"}]},
         bodies=body("https://www.kth.se/s"),
     ),
+    Case(
+        "links",
+        "leads outside the university, to example.com; link to its stopover page https://www.kth.se/s",
+        changes={"external_links": [{"url": "https://example.com/x", "stopover": "https://www.kth.se/s"}]},
+        bodies=body("https://example.com/x https://www.kth.se/s"),
+    ),
+    Case(
+        "links",
+        "which that page can send the reader on to (a redirect) outside the university, to example.com; link to its",
+        changes={"external_links": [{"url": "https://example.com/x", "stopover": "https://www.kth.se/s"}]},
+        bodies=body("https://www.kth.se/r?u=https://example.com/x https://www.kth.se/s"),
+    ),
+    Case(
+        "links",
+        "link to a page within the university that is not a redirect",
+        bodies=body("https://www.kth.se/r?u=ftp://evil.com/x"),
+    ),
+    Case("plain-text", "invisible tag characters (U+E0041 to U+E0042)", bodies=body("a\U000e0041\U000e0042b")),
+    Case("plain-text", "HTML (<b>); a mass mailing is plain text", bodies=body("<b>bold</b>")),
+    Case("plain-text", "the invisible soft hyphen U+00AD", bodies=body("soft\u00adhyphen")),
+    Case("plain-text", "a letter that shows as nothing: remove it", bodies=body("a\u3164b")),
+    Case("plain-text", "mail programs show it differently or not at all", bodies=body("a\ufff9b")),
     # [recipients]
     Case("recipients", "the lists reach 3 recipients", recipients=addresses(3)),
     Case(
@@ -480,10 +513,29 @@ CASES: list[Case] = [
         changes={"recipients": {"lists": [{"special": "all-employees"}]}},
         special={"all-employees": None},
     ),
+    Case(
+        "recipients",
+        "the special list all-employees could not be resolved, so nothing of this mailing is sent",
+        changes={"recipients": {"lists": [{"special": "all-employees"}]}},
+        special={"all-employees": SpecialListError("the directory did not answer")},
+    ),
+    # [bounced]: addresses whose mail came back for good before (only with the key of the send logs)
+    Case(
+        "bounced",
+        "1 address in 'recipients.txt' bounced in February 2027",
+        setup=lambda r: _bounced(r, "user1@kth.se"),
+        env={"MAILINGS_LOG_KEY": BOUNCE_KEY},
+    ),
     # [sender], [contact], [event]
     Case("sender", "sender.unit 'IT' is not an organisational unit of the policy", changes={"sender": {"unit": "IT"}}),
     Case("sender", "sender.role 'rector' is not a role of the policy", changes={"sender": {"role": "rector"}}),
     Case("sender", "crisis: true is only for the crisis management group", changes={"crisis": True}),
+    Case(
+        "sender",
+        "crisis: true is not available: the policy names no crisis role",
+        changes={"crisis": True},
+        setup=lambda r: _no_crisis_role(r),
+    ),
     Case("sender", "sender.role dean says that the Dean sends this mailing", changes={"sender": {"role": "dean"}}),
     Case(
         "sender",
@@ -498,6 +550,7 @@ CASES: list[Case] = [
         changes={"from_address": "it@kth.se.evil.com"},
     ),
     Case("contact", "contact.email 'anna' is not a valid", changes={"contact": {"email": "anna"}}),
+    Case("contact", "reply_to 'nobody' is not a valid e-mail address", changes={"reply_to": "nobody"}),
     Case("contact", "contact.phone is missing; the policy asks for a telephone", changes={"contact": {"phone": None}}),
     Case("contact", "has no digits; give a number people can call", changes={"contact": {"phone": "ask Anna"}}),
     Case(
@@ -593,6 +646,32 @@ def _schema(repo: Repo) -> None:
     path.write_text(json.dumps(schema), encoding="utf-8")
 
 
+def _bounced(repo: Repo, address: str) -> None:
+    """A hard bounce of *address* recorded in February 2027, as `mailings bounces` records one."""
+    hasher = make_hasher(BOUNCE_KEY)
+    (rcpt,) = hasher.of_all_normalised([address])
+    event = {
+        "event": "bounce",
+        "time": "2027-02-12T10:00:00Z",
+        "kind": "hard",
+        "rcpt": rcpt,
+        "key_check": hasher.key_check,
+    }
+    (repo.root / BOUNCES_DIR).mkdir()
+    (repo.root / BOUNCES_DIR / "2027-02-01-earlier.jsonl").write_text(json.dumps(event) + "\n", encoding="utf-8")
+
+
+def _no_crisis_role(repo: Repo) -> None:
+    path = repo.root / "policy.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(", crisis: true", ""), encoding="utf-8")
+
+
+def _yaml_linked(repo: Repo) -> None:
+    directory = repo.root / "mailings" / MAILING
+    (directory / "mailing.yaml").rename(repo.root / "request.yaml")
+    os.symlink(repo.root / "request.yaml", directory / "mailing.yaml")
+
+
 def _linked_request(repo: Repo) -> None:
     real = repo.root / "elsewhere"
     (repo.root / "mailings" / MAILING).rename(real)
@@ -601,8 +680,6 @@ def _linked_request(repo: Repo) -> None:
 
 # Places that make a message which no request checked by `mailings check` can reach, each with the test that does.
 ELSEWHERE: dict[str, str] = {
-    "checks/loader.py: _unread(index, 'special', list_id, 'unresolved',": "tests/sender/test_special_lists.py (a "
-    "special list the sender's source could not resolve: a directory that is down, a key that does not fit)",
     "checks/yamlsafe.py: YamlError(_NAME_NOT_PLAIN, m.line, m.column)": "the case '[a]: b' (the same words, where "
     "a list or group of fields as a field's name is refused first; this one is a safety net)",
     "checks/yamlwords.py: this file cannot be read; write each field as na": "none: PyYAML raises no other error "

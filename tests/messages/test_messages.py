@@ -4,8 +4,8 @@ Three tests over one run of the whole catalogue (each case once, in its own repo
 - each case prints its message under its rule;
 - no printed line uses programmers' words (object, mapping, null, zero-based positions, Python's names ...);
 - every place in the checker that makes a message (a call of error(), warning(), Said(), Told(), YamlError(),
-  a list problem or note of the loader) ran for some case: a message added without a case fails here, naming
-  the file and line of the place that has none.
+  a list problem or note of the loader, or a helper's return of words) ran for some case: a message added
+  without a case fails here, naming the file and line of the place that has none.
 """
 
 from __future__ import annotations
@@ -56,10 +56,22 @@ def sites() -> Iterator[Site]:
         for path in sorted(PROJECT.glob(pattern)):
             text = path.read_text(encoding="utf-8")
             for node in ast.walk(ast.parse(text)):
-                if isinstance(node, ast.Call) and _called(node) in MAKERS:
+                if (isinstance(node, ast.Call) and _called(node) in MAKERS) or _returns_words(node):
                     yield Site(
                         str(path.relative_to(PROJECT)), node.lineno, node.end_lineno or node.lineno, _words(node)
                     )
+
+
+def _returns_words(node: ast.AST) -> bool:
+    """A return of words: a helper that makes (part of) a message, one of several a finding may carry."""
+    return (
+        isinstance(node, ast.Return)
+        and node.value is not None
+        and any(
+            isinstance(inner, ast.Constant) and isinstance(inner.value, str) and inner.value.count(" ") >= 3
+            for inner in ast.walk(node.value)
+        )
+    )
 
 
 def _called(node: ast.Call) -> str | None:
@@ -67,7 +79,7 @@ def _called(node: ast.Call) -> str | None:
     return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
 
 
-def _words(node: ast.Call) -> str:
+def _words(node: ast.AST) -> str:
     """The first text of the call's message (its first string longer than a word), else the call as written."""
     for inner in ast.walk(node):
         if isinstance(inner, ast.Constant) and isinstance(inner.value, str) and " " in inner.value.strip():
