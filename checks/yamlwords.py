@@ -353,6 +353,13 @@ def _further(lines: list[str], line: int) -> Told | None:
     prior_column = _key_column(prior)
     owner = _owner(lines, above, prior_column)
     purpose = f", to make it a field of '{owner}' as '{prior_name}' is" if owner else ""
+    empty = _empty_field_above(lines, above, prior_column)
+    if empty is not None:
+        # "sender:" with its fields written flush left under it: they belong under it, both of them.
+        purpose += (
+            f"; or, if both belong under '{empty}' on the line above, indent '{prior_name}' and '{name}' alike, "
+            f"by {prior_column + 2} spaces"
+        )
     return Told(
         f"'{name}' is indented further than '{prior_name}' on line {above + 1}, as if it belonged under "
         f"'{prior_name}', which already has a value; indent '{name}' by {prior_column} spaces{purpose}",
@@ -367,6 +374,15 @@ def _open_quote_above(lines: list[str], line: int, quote: str) -> int | None:
         if _opens_quote(lines[number], quote):
             return number
     return None
+
+
+def _empty_field_above(lines: list[str], line: int, column: int) -> str | None:
+    """The field right above *line* at the same *column* that has no value of its own, if there is one."""
+    above = _above(lines, line)
+    field = _FIELD.match(_at(lines, above)) if above is not None else None
+    if field is None or above is None or _key_column(field) != column or _at(lines, above)[field.end() :].strip():
+        return None
+    return _name(field["key"])
 
 
 def _opens_quote(text: str, quote: str) -> bool:

@@ -190,6 +190,13 @@ languages:
             "a value; indent 'time' by 2 spaces, to make it a field of 'event' as 'date' is",
         ),
         (
+            "sender:\n  unit: it",
+            "sender:\nunit: it\n  role: dean",
+            "5:3: 'role' is indented further than 'unit' on line 4, as if it belonged under 'unit', which already has "
+            "a value; indent 'role' by 0 spaces; or, if both belong under 'sender' on the line above, indent 'unit' "
+            "and 'role' alike, by 2 spaces",
+        ),
+        (
             '  time: "13:00-15:00"',
             ' time: "13:00-15:00"',
             "7:2: 'time' is indented by 1 space, which lines up with none of the lines above it; indent it by 2 "
