@@ -35,6 +35,12 @@ done
 
 if "$MAILINGS" status --help >/dev/null 2>&1; then
     export MAILINGS_LIST_ALL_EMPLOYEES=build/demo/main/lists/all-employees.txt
+    # A throwaway log key, made for this demo and forgotten with it: the real dispatch job
+    # refuses to send without its own MAILINGS_LOG_KEY secret (README: the log key).
+    if [ -z "${MAILINGS_LOG_KEY:-}" ]; then
+        MAILINGS_LOG_KEY=demo-only-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+        export MAILINGS_LOG_KEY
+    fi
     step "The scheduled job at $NOW: status before sending"
     "$MAILINGS" status --root build/demo/main --now "$NOW"
 

@@ -34,6 +34,7 @@ from sender.config import (
 )
 
 if TYPE_CHECKING:
+    from sender.bounces import BounceLog
     from sender.dispatch import Brake, Outcome
     from sender.gitops import LogSummary
     from sender.pace import StopRequest
@@ -71,6 +72,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_common(status, submitted=False)
     add_now(status)
     status.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text)")
+    status.add_argument(
+        "--verify",
+        action="store_true",
+        help="replay every finished send log in full and check its summary (slow; for audits); exit 1 on a mismatch",
+    )
     status.set_defaults(func=cmd_status)
 
     preview = sub.add_parser("preview", help="print the exact message of a mailing, or send one test copy")
@@ -132,14 +138,17 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     # Imported here: `mailings check` need not load the SMTP client.
     from sender.dispatch import SendOptions, send_all
     from sender.eventloop import choice_from_env
+    from sender.logkey import key_problem, previous_keys
     from sender.pace import StopRequest
     from sender.progress import StreamProgress, write_summary
 
     root = repo_root(args)
+    if not args.dry_run and (problem := key_problem(env)) is not None:
+        raise UsageError(f"nothing was sent: {problem}")  # before anything is read, resolved or claimed
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
     now = parse_now(args.now, policy.timezone, clock)
     settings = settings_from_env(env, _outbox(args, root))
-    out = _Redacting(out, _secrets(settings))
+    out = _Redacting(out, _secrets(settings) + _log_keys(env))
     options = SendOptions(
         now=now,
         run_id=uuid.uuid4().hex[:12],
@@ -149,6 +158,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         special=special_lists_for_send(env, policy, root, out),
         hold=_brake(env, root, out),
         log_key=env.get(LOG_KEY) or None,
+        previous_keys=previous_keys(env),
         only=args.only,
         dry_run=args.dry_run,
         event_loop=choice_from_env(env),
@@ -337,6 +347,12 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
     return ok
 
 
+def _log_keys(env: Mapping[str, str]) -> tuple[str, ...]:
+    from sender.logkey import previous_keys
+
+    return tuple(key for key in (env.get(LOG_KEY, "").strip(), *previous_keys(env)) if len(key) >= 8)
+
+
 def _secrets(settings: SmtpSettings | MaildirSettings) -> tuple[str, ...]:
     if not isinstance(settings, SmtpSettings):
         return ()
@@ -424,23 +440,60 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     now = parse_now(args.now, policy.timezone, clock)
     special = special_lists_from_env(env, policy)
     brake = _brake(env, root, io.StringIO())  # status says per mailing why it is held
-    rows = [_status_row(root, directory, policy, now, special, brake) for directory in discover(root)]
+    directories = discover(root)
+    rows = [_status_row(root, directory, policy, now, special, brake) for directory in directories]
+    problems = _verify(directories) if args.verify else []
     if args.format == "json":
         json.dump({"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}, out, indent=2)
         out.write("\n")
     else:
         _status_text(rows, out)
-    return 0
+    for problem in problems:
+        out.write(f"mailings: {problem}\n")
+    if args.verify and not problems:
+        out.write(f"verified the summaries of the finished send logs ({len(directories)} mailing(s))\n")
+    return 1 if problems else 0
+
+
+def _verify(directories: Sequence[Path]) -> list[str]:
+    """What is wrong with each finished send log's summary, replaying the logs in full."""
+    from sender.journal import verify_summary
+
+    found = []
+    for directory in directories:
+        path = directory / SENDLOG_FILE
+        if path.is_file() and not path.is_symlink() and (problem := verify_summary(path)) is not None:
+            found.append(f"{MAILINGS_DIR}/{directory.name}/{SENDLOG_FILE}: {problem}")
+    return found
 
 
 def _status_row(
     root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake
 ) -> StatusRow:
     from sender.bounces import counts_of, log_path, read_log_file
-    from sender.journal import is_locked, replay
+    from sender.journal import is_locked, read_finished, replay
     from sender.plan import request_digest
-    from sender.state import MailingState, decide
+    from sender.state import MailingState, decide, finished
 
+    summary = None if directory.is_symlink() else read_finished(directory / SENDLOG_FILE)
+    if summary is not None and not summary.unknown:
+        # Finished: its summary says all status shows, without the request or a replay of the log.
+        done = finished(summary.replay())
+        return StatusRow(
+            id=directory.name,
+            state=done.state.value,
+            reason=done.reason,
+            send_at=summary.send_at,
+            deadline=None,
+            recipients=summary.recipients,
+            accepted=summary.accepted,
+            failed=summary.failed,
+            last_activity=summary.last_time,
+            running=False,
+            unknown=summary.unknown,
+            special_lists=summary.special_lists,
+            **_bounces_of_finished(summary.accepted, read_log_file(log_path(root, directory.name))),
+        )
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
     digest = None if log.complete and not log.unknown else request_digest(mailing)  # not needed for a finished one
@@ -457,16 +510,25 @@ def _status_row(
         send_at=_minute(mailing.send_at),
         deadline=_minute(decision.deadline),
         recipients=log.recipients if log.recipients is not None else recipient_count(mailing, policy),
-        accepted=len(log.accepted),
-        failed=len(log.failed),
+        accepted=log.accepted_count,
+        failed=log.failed_count,
         last_activity=log.last_time,
         running=running,
-        unknown=len(log.unknown),
+        unknown=log.unknown_count,
         special_lists=log.special_lists,
         hard_bounces=counts.hard_bounces,
         soft_bounces=counts.soft_bounces,
         delivered=counts.delivered,
     )
+
+
+def _bounces_of_finished(accepted: int, bounces: BounceLog) -> dict[str, int]:
+    """StatusRow's bounce counts of a finished mailing read from its summary (no hash set of the accepted). With no
+    recipient left unknown or in flight, a bounce the log records is of an accepted recipient: a recipient the
+    relay refused was never handed a message that could come back (sender.bounces records only recipients)."""
+    hard = len(bounces.hard)
+    soft = len(set(bounces.soft).difference(bounces.hard))
+    return {"hard_bounces": hard, "soft_bounces": soft, "delivered": accepted - hard}
 
 
 def _minute(moment: datetime | None) -> str | None:

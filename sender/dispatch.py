@@ -21,7 +21,7 @@ import signal
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,11 +41,15 @@ from sender.journal import (
     LockedError,
     Replay,
     encode,
-    make_hasher,
+    is_summed_up,
+    read_finished,
     replay,
+    replay_lines,
     scrub,
     stamp,
+    summary_event,
 )
+from sender.logkey import Keyring, keyring
 from sender.message import MessageError, MessageTemplate, Renderer, build_template, delivery_mode
 from sender.pace import (
     CHECKPOINT_RECIPIENTS,
@@ -67,6 +71,7 @@ from sender.state import (
     MailingState,
     controls,
     decide,
+    finished,
     miss_recorded,
     quota_reason,
     resends_unknown,
@@ -107,6 +112,7 @@ class SendOptions:
     monotonic: Callable[[], float]  # rate limit
     special: Mapping[str, Path] = field(default_factory=dict)
     log_key: str | None = None
+    previous_keys: tuple[str, ...] = ()  # MAILINGS_LOG_KEY_PREVIOUS: keys that may have hashed existing logs
     only: str | None = None
     dry_run: bool = False
     tuning: Tuning = Tuning()
@@ -169,13 +175,21 @@ class RunContext:
     factory: TransportFactory
     hasher: Hasher
     progress: Progress
+    keyring: Keyring
+    backfilled: list[str] = field(default_factory=list)  # finished logs this run gave the summary they lacked
+
+
+def keyring_of(options: SendOptions) -> Keyring:
+    """The run's keys: its log key hashes new lines, the previous ones still match lines written before."""
+    return keyring(options.log_key, options.previous_keys)
 
 
 def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progress | None = None) -> list[Outcome]:
     """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
     directories = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
-    run = RunContext(root, policy, options, factory, make_hasher(options.log_key), progress or NullProgress())
+    keys = keyring_of(options)
+    run = RunContext(root, policy, options, factory, keys.current, progress or NullProgress(), keys)
     outcomes = []
     for directory in directories:
         if options.stop.requested:
@@ -206,6 +220,13 @@ def _targets(root: Path, only: str | None) -> list[Path]:
 
 
 def _handle(run: RunContext, directory: Path) -> Outcome:
+    summary = None if directory.is_symlink() else read_finished(directory / SENDLOG_FILE)
+    if summary is not None and not summary.unknown:
+        # Finished, and nobody whose outcome is unknown for a resume to send again: its summary is the whole
+        # answer, without reading the request or replaying the log (a scheduled run costs the same after ten
+        # years of mailings as after one).
+        decision = finished(summary.replay())
+        return Outcome(directory.name, decision.state, decision.reason, previous=decision.state)
     mailing = load_mailing(run.root, directory, run.policy, special=run.options.special)
     log_path = directory / SENDLOG_FILE
     if mailing.is_symlink or log_path.is_symlink():
@@ -225,6 +246,8 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
     if decision.state is MailingState.MISSED and miss_recorded(before, digest, controls(mailing, run.policy)):
         # Recorded by an earlier run.
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+    if decision.state in FINISHED and summary is None and not run.options.dry_run:
+        return _backfill(run, mailing, log_path, decision)
     if not decision.actionable and decision.state is not MailingState.MISSED and not news:
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if run.options.dry_run:
@@ -259,7 +282,54 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         recorded_miss = outcome.state is MailingState.MISSED and outcome.log is not None
         outcome.previous = MailingState.DUE if recorded_miss else decision.state
         _tell_contact(run, mailing, journal, outcome)
+        _summarise(run, mailing, journal, outcome)
         return outcome
+
+
+FINISHED = frozenset({MailingState.SENT, MailingState.SENT_WITH_FAILURES})
+# Finished logs without a summary (written before summaries were) that one run sums up: each costs a fetch
+# of the remote, so a repository with years of them catches up over a few runs instead of in one long one.
+BACKFILL_PER_RUN = 20
+
+
+def _summarise(run: RunContext, mailing: Mailing, journal: Journal, outcome: Outcome) -> bool:
+    """End a log that this run finished with its summary (sender.journal.Summary), which later runs and
+    `mailings status` read instead of the log. Pushed with the log: the same commit, the same protection.
+    True when it wrote one."""
+    if outcome.log is None or outcome.state not in FINISHED:
+        return False
+    data = journal.read_bytes()
+    if is_summed_up(data):
+        return False  # summed up already (a summary that does not fit is for `status --verify` to report)
+    done = replay_lines(data.split(b"\n"))
+    if not done.complete:
+        return False
+    send_at = mailing.send_at.isoformat(timespec="minutes") if mailing.send_at is not None else None
+    journal.append(summary_event(data, done, outcome.state.value, stamp(run.options.wallclock()), send_at))
+    return True
+
+
+def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decision) -> Outcome:
+    """A finished mailing whose log has no summary (finished before summaries were written, or by a run that
+    could only put its log on the claim branch): give it one, under the lock and from the remote's log, so that
+    later runs need not replay it."""
+    outcome = Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
+    if len(run.backfilled) >= BACKFILL_PER_RUN:
+        return outcome
+    try:
+        journal = Journal.open(log_path)
+    except LockedError:
+        return outcome
+    with journal:
+        if run.options.remote is not None and isinstance(_adopt_remote(run.options.remote, mailing, journal), str):
+            return outcome  # the remote cannot be read now: the next run tries again
+        log = journal.read()
+        if log.complete and _summarise(run, mailing, journal, replace(outcome, log=journal.path)):
+            run.backfilled.append(mailing.id)
+            outcome.log = journal.path
+            outcome.total, outcome.accepted, outcome.failed = log.recipients or 0, log.accepted_count, log.failed_count
+            outcome.unknown = log.unknown_count
+    return outcome
 
 
 def _news(mailing: Mailing, policy: Policy, log: Replay, decision: Decision, brake: str | None) -> bool:
@@ -380,7 +450,7 @@ def _handle_locked(
         return _outcome(mailing, MailingState.BLOCKED, reason, log, ok=False, written=journal.path)
     control = controls(mailing, run.policy)
     resend = resends_unknown(log, control)
-    work = plan(mailing, run.policy, run.hasher, log, resend_unknown=resend)
+    work = plan(mailing, run.policy, run.hasher, log, resend_unknown=resend, others=run.keyring.others(log.hashed_with))
     quota = _quota(run)
     if quota is not None:
         if not quota.left and work.todo:
@@ -517,7 +587,7 @@ def _blocking_reasons(run: RunContext, mailing: Mailing, log: Replay, digest: st
     # The submission date only matters to the rules that judge it at submission (lead-time is not run).
     context = Context(submitted=now.date(), now=now, stage="send")
     reasons = [_problem_text(p) for p in check_mailing(mailing, run.policy, context) if p.level == "error"]
-    scheme = log.scheme_problem(run.hasher)
+    scheme = run.keyring.problem(log.hashed_with)
     if scheme:
         reasons.append(scheme)
     if log.claim_digest is not None and log.claim_digest != digest:
@@ -540,7 +610,7 @@ def _dry_run(run: RunContext, mailing: Mailing, log: Replay, decision: Decision,
     reasons = _blocking_reasons(run, mailing, log, digest)
     if reasons:
         return _outcome(mailing, MailingState.BLOCKED, "would be blocked: " + "; ".join(reasons), log, ok=False)
-    work = plan(mailing, policy, run.hasher, log)
+    work = plan(mailing, policy, run.hasher, log, others=run.keyring.others(log.hashed_with))
     owed = sum(map(len, work.todo))
     quota = _quota(run)
     if quota is not None and owed > quota.left:

@@ -32,6 +32,15 @@ Events (all carry ``event`` and ``time``)::
     end       run, accepted, failed, pending, unknown, attempted, complete, day, [reason]
     quota     run, day, limit, used, recipients, continues  (the relay's day quota is spent: the rest goes on at
                                                            `continues`, and the mailing is not late until then)
+    summary   state, recipients, accepted, failed, unknown, runs, last_time, send_at, special_lists, key_ids,
+              size, sha256                                 (the last line of a finished log: what `send` and
+                                                           `status` read instead of replaying it; size and sha256
+                                                           are those of the log before this line)
+
+A finished log ends with its summary (`write_summary`). `read_finished` reads only that last line, checked
+against the file's size, so a scheduled run costs the same after ten years of mailings as after one; a summary
+that does not fit the file (a line appended after it, a log cut short, a hand edit) is ignored and the log is
+replayed in full. `verify_summary` replays the whole log and compares (``mailings status --verify``).
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import hmac
 import json
 import os
 import re
+import stat
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -200,6 +210,20 @@ class Replay:
     special_lists: dict[str, Any] = field(default_factory=dict)  # IT's lists as the last start read them
     quota_continues: str | None = None  # when the last run the day's quota stopped may go on (sender.quota)
     quota_recipients: int | None = None  # the mailing's recipients, as that run counted them
+    hashed_with: list[tuple[str, str | None]] = field(default_factory=list)  # (scheme, key id) of each start's key
+    summary: Summary | None = None  # read from the finished log's summary alone (read_finished): no hash sets
+
+    @property
+    def accepted_count(self) -> int:
+        return self.summary.accepted if self.summary is not None else len(self.accepted)
+
+    @property
+    def failed_count(self) -> int:
+        return self.summary.failed if self.summary is not None else len(self.failed)
+
+    @property
+    def unknown_count(self) -> int:
+        return self.summary.unknown if self.summary is not None else len(self.unknown)
 
     def scheme_problem(self, hasher: Hasher) -> str | None:
         """Why *hasher* cannot read this log's hashes, or None when it can."""
@@ -239,6 +263,8 @@ class Replay:
         kind = event.get("event")
         if kind == "notice":  # word to the contact person: what the log said before still stands
             _on_notice(self, event)
+            return
+        if kind == "summary":  # says what the lines before it say
             return
         self.last_event = kind
         self.last_time = event.get("time", self.last_time)
@@ -297,6 +323,8 @@ def _on_start(replay: Replay, event: Event) -> None:
     replay.in_flight = set()
     replay.scheme = event.get("hash", replay.scheme)
     replay.key_check = event.get("key_check")
+    if isinstance(replay.scheme, str) and (replay.scheme, replay.key_check) not in replay.hashed_with:
+        replay.hashed_with.append((replay.scheme, replay.key_check))
     replay.recipients = event.get("recipients")
     lists = event.get("special_lists")
     replay.special_lists = lists if isinstance(lists, dict) else {}
@@ -397,6 +425,197 @@ def replay(path: Path) -> Replay:
     except FileNotFoundError:
         return Replay()
     return replay_lines(data.split(b"\n"))
+
+
+# How much of a log's end `read_finished` reads: a summary line is a few hundred bytes (the special lists'
+# provenance is the longest part of it).
+SUMMARY_TAIL_BYTES = 16384
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A finished log's last line: its counts and final state, and the size and digest of the log before it."""
+
+    state: str
+    recipients: int
+    accepted: int
+    failed: int
+    unknown: int
+    runs: int
+    size: int
+    sha256: str
+    last_time: str | None = None
+    send_at: str | None = None
+    special_lists: dict[str, Any] = field(default_factory=dict)
+    key_ids: tuple[tuple[str, str | None], ...] = ()
+
+    def replay(self) -> Replay:
+        """The Replay this summary stands for: complete, counts without hash sets (never for planning a send)."""
+        return Replay(
+            complete=True,
+            recipients=self.recipients,
+            runs=self.runs,
+            last_event="end",
+            last_time=self.last_time,
+            special_lists=dict(self.special_lists),
+            hashed_with=list(self.key_ids),
+            summary=self,
+        )
+
+
+def summary_event(log: bytes, done: Replay, state: str, time: str, send_at: str | None) -> Event:
+    """The summary of *log* (bytes, complete; *done* its replay, *state* its final state) to append to it. Its
+    counts are those of the log's last end, which the run that finished it counted (with every key it was
+    hashed with: sender.logkey)."""
+    end = last_end(log)
+    accepted, failed, unknown = (_count(end, name) for name in ("accepted", "failed", "unknown"))
+    return {
+        "event": "summary",
+        "time": time,
+        "state": state,
+        "recipients": accepted + failed + unknown,
+        "accepted": accepted,
+        "failed": failed,
+        "unknown": unknown,
+        "runs": done.runs,
+        "last_time": done.last_time,
+        "send_at": send_at,
+        "special_lists": done.special_lists,
+        "key_ids": [list(pair) for pair in done.hashed_with],
+        "size": len(log),
+        "sha256": hashlib.sha256(log).hexdigest(),
+    }
+
+
+def last_end(log: bytes) -> Event:
+    """The last end event of *log* ({} when there is none)."""
+    at = len(log)
+    while (found := log.rfind(b'"event":"end"', 0, at)) >= 0:
+        start = log.rfind(b"\n", 0, found) + 1
+        stop = log.find(b"\n", found)
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            event = json.loads(log[start : stop if stop >= 0 else len(log)])
+            if isinstance(event, dict) and event.get("event") == "end":
+                return event
+        at = start
+    return {}
+
+
+def _count(event: Event, name: str) -> int:
+    value = event.get(name, 0)
+    return value if type(value) is int and value >= 0 else 0
+
+
+def is_summed_up(log: bytes) -> bool:
+    """True when *log*'s last line is a summary, fitting or not: a run never adds a second one."""
+    last = log.rstrip(b"\n").rsplit(b"\n", 1)[-1]
+    return last.startswith(b'{"event":"summary"')
+
+
+def parse_summary(line: bytes, size: int) -> Summary | None:
+    """The summary on *line*, when it is one and fits a log of *size* bytes before it; else None. (Its counts
+    are checked against the end before it by read_finished, its digest by verify_summary.)"""
+    try:
+        event = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(event, dict) or event.get("event") != "summary" or event.get("size") != size:
+        return None
+    counts = [event.get(name) for name in ("recipients", "accepted", "failed", "unknown", "runs")]
+    if not all(type(count) is int and count >= 0 for count in counts):
+        return None
+    recipients, accepted, failed, unknown, runs = counts
+    if accepted + failed + unknown != recipients or not isinstance(event.get("sha256"), str):
+        return None  # a finished mailing has an outcome for every recipient
+    lists, keys = event.get("special_lists"), event.get("key_ids")
+    key_ids = tuple((k[0], k[1]) for k in keys if isinstance(k, list) and len(k) == 2) if isinstance(keys, list) else ()
+    last, send_at = event.get("last_time"), event.get("send_at")
+    return Summary(
+        state=str(event.get("state")),
+        recipients=recipients,
+        accepted=accepted,
+        failed=failed,
+        unknown=unknown,
+        runs=runs,
+        size=size,
+        sha256=event["sha256"],
+        last_time=last if isinstance(last, str) else None,
+        send_at=send_at if isinstance(send_at, str) else None,
+        special_lists=lists if isinstance(lists, dict) else {},
+        key_ids=key_ids,
+    )
+
+
+def read_finished(path: Path) -> Summary | None:
+    """The summary a finished log ends with, reading only its end; None when the log does not end with a summary
+    that fits it (not finished, events after the summary, a changed size), or is not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_size < 2:
+            return None
+        start = max(0, info.st_size - SUMMARY_TAIL_BYTES)
+        handle.seek(start)
+        tail = handle.read()
+    if len(tail) != info.st_size - start or not tail.endswith(b"\n"):
+        return None
+    lines = tail.split(b"\n")[:-1]
+    if start > 0:
+        lines = lines[1:]  # the first may be the end of a longer line
+    if not lines:
+        return None
+    summary = parse_summary(lines[-1] + b"\n", info.st_size - len(lines[-1]) - 1)
+    return summary if summary is not None and _ends_finished(lines[:-1], summary) else None
+
+
+def _ends_finished(lines: list[bytes], summary: Summary) -> bool:
+    """True when the last event of *lines* but notices is a complete end whose counts are the summary's: what
+    makes a full replay call the log complete, so the summary cannot say "finished" of a log that is not."""
+    for line in reversed(lines):
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not isinstance(event, dict):
+            return False
+        if event.get("event") == "notice":
+            continue
+        counts = (event.get("accepted"), event.get("failed"), event.get("unknown", 0), event.get("pending"))
+        said = (summary.accepted, summary.failed, summary.unknown, 0)
+        return event.get("event") == "end" and event.get("complete") is True and counts == said
+    return False
+
+
+def verify_summary(path: Path) -> str | None:
+    """What is wrong with the summary *path* ends with, replaying the whole log; None when it holds (or there is
+    none: nothing to trust)."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    if len(lines) < 2:
+        return None
+    line = lines[-2]
+    before = data[: len(data) - len(line) - 1]
+    summary = parse_summary(line, len(before))
+    if summary is None:
+        return None if b'"summary"' not in line else "the last line looks like a summary but does not fit the log"
+    if hashlib.sha256(before).hexdigest() != summary.sha256:
+        return "the log before the summary is not the log it summed up (its digest differs)"
+    done = replay_lines(before.split(b"\n"))
+    found: tuple[object, ...] = (done.complete, done.accepted_count, done.failed_count, done.unknown_count, done.runs)
+    said: tuple[object, ...] = (True, summary.accepted, summary.failed, summary.unknown, summary.runs)
+    if len(done.hashed_with) > 1:
+        # Hashed with more than one key (a rotation): one recipient can stand under two hashes, so only the runs'
+        # own counts, in the summary, say how many there were.
+        found, said = found[::4], said[::4]
+    if found != said:
+        return (
+            "the summary does not say what the log says: complete, accepted, failed, unknown, runs are "
+            f"{', '.join(map(str, found))} in the log and {', '.join(map(str, said))} in the summary"
+        )
+    return None
 
 
 def is_locked(path: Path) -> bool:

@@ -132,10 +132,22 @@ class Work:
     unknown: int = 0  # by an earlier run: may have been delivered, so not sent again
 
 
-def plan(mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay, *, resend_unknown: bool = False) -> Work:
+def plan(
+    mailing: Mailing,
+    policy: Policy,
+    hasher: Hasher,
+    log: Replay,
+    *,
+    resend_unknown: bool = False,
+    others: Sequence[Hasher] = (),
+) -> Work:
     """The batches still to send: those of `batches` over the recipients the log has no outcome for. Recipients
     whose outcome is unknown (the relay never answered the end of their message) are not sent again, unless a
-    person asked for it (*resend_unknown*: resume_at with resume_unknown)."""
+    person asked for it (*resend_unknown*: resume_at with resume_unknown). *others*: the keys other than
+    *hasher*'s that hashed lines of the log (a key rotated while the mailing was sent); a recipient's outcome
+    under any of them counts."""
+    if others:
+        return _plan_rotated(mailing, policy, hasher, log, others, resend_unknown=resend_unknown)
     done = log.accepted | log.failed.keys() | (set() if resend_unknown else log.unknown)
     size = batch_size(mailing, policy)
     if not done and size > 1:
@@ -176,6 +188,29 @@ def _first(batch: Batch, count: int) -> Batch:
         return Batch([], unhashed=(normalised[:count], addresses[:count], hasher))
     recipients = batch.recipients[:count]
     return Batch(recipients, batch_key([r.hash for r in recipients]))
+
+
+def _plan_rotated(
+    mailing: Mailing, policy: Policy, hasher: Hasher, log: Replay, others: Sequence[Hasher], *, resend_unknown: bool
+) -> Work:
+    """`plan` of a log whose lines were hashed with more than one key: each recipient's outcome is looked up under
+    every key, and the later outcome wins as a replay has it (accepted over failed over unknown)."""
+    normalised, addresses = _unique_addresses(mailing)
+    current = hasher.of_all_normalised(normalised)
+    olds = [other.of_all_normalised(normalised) for other in others]
+    accepted = failed = unknown = 0
+    left: list[Recipient] = []
+    for index, (address, mine) in enumerate(zip(addresses, current, strict=True)):
+        names = (mine, *(old[index] for old in olds))
+        if any(name in log.accepted for name in names):
+            accepted += 1
+        elif any(name in log.failed for name in names):
+            failed += 1
+        elif not resend_unknown and any(name in log.unknown for name in names):
+            unknown += 1
+        else:
+            left.append(Recipient(address, mine))
+    return Work(len(current), accepted, failed, batches(mailing, policy, left), unknown)
 
 
 def request_digest(mailing: Mailing) -> str:

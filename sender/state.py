@@ -88,7 +88,7 @@ def resends_unknown(replay: Replay, control: Controls) -> bool:
     return (
         control.resume_unknown
         and control.resume_at is not None
-        and bool(replay.unknown)
+        and replay.unknown_count > 0
         and resumable(replay)
         and control.resume_text not in replay.unknown_resumed
     )
@@ -100,6 +100,16 @@ def miss_recorded(replay: Replay, digest: str | None, control: Controls) -> bool
         return False
     resume = control.resume_text if control.resume_at is not None and resumable(replay) else None
     return replay.missed_resume == resume
+
+
+def finished(replay: Replay) -> Decision:
+    """The state of a mailing whose send log is complete (replay.complete), when no resend of the unknown is asked:
+    the control fields and the clock no longer matter. A log's summary (sender.journal.read_finished) is enough."""
+    failed, unknown_count = replay.failed_count, replay.unknown_count
+    unknown = f", {unknown_count} unknown (may have been delivered)" if unknown_count else ""
+    if failed:
+        return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good{unknown}")
+    return Decision(MailingState.SENT, f"every recipient accepted{unknown}")
 
 
 def decide(
@@ -121,11 +131,7 @@ def decide(
     a recorded miss is final. *with_controls* False gives the state as if no control field nor brake stood."""
     control = controls(mailing, policy, brake) if with_controls else Controls()
     if replay.complete and not resends_unknown(replay, control):
-        failed = len(replay.failed)
-        unknown = f", {len(replay.unknown)} unknown (may have been delivered)" if replay.unknown else ""
-        if failed:
-            return Decision(MailingState.SENT_WITH_FAILURES, f"{failed} recipient(s) refused for good{unknown}")
-        return Decision(MailingState.SENT, f"every recipient accepted{unknown}")
+        return finished(replay)
     if replay.cancelled is not None or control.cancel is not None:
         reason = replay.cancelled if replay.cancelled is not None else control.cancel
         return Decision(MailingState.CANCELLED, f"cancelled: {reason}; nothing more is ever sent{_sent_so_far(replay)}")

@@ -152,6 +152,10 @@ def repo(tmp_path: Path) -> Repo:
 
 
 # A person with a plain git set-up: fixed identity, no user or system configuration.
+# The log key of the tests' send runs: `mailings send` refuses to send without one (sender.logkey).
+TEST_LOG_KEY = "test-log-key-0123456789abcdef0123456789abcdef"
+LOG_KEY_ENV = {"MAILINGS_LOG_KEY": TEST_LOG_KEY}
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Requester",
     "GIT_AUTHOR_EMAIL": "requester@kth.se",

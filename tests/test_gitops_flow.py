@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from checks.yamlsafe import loads
-from tests.conftest import GIT_ENV, PROJECT, VALID, addresses, git, merge
+from tests.conftest import GIT_ENV, LOG_KEY_ENV, PROJECT, VALID, addresses, git, merge
 from tests.sender.smtpserver import RunningServer, start_server
 
 MAILING = "2027-02-10-travel"
@@ -200,7 +200,12 @@ def test_request_check_merge_dispatch_and_immutability(origin: Path, relay: Runn
 
     # The dispatch job: a fresh checkout of main sends and pushes the send log.
     dispatch = clone(origin, "dispatch", branch="main")
-    smtp = {"MAILINGS_SMTP_HOST": relay.host, "MAILINGS_SMTP_PORT": str(relay.port), "MAILINGS_SMTP_SECURITY": "none"}
+    smtp = {
+        "MAILINGS_SMTP_HOST": relay.host,
+        "MAILINGS_SMTP_PORT": str(relay.port),
+        "MAILINGS_SMTP_SECURITY": "none",
+        **LOG_KEY_ENV,
+    }
     done = mailings(dispatch, "send", "--commit", "--push", "--now", NOW, env=smtp)
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(relay.handler.recipients()) == 600 and set(relay.handler.counts().values()) == {1}
@@ -248,7 +253,12 @@ def test_a_stopped_dispatch_run_is_recorded_by_the_next_step(
     write_request(maintainer)
     push_branch(maintainer, "main", "Approve a request")
     dispatch = clone(origin, "dispatch", branch="main")
-    smtp = {"MAILINGS_SMTP_HOST": relay.host, "MAILINGS_SMTP_PORT": str(relay.port), "MAILINGS_SMTP_SECURITY": "none"}
+    smtp = {
+        "MAILINGS_SMTP_HOST": relay.host,
+        "MAILINGS_SMTP_PORT": str(relay.port),
+        "MAILINGS_SMTP_SECURITY": "none",
+        **LOG_KEY_ENV,
+    }
     assert mailings(dispatch, "send", "--now", NOW, env=smtp).returncode == 0  # sent, and stopped before --commit
     assert len(relay.handler.recipients()) == 600
     work = tmp_path / "runner"

@@ -194,6 +194,7 @@ def test_dispatch_sends_and_always_records() -> None:
         "MAILINGS_SMTP_USERNAME",
         "MAILINGS_SMTP_PASSWORD",
         "MAILINGS_LOG_KEY",
+        "MAILINGS_LOG_KEY_PREVIOUS",
     } <= set(send["env"])
     assert send["timeout-minutes"] < workflow["jobs"]["dispatch"]["timeout-minutes"]
     # the emergency brake comes from a repository variable, so stopping a mailing needs no pull request

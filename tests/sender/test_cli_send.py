@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from checks.cli import build_parser, main
-from tests.conftest import BODIES, Repo, addresses, git
+from tests.conftest import BODIES, LOG_KEY_ENV, TEST_LOG_KEY, Repo, addresses, git
 from tests.sender.sending import MAILING, NOW, events, log_path, recipients
 from tests.sender.smtpserver import RunningServer, credentials
 
@@ -28,7 +28,7 @@ def run(argv: list[str], env: Mapping[str, str] | None = None, out: io.StringIO 
     """The command's exit code and output, with *env* as its whole environment."""
     args = build_parser().parse_args(argv)
     stream = out if out is not None else io.StringIO()
-    code = args.func(args, dict(env or {}), stream)
+    code = args.func(args, dict(LOG_KEY_ENV if env is None else env), stream)
     return code, stream.getvalue()
 
 
@@ -37,6 +37,7 @@ def relay(server: RunningServer, **more: str) -> dict[str, str]:
         "MAILINGS_SMTP_HOST": server.host,
         "MAILINGS_SMTP_PORT": str(server.port),
         "MAILINGS_SMTP_SECURITY": "none",
+        **LOG_KEY_ENV,
         **more,
     }
 
@@ -76,8 +77,9 @@ def test_exit_code_1_when_a_mailing_is_missed(repo: Repo, smtp_server: RunningSe
     assert code == 1 and smtp_server.handler.connections == 0 and f"{MAILING}: missed: " in out
 
 
-def test_usage_errors_exit_2(repo: Repo, capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2(repo: Repo, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     repo.add()
+    monkeypatch.setenv("MAILINGS_LOG_KEY", TEST_LOG_KEY)
     assert main(["send", "--root", str(repo.root), "--only", "no-such-mailing"]) == 2
     assert "--only no-such-mailing: no mailing mailings/no-such-mailing" in capsys.readouterr().err
     assert main(["send", "--root", str(repo.root), "--now", "tomorrow"]) == 2
@@ -117,9 +119,43 @@ def test_special_lists_come_from_mailings_list_variables(
     assert "special list all-employees: 100 addresses, from the file that MAILINGS_LIST_ALL_EMPLOYEES names" in out
 
 
+@pytest.mark.parametrize("key", [None, "", "   ", "short-key-of-31-characters-0000"])
+def test_a_send_without_a_fit_log_key_sends_and_writes_nothing_and_says_how_to_make_one(
+    repo: Repo,
+    smtp_server: RunningServer,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    key: str | None,
+) -> None:
+    repo.add()
+    monkeypatch.delenv("MAILINGS_LOG_KEY", raising=False)
+    if key is not None:
+        monkeypatch.setenv("MAILINGS_LOG_KEY", key)
+    for name, value in relay(smtp_server).items():
+        if name != "MAILINGS_LOG_KEY":
+            monkeypatch.setenv(name, value)
+    assert main(["send", "--root", str(repo.root), "--now", NOW]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mailings: error: nothing was sent: MAILINGS_LOG_KEY ")
+    assert "openssl rand -hex 32" in err and "gh secret set MAILINGS_LOG_KEY" in err
+    assert smtp_server.handler.connections == 0 and not log_path(repo).exists()
+    # Without --push or --commit, in a Maildir outbox, as the demo does: refused all the same.
+    for name in ("MAILINGS_SMTP_HOST", "MAILINGS_SMTP_PORT", "MAILINGS_SMTP_SECURITY"):
+        monkeypatch.delenv(name)
+    assert main(["send", "--root", str(repo.root), "--now", NOW, "--outbox", str(repo.root / "box")]) == 2
+    assert not (repo.root / "box").exists() and not log_path(repo).exists()
+
+
+def test_a_dry_run_needs_no_log_key(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    env = {k: v for k, v in relay(smtp_server).items() if k != "MAILINGS_LOG_KEY"}
+    code, out = run(["send", "--root", str(repo.root), "--now", NOW, "--dry-run"], env)
+    assert code == 0 and "would send" in out and not log_path(repo).exists()
+
+
 def test_the_log_key_from_the_environment_keys_the_hashes(repo: Repo, smtp_server: RunningServer) -> None:
     repo.add()
-    code, _ = run(["send", "--root", str(repo.root), "--now", NOW], relay(smtp_server, MAILINGS_LOG_KEY="k1"))
+    code, _ = run(["send", "--root", str(repo.root), "--now", NOW], relay(smtp_server, MAILINGS_LOG_KEY="k1" * 16))
     [start] = events(repo, "start")
     assert code == 0 and start["hash"] == "hmac-sha256-128" and len(start["key_check"]) == 16
 

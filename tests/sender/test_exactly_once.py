@@ -20,7 +20,7 @@ from checks.model import dispatched
 from sender.dispatch import Outcome, Tuning, send_all
 from sender.record import RemoteRecord
 from sender.state import MailingState
-from tests.conftest import Repo, addresses, git
+from tests.conftest import LOG_KEY_ENV, Repo, addresses, git
 from tests.sender.sending import FAST, MAILING, NOW, options, smtp
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
 from tests.sender.test_cli_send import _published, relay, run
@@ -127,7 +127,8 @@ def test_the_claim_is_on_the_remote_before_the_first_message(
     assert outcome.state is MailingState.SENT
     claim = json.loads(seen[0].splitlines()[-1])
     assert claim["event"] == "claim" and claim["recipients"] == 600 and claim["digest"].startswith("sha256:")
-    assert kinds(log_on(origin))[:2] == ["claim", "start"] and log_on(origin)[-1]["complete"] is True
+    ends = [e for e in log_on(origin) if e["event"] == "end"]
+    assert kinds(log_on(origin))[:2] == ["claim", "start"] and ends[-1]["complete"] is True
     assert git(origin, "for-each-ref", "refs/heads/mailings-sending/") == ""
 
 
@@ -276,7 +277,12 @@ def test_ignore_and_attribute_files_neither_block_nor_change_the_log(
 def test_a_relay_outage_sends_nothing_and_leaves_the_mailing_open_to_a_new_date(repo: Repo, tmp_path: Path) -> None:
     repo.add()
     origin, clone = _published(tmp_path / "git", repo)
-    env = {"MAILINGS_SMTP_HOST": "127.0.0.1", "MAILINGS_SMTP_PORT": "9", "MAILINGS_SMTP_SECURITY": "none"}
+    env = {
+        "MAILINGS_SMTP_HOST": "127.0.0.1",
+        "MAILINGS_SMTP_PORT": "9",
+        "MAILINGS_SMTP_SECURITY": "none",
+        **LOG_KEY_ENV,
+    }
     code, out = run(["send", "--root", str(clone), "--now", NOW, "--push"], env)
     assert code == 1 and "cannot open a session with the relay" in out
     lines = git(origin, "show", f"main:{LOG}").encode().splitlines()

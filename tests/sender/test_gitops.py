@@ -20,7 +20,7 @@ from sender.gitops import (
     push_ref,
     upstream,
 )
-from tests.conftest import Repo, addresses
+from tests.conftest import LOG_KEY_ENV, Repo, addresses
 
 TESTER = {
     "GIT_AUTHOR_NAME": "Tester",
@@ -178,6 +178,7 @@ SEND_NOW = "2027-02-10T09:05:00+01:00"  # five minutes after the default request
 
 def mailings_send(clone_dir: Path, outbox: Path) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILINGS_")}  # no SMTP host: Maildir
+    env.update(LOG_KEY_ENV)
     command = [sys.executable, "-m", "checks.cli", "send", "--root", str(clone_dir), "--now", SEND_NOW]
     command += ["--outbox", str(outbox), "--commit", "--push"]
     return subprocess.run(command, cwd=clone_dir, env=env, capture_output=True, text=True, timeout=300)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sender.state import MailingState, decide
-from tests.conftest import Repo, addresses
+from tests.conftest import LOG_KEY_ENV, Repo, addresses
 from tests.sender.sending import MAILING, NOW, log_of, recipients, set_sending
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
 
@@ -29,6 +29,7 @@ def _command(root: Path) -> list[str]:
 def _env(server: RunningServer) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
     env.update(MAILINGS_SMTP_HOST=server.host, MAILINGS_SMTP_PORT=str(server.port), MAILINGS_SMTP_SECURITY="none")
+    env.update(LOG_KEY_ENV)
     return env
 
 

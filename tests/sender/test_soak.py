@@ -37,7 +37,7 @@ from checks.model import CLAIM_BRANCH_PREFIX, SENDLOG_FILE
 from sender.dispatch import Tuning
 from sender.journal import make_hasher, replay
 from sender.message import DIVIDER
-from tests.conftest import BODIES, GIT_ENV, VALID, Repo, addresses, git
+from tests.conftest import BODIES, GIT_ENV, LOG_KEY_ENV, VALID, Repo, addresses, git
 from tests.sender.sending import MAILING, recipients
 from tests.sender.smtpserver import Recorder, RunningServer, start_server
 
@@ -262,6 +262,7 @@ def _environment(server: RunningServer) -> dict[str, str]:
         MAILINGS_SMTP_PORT=str(server.port),
         MAILINGS_SMTP_SECURITY="none",
         MAILINGS_SMTP_TIMEOUT=str(SMTP_TIMEOUT),
+        **LOG_KEY_ENV,
     )
     return env
 

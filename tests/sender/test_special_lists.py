@@ -21,7 +21,7 @@ from checks.model import SpecialListError
 from checks.policy import load_policy
 from sender.agefile import AgeError, decrypt_list, encrypt_list, identities
 from sender.lists import SpecialLists, resolve
-from tests.conftest import Repo, addresses, git
+from tests.conftest import LOG_KEY_ENV, Repo, addresses, git
 from tests.sender.ldapserver import (
     LIMITED_DN,
     MAILINGS_DN,
@@ -59,7 +59,13 @@ def run(argv: list[str], env: Mapping[str, str]) -> tuple[int, str]:
 
 
 def relay(server: RunningServer, **more: str) -> dict[str, str]:
-    return {"MAILINGS_SMTP_HOST": server.host, "MAILINGS_SMTP_PORT": str(server.port), "MAILINGS_SMTP_SECURITY": "none"}
+    return {
+        "MAILINGS_SMTP_HOST": server.host,
+        "MAILINGS_SMTP_PORT": str(server.port),
+        "MAILINGS_SMTP_SECURITY": "none",
+        **LOG_KEY_ENV,
+        **more,
+    }
 
 
 def set_list(repo: Repo, list_id: str, size: int, source: dict[str, Any] | None, **more: Any) -> None:

@@ -1,0 +1,130 @@
+"""A finished send log ends with its summary, which `mailings send` and `mailings status` read instead of
+replaying the log: shown by garbling everything before it (nothing they say changes), by tampering with it
+(ignored), and by [immutable] (a summed-up mailing is still sent)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from checks.model import dispatched
+from sender.journal import read_finished, replay, verify_summary
+from tests.conftest import Repo
+from tests.sender.sending import MAILING, NOW, log_path, recipients
+from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
+from tests.sender.test_cli_send import relay, run
+
+LATER = "2027-02-10T09:20:00+01:00"
+HEX = re.compile(rb"[0-9a-f]{32}")
+
+
+def status(repo: Repo, *more: str) -> tuple[int, str]:
+    return run(["status", "--root", str(repo.root), "--now", LATER, *more])
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+def sent_with_failures(repo: Repo, make_server: Any) -> RunningServer:
+    repo.add()
+    server = make_server(FaultyHandler(Faults(perm_fail=recipients(600)[:3])))
+    code, out = run(["send", "--root", str(repo.root), "--now", NOW], relay(server))
+    assert code == 0, out
+    return server
+
+
+def test_a_finished_log_ends_with_a_summary_that_its_lines_vouch_for(repo: Repo, make_server: Any) -> None:
+    sent_with_failures(repo, make_server)
+    *events, summary = lines(log_path(repo))
+    assert summary["event"] == "summary" and events[-1]["event"] == "end"
+    assert (summary["state"], summary["recipients"], summary["accepted"], summary["failed"]) == (
+        "sent-with-failures",
+        600,
+        597,
+        3,
+    )
+    assert summary["send_at"] == "2027-02-10T09:00+01:00" and summary["key_ids"][0][0] == "hmac-sha256-128"
+    assert summary["size"] == len(log_path(repo).read_bytes()) - len(json.dumps(summary, separators=(",", ":"))) - 1
+    assert verify_summary(log_path(repo)) is None
+    found = read_finished(log_path(repo))
+    assert found is not None and (found.accepted, found.failed, found.runs) == (597, 3, 1)
+    assert replay(log_path(repo)).complete  # the full replay reads past it
+
+
+def test_status_and_send_read_the_summary_alone_and_verify_reads_the_whole_log(repo: Repo, make_server: Any) -> None:
+    server = sent_with_failures(repo, make_server)
+    before_text, before_json = status(repo)[1], status(repo, "--format", "json")[1]
+    assert "sent-with-failures" in before_text and "597" in before_text
+    # Garble every hash before the summary, keeping the size: a reader of those lines would see nobody sent.
+    path = log_path(repo)
+    data = path.read_bytes()
+    head, summary = data[: data.rstrip(b"\n").rfind(b"\n") + 1], data[data.rstrip(b"\n").rfind(b"\n") + 1 :]
+    path.write_bytes(HEX.sub(b"0" * 32, head) + summary)
+    assert len(path.read_bytes()) == len(data)
+    assert status(repo) == (0, before_text) and status(repo, "--format", "json") == (0, before_json)
+    code, out = run(["send", "--root", str(repo.root), "--now", LATER], relay(server))
+    assert code == 0 and "sent-with-failures" in out
+    assert len(server.handler.recipients()) == 597 and path.read_bytes().endswith(summary)  # nothing sent, written
+    code, out = status(repo, "--verify")
+    assert code == 1 and f"mailings/{MAILING}/sendlog.jsonl: the log before the summary is not" in out
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda s: s.replace('"accepted":597,"failed":3', '"accepted":600,"failed":0'),  # counts the end denies
+        lambda s: s.replace('"recipients":600', '"recipients":601'),  # counts that do not add up
+        lambda s: s.replace('"size":', '"size":1'),  # the log it summed up was another size
+        lambda s: s[:-3],  # cut short
+    ],
+)
+def test_a_tampered_summary_is_ignored_and_the_log_replayed(repo: Repo, make_server: Any, tamper: Any) -> None:
+    sent_with_failures(repo, make_server)
+    truth = status(repo)[1]
+    path = log_path(repo)
+    head, _, last = path.read_text(encoding="ascii").rstrip("\n").rpartition("\n")
+    path.write_text(f"{head}\n{tamper(last)}\n", encoding="ascii")
+    assert read_finished(path) is None
+    assert status(repo) == (0, truth)
+
+
+def test_a_summary_cannot_call_a_log_finished_that_is_not(repo: Repo, make_server: Any) -> None:
+    repo.add()
+    server = make_server(FaultyHandler(Faults(temp_fail=dict.fromkeys(recipients(600)[590:]))))
+    run(["send", "--root", str(repo.root), "--now", NOW], relay(server))
+    path = log_path(repo)
+    data = path.read_bytes()
+    forged = {"event": "summary", "state": "sent", "recipients": 600, "accepted": 600, "failed": 0, "unknown": 0}
+    forged |= {"runs": 1, "size": len(data), "sha256": "0" * 64}
+    path.write_bytes(data + json.dumps(forged, separators=(",", ":")).encode() + b"\n")
+    assert read_finished(path) is None  # the end before it says 10 are pending
+    server.handler.faults = Faults()
+    code, out = run(["send", "--root", str(repo.root), "--now", LATER], relay(server))
+    assert code == 0 and len(server.handler.recipients()) == 600, out
+
+
+def test_a_finished_log_without_a_summary_gets_one_from_the_next_run(repo: Repo, make_server: Any) -> None:
+    server = sent_with_failures(repo, make_server)
+    truth = status(repo)[1]
+    path = log_path(repo)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # as a log finished before summaries were
+    assert read_finished(path) is None and status(repo)[1] == truth
+    code, out = run(["send", "--root", str(repo.root), "--now", LATER], relay(server))
+    assert code == 0 and len(server.handler.recipients()) == 597, out
+    assert path.read_bytes().startswith(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # only appended to
+    assert read_finished(path) is not None and verify_summary(path) is None and status(repo)[1] == truth
+    run(["send", "--root", str(repo.root), "--now", LATER], relay(server))
+    assert sum(e["event"] == "summary" for e in lines(path)) == 1  # never a second one
+
+
+def test_a_summed_up_mailing_is_still_one_whose_sending_started(repo: Repo, make_server: Any) -> None:
+    sent_with_failures(repo, make_server)
+    assert dispatched(log_path(repo).read_bytes().splitlines())
+    summary_only = log_path(repo).read_bytes().splitlines()[-1:]
+    assert dispatched(summary_only)  # a summary alone (say, the rest cut away) fails closed too
