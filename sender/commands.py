@@ -475,10 +475,11 @@ def _status_row(
     from sender.plan import request_digest
     from sender.state import MailingState, decide, finished
 
-    summary = None if directory.is_symlink() else read_finished(directory / SENDLOG_FILE)
+    # os.path on strings: this runs for every mailing ever sent at every scheduled run.
+    summary = None if os.path.islink(directory) else read_finished(os.path.join(directory, SENDLOG_FILE))
     if summary is not None and not summary.unknown:
         # Finished: its summary says all status shows, without the request or a replay of the log.
-        done = finished(summary.replay())
+        done = finished(summary)
         return StatusRow(
             id=directory.name,
             state=done.state.value,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
 import signal
 import threading
 from collections import Counter, deque
@@ -220,12 +221,13 @@ def _targets(root: Path, only: str | None) -> list[Path]:
 
 
 def _handle(run: RunContext, directory: Path) -> Outcome:
-    summary = None if directory.is_symlink() else read_finished(directory / SENDLOG_FILE)
+    # os.path on strings: this runs for every mailing ever sent at every scheduled run.
+    summary = None if os.path.islink(directory) else read_finished(os.path.join(directory, SENDLOG_FILE))
     if summary is not None and not summary.unknown:
         # Finished, and nobody whose outcome is unknown for a resume to send again: its summary is the whole
         # answer, without reading the request or replaying the log (a scheduled run costs the same after ten
         # years of mailings as after one).
-        decision = finished(summary.replay())
+        decision = finished(summary)
         return Outcome(directory.name, decision.state, decision.reason, previous=decision.state)
     mailing = load_mailing(run.root, directory, run.policy, special=run.options.special)
     log_path = directory / SENDLOG_FILE

@@ -430,6 +430,7 @@ def replay(path: Path) -> Replay:
 # How much of a log's end `read_finished` reads: a summary line is a few hundred bytes (the special lists'
 # provenance is the longest part of it).
 SUMMARY_TAIL_BYTES = 16384
+SUMMARY_SHORT_TAIL = 2048
 
 
 @dataclass(frozen=True)
@@ -448,6 +449,19 @@ class Summary:
     send_at: str | None = None
     special_lists: dict[str, Any] = field(default_factory=dict)
     key_ids: tuple[tuple[str, str | None], ...] = ()
+
+    # The names Replay counts by, so that sender.state.finished judges either.
+    @property
+    def accepted_count(self) -> int:
+        return self.accepted
+
+    @property
+    def failed_count(self) -> int:
+        return self.failed
+
+    @property
+    def unknown_count(self) -> int:
+        return self.unknown
 
     def replay(self) -> Replay:
         """The Replay this summary stands for: complete, counts without hash sets (never for planning a send)."""
@@ -546,25 +560,31 @@ def parse_summary(line: bytes, size: int) -> Summary | None:
     )
 
 
-def read_finished(path: Path) -> Summary | None:
+def read_finished(path: Path | str) -> Summary | None:
     """The summary a finished log ends with, reading only its end; None when the log does not end with a summary
-    that fits it (not finished, events after the summary, a changed size), or is not a regular file."""
+    that fits it (not finished, events after the summary, a changed size), or is not a regular file. Called for
+    every finished mailing at every scheduled run: plain system calls, no file object."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size < 2:
             return None
-        start = max(0, info.st_size - SUMMARY_TAIL_BYTES)
-        handle.seek(start)
-        tail = handle.read()
-    if len(tail) != info.st_size - start or not tail.endswith(b"\n"):
-        return None
-    lines = tail.split(b"\n")[:-1]
-    if start > 0:
-        lines = lines[1:]  # the first may be the end of a longer line
+        # Most summaries and the end before them fit in the first, small read; a long one gets a second.
+        for want in (SUMMARY_SHORT_TAIL, SUMMARY_TAIL_BYTES):
+            start = max(0, info.st_size - want)
+            tail = os.pread(fd, info.st_size - start, start)
+            if len(tail) != info.st_size - start or not tail.endswith(b"\n"):
+                return None
+            lines = tail.split(b"\n")[:-1]
+            if start > 0:
+                lines = lines[1:]  # the first may be the end of a longer line
+            if len(lines) >= 2 or start == 0:
+                break
+    finally:
+        os.close(fd)
     if not lines:
         return None
     summary = parse_summary(lines[-1] + b"\n", info.st_size - len(lines[-1]) - 1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 from checks.model import Mailing, parse_local_datetime
 from checks.policy import Policy
@@ -102,7 +103,17 @@ def miss_recorded(replay: Replay, digest: str | None, control: Controls) -> bool
     return replay.missed_resume == resume
 
 
-def finished(replay: Replay) -> Decision:
+class Counted(Protocol):
+    """The counts of a finished log: its Replay, or its summary (sender.journal.Summary)."""
+
+    @property
+    def failed_count(self) -> int: ...
+
+    @property
+    def unknown_count(self) -> int: ...
+
+
+def finished(replay: Counted) -> Decision:
     """The state of a mailing whose send log is complete (replay.complete), when no resend of the unknown is asked:
     the control fields and the clock no longer matter. A log's summary (sender.journal.read_finished) is enough."""
     failed, unknown_count = replay.failed_count, replay.unknown_count

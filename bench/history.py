@@ -1,0 +1,390 @@
+"""Ten years of history: what the commands that run every 15 minutes cost, and how big the repository gets.
+
+Generates, in a temporary directory, a git repository with the project's policy.yaml and schema/ and, year
+after year, 150 mailings a year (500 to 30,000 recipients each, log-uniform; a quarter sent one message per
+recipient, the rest in batches of 100; one in ten finished by a second run): for each, the commit that
+approves the request (mailing.yaml, two bodies, and a list file for those under 5,000 recipients; the larger
+ones use IT's special lists, which are not in git) and the sender's commits of its send log, written with the
+sender's own encoders and keyed hashes (sender.journal: EventLines, encode, summary_event) and committed as
+the dispatch job does (a run's log on main; the claim branches it deletes are not kept). Commits are written
+with `git fast-import`, with the dates they would have.
+
+After the first year and after the last it runs `git gc --prune=now`, reads `git count-objects -v`, adds three
+scheduled requests (the mailings still to come, the same in both), and times as subprocesses, interpreter start
+included:
+
+- `mailings send --now <end of the year>` with nothing due (a Maildir outbox; nothing is sent);
+- `mailings status --now <end of the year>`.
+
+    .venv/bin/python bench/history.py [--years 10] [--per-year 150] [--repeat 7] [--keep] [--seed 1]
+
+Exit status 0 when both commands cost the same on the last year's history as on the first's (the medians
+differ by less than 15 % or 0.1 s), 1 when not, 2 when a run fails. It takes several minutes (most of it git
+compressing about a gigabyte of logs). Nothing is installed, nothing goes over the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import IO
+from zoneinfo import ZoneInfo
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from sender.journal import EventLines, encode, make_hasher, replay_lines, stamp, summary_event  # noqa: E402
+from sender.plan import batch_key  # noqa: E402
+
+ZONE = ZoneInfo("Europe/Stockholm")
+FIRST_YEAR = 2027
+BENCH_KEY = "history-bench-key-" + "5" * 32  # a log key for the generated logs (and the timed runs)
+SPECIAL_FROM = 5000  # mailings this large use IT's special lists, not a list file in git
+BATCH = 100
+RUN_TIMEOUT_SECONDS = 600.0
+SAME_RATIO = 1.15
+SAME_SECONDS = 0.1
+BOT = "mailings-bot <mailings-bot@users.noreply.github.com>"
+REQUESTER = "Requester <requester@kth.se>"
+BODY = {
+    "sv": "Hej!\n\n{what}\n\nLäs mer på https://www.kth.se/nyheter/{n}\n\nMed vänliga hälsningar\nKTH\n",
+    "en": "Hello!\n\n{what}\n\nRead more at https://www.kth.se/en/news/{n}\n\nKind regards\nKTH\n",
+}
+TOPICS = ("the new travel system", "the staff survey", "Research Day", "the library's opening hours", "a fire drill")
+
+
+@dataclass(frozen=True)
+class Planned:
+    id: str
+    send_at: datetime
+    recipients: int
+    individual: bool
+    two_runs: bool
+    index: int
+
+
+@dataclass
+class Stats:
+    mailings: int = 0
+    recipients: int = 0
+    log_bytes: int = 0
+    commits: int = 0
+
+
+def plan_year(year: int, per_year: int, rng: random.Random, start_index: int) -> list[Planned]:
+    """*per_year* mailings spread over the working days of *year*, at 09:00-15:00."""
+    days = [date(year, 1, 1) + timedelta(days=d) for d in range(365)]
+    working = [d for d in days if d.weekday() < 5 and d.month != 7]
+    chosen = sorted(rng.choices(working, k=per_year))
+    planned = []
+    for number, day in enumerate(chosen):
+        send_at = datetime(day.year, day.month, day.day, rng.choice((9, 10, 13, 15)), 0, tzinfo=ZONE)
+        size = int(math.exp(rng.uniform(math.log(500), math.log(30000))))
+        slug = f"{day.isoformat()}-m{start_index + number:05d}"
+        planned.append(Planned(slug, send_at, size, rng.random() < 0.25, rng.random() < 0.1, start_index + number))
+    return planned
+
+
+def addresses(mailing: Planned) -> list[str]:
+    # Overlapping populations, as real lists are: staff and students recur across mailings.
+    base = (mailing.index * 7919) % 40000
+    return [f"person{(base + i) % 60000:05d}@kth.se" for i in range(mailing.recipients)]
+
+
+def mailing_yaml(mailing: Planned) -> bytes:
+    lists = (
+        [{"special": "all-students" if mailing.recipients > 15000 else "all-employees"}]
+        if mailing.recipients >= SPECIAL_FROM
+        else [{"file": "recipients.csv"}]
+    )
+    fields = {
+        "send_at": mailing.send_at.strftime("%Y-%m-%d %H:%M"),
+        "purpose": f"Tell the recipients about {TOPICS[mailing.index % len(TOPICS)]} (mailing {mailing.index}).",
+        "sender": {"unit": "it"},
+        "contact": {"name": "Anna Andersson", "email": "anna.andersson@kth.se", "phone": "+46 8 790 60 00"},
+        "recipients": {"group": "Generated recipients", "why": "They need to know.", "lists": lists},
+        "delivery": {"mode": "individual" if mailing.individual else "bulk"},
+        "languages": ["sv", "en"],
+        "subject": {"sv": f"Nyhet {mailing.index}", "en": f"News {mailing.index}"},
+    }
+    return json.dumps(fields, ensure_ascii=False, indent=2).encode("utf-8")  # JSON is YAML
+
+
+def request_files(mailing: Planned) -> dict[str, bytes]:
+    what = f"This is about {TOPICS[mailing.index % len(TOPICS)]}, message {mailing.index}."
+    files = {
+        "mailing.yaml": mailing_yaml(mailing),
+        "body.sv.txt": BODY["sv"].format(what=what, n=mailing.index).encode("utf-8"),
+        "body.en.txt": BODY["en"].format(what=what, n=mailing.index).encode("utf-8"),
+    }
+    if mailing.recipients < SPECIAL_FROM:
+        rows = "".join(f"Person {a[6:11]},{a}\n" for a in addresses(mailing))
+        files["recipients.csv"] = ("name,email\n" + rows).encode("utf-8")
+    return files
+
+
+def send_logs(mailing: Planned, rng: random.Random) -> list[bytes]:
+    """The mailing's send log as main holds it after each run (the last one ends with its summary)."""
+    hasher = make_hasher(BENCH_KEY)
+    hashes = hasher.of_all_normalised(addresses(mailing))
+    failed = set(rng.sample(range(len(hashes)), k=max(1, len(hashes) // 200)))
+    second = set(rng.sample(range(len(hashes)), k=max(1, len(hashes) // 100))) if mailing.two_runs else set()
+    size = 1 if mailing.individual else BATCH
+    rate = 80.0 if mailing.individual else 40.0  # messages a second
+    out = bytearray()
+    versions: list[bytes] = []
+    moment = mailing.send_at + timedelta(minutes=rng.randint(1, 14))
+    runs = ["first", "second"] if second else ["first"]
+    for number, run in enumerate(runs):
+        run_id = f"{mailing.index:06x}{number:06x}"
+        lines = EventLines(run_id)
+        todo = [i for i in range(len(hashes)) if (i in second) == (run == "second")]
+        claim = {"event": "claim", "time": stamp(moment), "run": run_id, "digest": "sha256:" + "ab" * 32}
+        claim |= {"recipients": len(hashes), "pending": len(todo)}
+        start = {"event": "start", "time": stamp(moment), "run": run_id, "recipients": len(hashes)}
+        start |= {"pending": len(todo), "mode": "individual" if mailing.individual else "bulk", "batch_size": BATCH}
+        start |= {"connections": 4, "hash": hasher.scheme, "key_check": hasher.key_check}
+        out += encode(claim) + encode(start)
+        for at in range(0, len(todo), size):
+            chunk = todo[at : at + size]
+            batch = [hashes[i] for i in chunk]
+            key = batch_key(batch)
+            moment += timedelta(seconds=1 / rate)
+            now = stamp(moment)
+            out += lines.attempt(now, key, batch)
+            ok = [h for i, h in zip(chunk, batch, strict=True) if i not in failed]
+            if ok:
+                out += lines.accepted(now, key, ok, 250)
+            for i in chunk:
+                if i in failed:
+                    event = {"event": "failed", "time": now, "run": run_id, "batch": key, "rcpt": hashes[i]}
+                    event |= {"code": 550, "message": "5.1.1 <address>: Recipient address rejected: User unknown"}
+                    out += encode(event)
+            if run == "first" and second and at + size >= len(todo):
+                deferred = {"event": "deferred", "time": now, "run": run_id, "batch": key}
+                deferred |= {"rcpt": [hashes[i] for i in sorted(second)], "code": 452, "message": "4.5.3 quota"}
+                out += encode(deferred)
+        last_run = run == runs[-1]
+        pending = 0 if last_run else len(second)
+        failed_now = failed if last_run else failed - second
+        end = {"event": "end", "time": stamp(moment), "run": run_id}
+        end["accepted"] = sum(1 for i in range(len(hashes)) if i not in failed and (last_run or i not in second))
+        end |= {"failed": len(failed_now), "pending": pending, "unknown": 0, "attempted": -(-len(todo) // size)}
+        end["complete"] = pending == 0
+        out += encode(end)
+        if pending == 0:
+            done = replay_lines(bytes(out).split(b"\n"))
+            state = "sent-with-failures" if failed else "sent"
+            send_at = mailing.send_at.isoformat(timespec="minutes")
+            out += encode(summary_event(bytes(out), done, state, stamp(moment), send_at))
+        versions.append(bytes(out))
+        moment += timedelta(minutes=15)
+    return versions
+
+
+def fast_import(repo: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["git", "fast-import", "--quiet"], cwd=repo, stdin=subprocess.PIPE)
+
+
+def commit(
+    stream: IO[bytes], who: str, when: datetime, message: str, files: dict[str, bytes], *, first: bool = False
+) -> None:
+    """One commit on main of *files* (path to content)."""
+    seconds = int(when.timestamp())
+    offset = when.strftime("%z")
+    head = f"commit refs/heads/main\nauthor {who} {seconds} {offset}\ncommitter {who} {seconds} {offset}\n"
+    stream.write(head.encode())
+    text = message.encode("utf-8")
+    stream.write(b"data %d\n%s\n" % (len(text), text))
+    if first:
+        stream.write(b"from refs/heads/main^0\n")
+    for path, data in files.items():
+        stream.write(f"M 100644 inline {path}\n".encode())
+        stream.write(b"data %d\n%s\n" % (len(data), data))
+    stream.write(b"\n")
+
+
+def seed(repo: Path) -> None:
+    subprocess.run(["git", "init", "--quiet", "--initial-branch=main", str(repo)], check=True)
+    files = {"policy.yaml": (PROJECT / "policy.yaml").read_bytes()}
+    for path in sorted((PROJECT / "schema").rglob("*")):
+        if path.is_file():
+            files[str(path.relative_to(PROJECT))] = path.read_bytes()
+    files["mailings/README.md"] = b"Mailing requests, one directory each.\n"
+    process = fast_import(repo)
+    assert process.stdin is not None
+    start = datetime(FIRST_YEAR - 1, 12, 1, 9, tzinfo=ZONE)
+    seconds = int(start.timestamp())
+    head = f"commit refs/heads/main\nauthor {REQUESTER} {seconds} +0100\ncommitter {REQUESTER} {seconds} +0100\n"
+    process.stdin.write(head.encode() + b"data 6\nStart\n")
+    for path, data in files.items():
+        process.stdin.write(f"M 100644 inline {path}\n".encode() + b"data %d\n%s\n" % (len(data), data))
+    process.stdin.write(b"\n")
+    process.stdin.close()
+    if process.wait() != 0:
+        raise SystemExit("git fast-import failed")
+
+
+def generate(repo: Path, years: range, per_year: int, rng: random.Random, stats: Stats) -> None:
+    """Commit *years* of mailings onto main, in the order they happened."""
+    process = fast_import(repo)
+    assert process.stdin is not None
+    first = True
+    for year in years:
+        for mailing in plan_year(year, per_year, rng, stats.mailings):
+            approved = mailing.send_at - timedelta(days=rng.randint(8, 20))
+            files = {f"mailings/{mailing.id}/{name}": data for name, data in request_files(mailing).items()}
+            commit(process.stdin, REQUESTER, approved, f"Approve {mailing.id} (#{mailing.index})", files, first=first)
+            first = False
+            for run, log in enumerate(send_logs(mailing, rng)):
+                when = mailing.send_at + timedelta(minutes=20 + 15 * run)
+                message = f"Send log: {mailing.id} run {run + 1}"
+                commit(process.stdin, BOT, when, message, {f"mailings/{mailing.id}/sendlog.jsonl": log})
+                stats.commits += 1
+                stats.log_bytes += len(log) if run == 0 else 0
+            stats.commits += 1
+            stats.mailings += 1
+            stats.recipients += mailing.recipients
+    process.stdin.close()
+    if process.wait() != 0:
+        raise SystemExit("git fast-import failed")
+    subprocess.run(["git", "checkout", "--quiet", "--force", "main"], cwd=repo, check=True)
+
+
+def repository_size(repo: Path) -> dict[str, int]:
+    subprocess.run(["git", "gc", "--quiet", "--prune=now"], cwd=repo, check=True)
+    out = subprocess.run(["git", "count-objects", "-v"], cwd=repo, check=True, capture_output=True, text=True).stdout
+    return {k: int(v) for k, v in (line.split(": ") for line in out.splitlines())}
+
+
+def upcoming(repo: Path, now: datetime) -> Iterator[Path]:
+    """Three requests still to be sent (in the work tree only), the same at every measurement."""
+    for number in range(3):
+        send_at = now + timedelta(days=10 + number)
+        mailing = Planned(f"{send_at.date().isoformat()}-upcoming-{number}", send_at, 2000, False, False, 10**6)
+        directory = repo / "mailings" / mailing.id
+        directory.mkdir(parents=True)
+        for name, data in request_files(mailing).items():
+            (directory / name).write_bytes(data)
+        yield directory
+
+
+def program() -> list[str]:
+    script = Path(sys.executable).with_name("mailings")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
+
+
+def timed(command: list[str], cwd: Path, env: dict[str, str], repeat: int) -> list[float]:
+    times = []
+    subprocess.run(command, cwd=cwd, env=env, capture_output=True, timeout=RUN_TIMEOUT_SECONDS)  # warm the caches
+    for _ in range(repeat):
+        began = time.perf_counter()
+        done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_SECONDS)
+        times.append(time.perf_counter() - began)
+        if done.returncode != 0:
+            print(done.stdout[-2000:], done.stderr[-2000:], file=sys.stderr)
+            raise SystemExit(f"{' '.join(command)} failed with status {done.returncode}")
+    return times
+
+
+@dataclass(frozen=True)
+class Measure:
+    label: str
+    stats: Stats
+    size: dict[str, int]
+    send: list[float]
+    status: list[float]
+
+
+def measure(repo: Path, label: str, stats: Stats, year: int, repeat: int, tmp: Path) -> Measure:
+    size = repository_size(repo)
+    now = datetime(year, 12, 20, 12, 0, tzinfo=ZONE)
+    extra = list(upcoming(repo, now))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
+    env |= {"MAILINGS_LOG_KEY": BENCH_KEY, "PYTHONPATH": str(PROJECT)}
+    when = now.isoformat(timespec="minutes")
+    outbox = tmp / "outbox"
+    send = [*program(), "send", "--root", str(repo), "--now", when, "--outbox", str(outbox)]
+    status = [*program(), "status", "--root", str(repo), "--now", when]
+    try:
+        send_times = timed(send, repo, env, repeat)
+        status_times = timed(status, repo, env, repeat)
+    finally:
+        for directory in extra:
+            shutil.rmtree(directory)
+    if outbox.exists() and any(p.is_file() for p in outbox.rglob("*")):
+        raise SystemExit("a run with nothing due sent something")
+    return Measure(label, Stats(**vars(stats)), size, send_times, status_times)
+
+
+def report(results: list[Measure]) -> bool:
+    print(
+        f"{'history':<10} {'mailings':>8} {'recipients':>12} {'commits':>8} {'logs (raw)':>11} "
+        f"{'repository':>11}  {'send, nothing due: median':<27}{'status: median':<20}"
+    )
+    for r in results:
+        pack = (r.size.get("size-pack", 0) + r.size.get("size", 0)) / 1024
+        print(
+            f"{r.label:<10} {r.stats.mailings:>8,} {r.stats.recipients:>12,} {r.stats.commits:>8,} "
+            f"{r.stats.log_bytes / 2**20:>9.0f} MB {pack:>8.1f} MB "
+            f"{statistics.median(r.send):>6.3f} s (best {min(r.send):.3f}) "
+            f"{statistics.median(r.status):>6.3f} s (best {min(r.status):.3f})"
+        )
+    first, last = results[0], results[-1]
+    same = True
+    for name in ("send", "status"):
+        a, b = statistics.median(getattr(first, name)), statistics.median(getattr(last, name))
+        ok = b < a * SAME_RATIO or b - a < SAME_SECONDS
+        same &= ok
+        print(f"{name}: {last.label} {b:.3f} s against {first.label} {a:.3f} s: {'the same' if ok else 'GROWS'}")
+    return same
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--years", type=int, default=10)
+    parser.add_argument("--per-year", type=int, default=150)
+    parser.add_argument("--repeat", type=int, default=7, help="timed runs of each command (median reported)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the generated repository")
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    tmp = Path(tempfile.mkdtemp(prefix="mailings-history-"))
+    repo = tmp / "repo"
+    stats = Stats()
+    results = []
+    try:
+        seed(repo)
+        began = time.perf_counter()
+        generate(repo, range(FIRST_YEAR, FIRST_YEAR + 1), args.per_year, rng, stats)
+        print(f"generated year 1 in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+        results.append(measure(repo, "1 year", stats, FIRST_YEAR, args.repeat, tmp))
+        if args.years > 1:
+            began = time.perf_counter()
+            generate(repo, range(FIRST_YEAR + 1, FIRST_YEAR + args.years), args.per_year, rng, stats)
+            print(f"generated years 2-{args.years} in {time.perf_counter() - began:.0f} s", file=sys.stderr)
+            last = FIRST_YEAR + args.years - 1
+            results.append(measure(repo, f"{args.years} years", stats, last, args.repeat, tmp))
+        return 0 if report(results) else 1
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
