@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from checks.cli import build_parser
-from tests.conftest import Repo, addresses
+from tests.conftest import LOG_KEY_ENV, Repo, addresses
 
 NOW = "2027-02-10T12:00:00+01:00"  # a Wednesday; a request submitted today may be sent on 2027-02-24
 SENT = "2027-02-10-travel"
@@ -42,7 +42,7 @@ class Site:
 def run(argv: list[str]) -> tuple[int, str]:
     args = build_parser().parse_args(argv)
     out = io.StringIO()
-    return args.func(args, {}, out), out.getvalue()
+    return args.func(args, dict(LOG_KEY_ENV), out), out.getvalue()  # a send needs a log key
 
 
 def make_repo(root: Path) -> Repo:
