@@ -25,7 +25,7 @@ from tests.conftest import Repo, addresses, git
 from tests.sender.imapserver import USER, Dovecot, ensure_dovecot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "bounces"
-KEY = "bounce-test-log-key-5f1d2c"
+KEY = "bounce-test-log-key-5f1d2c-0123456789abcdef"  # as long as `mailings send` asks
 NOW = "2027-02-10T09:05:00+01:00"
 LATER = "2027-02-12T10:00:00+01:00"
 BULK = "2027-02-10-travel"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from checks.model import dispatched
-from sender.journal import read_finished, replay, verify_summary
-from tests.conftest import Repo
+from sender.journal import make_hasher, read_finished, replay, verify_summary
+from tests.conftest import TEST_LOG_KEY, Repo
 from tests.sender.sending import MAILING, NOW, log_path, recipients
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
 from tests.sender.test_cli_send import relay, run
@@ -128,3 +128,22 @@ def test_a_summed_up_mailing_is_still_one_whose_sending_started(repo: Repo, make
     assert dispatched(log_path(repo).read_bytes().splitlines())
     summary_only = log_path(repo).read_bytes().splitlines()[-1:]
     assert dispatched(summary_only)  # a summary alone (say, the rest cut away) fails closed too
+
+
+def test_status_counts_bounces_of_a_summed_up_mailing_as_the_full_replay_does(repo: Repo, make_server: Any) -> None:
+    sent_with_failures(repo, make_server)
+    hasher = make_hasher(TEST_LOG_KEY)
+    bounces = repo.root / "bounces" / f"{MAILING}.jsonl"
+    bounces.parent.mkdir()
+    lines_of = [
+        {"event": "bounce", "time": NOW, "kind": "hard", "rcpt": hasher(recipients(600)[10]), "bounce": "b1"},
+        {"event": "bounce", "time": NOW, "kind": "soft", "rcpt": hasher(recipients(600)[11]), "bounce": "b2"},
+        {"event": "bounce", "time": NOW, "kind": "soft", "rcpt": hasher(recipients(600)[10]), "bounce": "b3"},
+    ]
+    bounces.write_text("".join(json.dumps(e) + "\n" for e in lines_of), encoding="ascii")
+    [summed] = json.loads(status(repo, "--format", "json")[1])["mailings"]
+    assert (summed["hard_bounces"], summed["soft_bounces"], summed["delivered"]) == (1, 1, 596)
+    data = log_path(repo).read_bytes()
+    log_path(repo).write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # the summary gone: a full replay
+    [replayed] = json.loads(status(repo, "--format", "json")[1])["mailings"]
+    assert replayed == summed
