@@ -23,6 +23,7 @@ from checks.loader import load_mailing
 from checks.mailview import client_date
 from checks.model import SENDLOG_FILE, Mailing
 from checks.policy import Policy, load_policy
+from sender.bounces import counts_of, log_path, read_log_file
 from sender.dispatch import Brake
 from sender.journal import Replay, redact, replay
 from sender.message import INDIVIDUAL_TO, MessageError, build_template, delivery_mode
@@ -34,15 +35,14 @@ NO_BRAKE = Brake()
 
 @dataclass(frozen=True)
 class Counts:
-    """How many the mailing reaches, and what became of them by its send log."""
+    """How many the mailing reaches, and what became of them by its send log and its bounce log."""
 
     recipients: int
     accepted: int
     failed: int
     unknown: int
-    # Accepted less hard bounces. None until the bounces are read: delivered_count() is the one place that
-    # will compute it.
-    delivered: int | None = None
+    hard_bounces: int = 0  # of the accepted, those whose mail came back for good
+    delivered: int | None = None  # accepted less hard bounces; None while nothing was sent
 
 
 @dataclass(frozen=True)
@@ -128,14 +128,19 @@ def read_one(root: Path, directory: Path, policy: Policy, now: datetime, brake: 
     )
 
 
-def delivered_count(log: Replay) -> int | None:
-    """Accepted less hard bounces: unknown until bounces are recorded, so None."""
-    return None
-
-
 def _counts(mailing: Mailing, policy: Policy, log: Replay) -> Counts:
+    """The counts `mailings status` gives: recipients, accepted, failed, unknown, and from the bounce log
+    (sender.bounces) the hard bounces of the accepted and what was delivered."""
     recipients = log.recipients if log.recipients is not None else recipient_count(mailing, policy)
-    return Counts(recipients, len(log.accepted), len(log.failed), len(log.unknown), delivered_count(log))
+    bounced = counts_of(log.accepted, read_log_file(log_path(mailing.root, mailing.id)))
+    return Counts(
+        recipients,
+        log.accepted_count,
+        log.failed_count,
+        log.unknown_count,
+        bounced.hard_bounces,
+        bounced.delivered if log.runs else None,
+    )
 
 
 def _sender(mailing: Mailing, policy: Policy) -> str:

@@ -146,7 +146,8 @@ def test_a_mailing_page_shows_the_message_its_state_and_counts(site: Site) -> No
     assert '<span class="state state-sent">sent</span>: every recipient accepted' in page
     for name, count in (("Recipients", 600), ("Accepted", 600), ("Failed", 0), ("Unknown", 0)):
         assert f'<th scope="row">{name}</th><td class="number">{count}</td>' in page
-    assert '<th scope="row">Delivered</th><td class="number">not known yet</td>' in page
+    assert '<th scope="row">Bounced</th><td class="number">0</td>' in page
+    assert '<th scope="row">Delivered</th><td class="number">600</td>' in page
     assert "<dt>From</dt><dd>KTH IT &lt;noreply@kth.se&gt;</dd>" in page
     assert "<dt>To</dt><dd>All employees who book business travel</dd>" in page
     assert "<dt>Subject</dt><dd>Nytt system för resebokning / New travel booking system</dd>" in page
@@ -289,3 +290,29 @@ def test_a_second_build_removes_the_pages_of_a_request_that_is_gone(tmp_path: Pa
     build(repo, out)
     assert not (out / "mailings" / f"{JULY}.html").exists() and not (out / "2027-07.html").exists()
     assert (out / "mailings" / f"{SENT}.html").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_delivered_is_accepted_less_hard_bounces(tmp_path: Path) -> None:
+    """The bounce log (sender.bounces) of the sent mailing: two hard bounces and a soft one of accepted
+    recipients, and a hard one of a hash the send log does not know; delivered counts only the first two."""
+    import json
+
+    from sender.bounces import log_path
+    from sender.journal import replay
+
+    repo = make_repo(tmp_path / "repo")
+    accepted = sorted(replay(repo.root / "mailings" / SENT / "sendlog.jsonl").accepted)
+    events = [(accepted[0], "hard"), (accepted[1], "hard"), (accepted[2], "soft"), ("0" * 64, "hard")]
+    path = log_path(repo.root, SENT)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "".join(json.dumps({"event": "bounce", "rcpt": h, "kind": k, "time": "2027-02-10T10:00:00+01:00"}) + "\n"
+                for h, k in events),
+        encoding="utf-8",
+    )  # fmt: skip
+    site = build(repo, tmp_path / "out")
+    page = " ".join((site.out / "mailings" / f"{SENT}.html").read_text(encoding="utf-8").split())
+    assert '<th scope="row">Bounced</th><td class="number">2</td>' in page
+    assert '<th scope="row">Delivered</th><td class="number">598</td>' in page
+    held = " ".join((site.out / "mailings" / f"{HELD}.html").read_text(encoding="utf-8").split())
+    assert '<th scope="row">Delivered</th><td class="number">nothing sent yet</td>' in held
