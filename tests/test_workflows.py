@@ -86,6 +86,7 @@ def test_the_workflows_pass_actionlint() -> None:
         "test-copy.yml",
         "plan-comment.yml",
         "approvals.yml",
+        "bounces.yml",
     }
     done = run_actionlint(*files)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
@@ -130,14 +131,16 @@ def test_every_workflow_declares_least_privilege() -> None:
                 assert writes == {"contents", "pull-requests", "issues"}, "the dispatch job writes those, no more"
             elif (name, job_id) == ("pages.yml", "deploy"):
                 assert writes == {"pages", "id-token"}, "the deploy job writes to Pages, no more"
+            elif (name, job_id) == ("bounces.yml", "bounces"):
+                assert writes == {"contents"}, "the bounces job writes the bounce logs, no more"
             elif (name, job_id) == ("plan-comment.yml", "comment"):
                 assert writes == {"pull-requests"}, "the plan comment writes the comment, no more"
             else:
                 assert writes == set(), f"{name}: job {job_id} asks for write access to {writes}"
 
 
-# The jobs that may see secrets, all from the protected environment: sending, and one test copy.
-SECRET_JOBS = {("dispatch.yml", "dispatch"), ("test-copy.yml", "test-copy")}
+# The jobs that may see secrets, all from the protected environment: sending, one test copy, reading bounces.
+SECRET_JOBS = {("dispatch.yml", "dispatch"), ("test-copy.yml", "test-copy"), ("bounces.yml", "bounces")}
 RELAY_SECRETS = {
     f"MAILINGS_SMTP_{part}" for part in ("HOST", "PORT", "SECURITY", "USERNAME", "PASSWORD", "OAUTH_TOKEN")
 }
@@ -745,3 +748,18 @@ def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_g
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_bounces_are_read_on_a_schedule_with_the_log_key_and_pushed() -> None:
+    workflow = workflows()["bounces.yml"]
+    assert workflow["permissions"] == {}
+    assert workflow["concurrency"] == {"group": "mailings-bounces", "cancel-in-progress": False}
+    assert set(triggers(workflow)) == {"schedule", "workflow_dispatch"}
+    job = workflow["jobs"]["bounces"]
+    assert job["permissions"] == {"contents": "write"} and job["environment"] == "mailings-dispatch"
+    step = step_named(workflow, "bounces", "Read the bounce mailbox, record, move")
+    assert step["run"].rstrip().endswith("mailings bounces --push")
+    assert step["env"]["MAILINGS_LOG_KEY"] == "${{ secrets.MAILINGS_LOG_KEY }}"
+    assert step["env"]["MAILINGS_BOUNCES_IMAP_PASSWORD"] == "${{ secrets.MAILINGS_BOUNCES_IMAP_PASSWORD }}"
+    for uses in [s["uses"] for s in steps(workflow, "bounces") if "uses" in s]:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), uses
