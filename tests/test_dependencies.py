@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from checks.yamlsafe import loads
 from tests.conftest import PROJECT
@@ -40,7 +41,7 @@ def project() -> dict[str, object]:
 
 
 def _name(requirement: Requirement) -> str:
-    return requirement.name.lower().replace("_", "-")
+    return canonicalize_name(requirement.name)  # PEP 503, as pip-compile writes it (flufl.bounce: flufl-bounce)
 
 
 @pytest.mark.parametrize(("lock", "extras"), [("runtime.txt", ()), ("dev.txt", ("dev",))])
