@@ -88,12 +88,12 @@ def _with_base(context: Context, root: Path, ref: str | None) -> Context:
 def _with_bounces(context: Context, root: Path, env: Mapping[str, str]) -> Context:
     """The context plus the recorded hard bounces (the [bounced] rule reads them), when MAILINGS_LOG_KEY is set:
     without the key no recorded hash can be matched, and none may be checked without it (README, "Bounces")."""
-    key = env.get(LOG_KEY)
-    if not key:
+    if not env.get(LOG_KEY, "").strip():
         return context
     from sender.bounces import bounced_index
+    from sender.logkey import keyring_from_env
 
-    return replace(context, bounced=bounced_index(root, key))
+    return replace(context, bounced=bounced_index(root, keyring_from_env(env, required=False)))
 
 
 def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[list[Path], list[str]]:

@@ -275,7 +275,8 @@ class YamlEdit:
 class Bounced:
     """Recipients whose mail came back for good in earlier mailings, as keyed hashes only (sender.bounces)."""
 
-    hash: Callable[[Iterable[str]], list[str]]  # the send log's keyed hashes of normalised addresses
+    # The send logs' keyed hashes of normalised addresses, under each key held (more than one after a rotation).
+    hashes: tuple[Callable[[Iterable[str]], list[str]], ...]
     months: Mapping[str, str]  # hash -> the month of its first hard bounce, 'YYYY-MM'
 
 

@@ -20,9 +20,8 @@ from checks.policy import load_policy
 from sender import gitops
 from sender.bouncebox import Box, BoxError, ImapBox, MaildirBox, imap_settings
 from sender.bounces import Known, Recorded, Verdict, classify, log_path, record, repo_log_path, summary_by_mailing
-from sender.journal import make_hasher
+from sender.logkey import keyring_from_env
 
-LOG_KEY = "MAILINGS_LOG_KEY"
 PUSH_ATTEMPTS = 5
 
 
@@ -32,21 +31,19 @@ def cmd_bounces(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
     if not policy.bounce_address:
         raise UsageError("policy.yaml names no bounce_address: mailings are sent with their from address as return "
                          "path, and there is no bounce mailbox to read")  # fmt: skip
-    key = env.get(LOG_KEY)
-    if not key:
-        raise UsageError(f"{LOG_KEY} is not set: bounces are recorded as the send logs' keyed hashes, and without "
-                         "the key no recipient can be matched (set the dispatch job's key)")  # fmt: skip
+    # The key the send logs were hashed with (and those a rotation kept): bounces are matched and recorded as
+    # the same keyed hashes, so without it nothing can be.
+    keys = keyring_from_env(env)
     now = parse_now(args.now, policy.timezone, clock)
-    hasher = make_hasher(key)
     try:
         box: Box = MaildirBox(Path(args.maildir).resolve()) if args.maildir else ImapBox(imap_settings(env))
     except BoxError as exc:
         out.write(f"mailings bounces: {exc}\n")
         return 1
     try:
-        known = Known(root, policy.bounce_address, hasher)
+        known = Known(root, policy.bounce_address, keys)
         verdicts: list[tuple[str, Verdict]] = [(k, classify(data, known)) for k, data in box.messages()]
-        recorded = record(root, (v for _, v in verdicts), now, hasher)
+        recorded = record(root, (v for _, v in verdicts), now)
         if not _keep(root, recorded, args, out):
             out.write("mailings bounces: nothing was moved out of the mailbox; the next run tries again\n")
             return 1

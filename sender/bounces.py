@@ -40,7 +40,8 @@ from flufl.bounce import all_failures
 
 from checks.loader import MAILINGS_DIR
 from checks.model import ID_PATTERN, SENDLOG_FILE, Bounced
-from sender.journal import Hasher, Replay, encode, make_hasher, replay, stamp
+from sender.journal import Hasher, Replay, encode, replay, stamp
+from sender.logkey import Keyring
 from sender.verp import Verp, parse, tags, tokens
 
 BOUNCES_DIR = "bounces"
@@ -144,11 +145,12 @@ def delivery_counts(root: Path, mailing_id: str) -> dict[str, int]:
 # --- what the check learns ---------------------------------------------------------------------------------------
 
 
-def bounced_index(root: Path, key: str | bytes) -> Bounced:
-    """Every recipient that hard-bounced in a mailing of *root*, for the [bounced] rule: their hashes under *key*
-    (records made with another key cannot be matched and are left out), each with the month of its first hard
-    bounce ('2027-02')."""
-    hasher = make_hasher(key)
+def bounced_index(root: Path, keys: Keyring) -> Bounced:
+    """Every recipient that hard-bounced in a mailing of *root*, for the [bounced] rule: their hashes under the
+    keys held (the current one and those a rotation kept; records made with another key, or none, are left out),
+    each with the month of its first hard bounce ('2027-02')."""
+    hashers = keys.hashers()
+    held = {h.key_check for h in hashers}
     months: dict[str, str] = {}
     directory = root / BOUNCES_DIR
     paths = sorted(directory.glob("*.jsonl")) if directory.is_dir() else []
@@ -157,12 +159,12 @@ def bounced_index(root: Path, key: str | bytes) -> Bounced:
             continue
         for line in path.read_bytes().split(b"\n"):
             event = _event(line)
-            if event is None or event.get("kind") != "hard" or event.get("key_check") != hasher.key_check:
+            if event is None or event.get("kind") != "hard" or event.get("key_check") not in held:
                 continue
             rcpt, time = event.get("rcpt"), str(event.get("time", ""))
             if isinstance(rcpt, str) and (rcpt not in months or time[:7] < months[rcpt]):
                 months[rcpt] = time[:7]
-    return Bounced(hasher.of_all_normalised, months)
+    return Bounced(tuple(h.of_all_normalised for h in hashers), months)
 
 
 def _event(line: bytes) -> dict[str, object] | None:
@@ -184,7 +186,7 @@ class Verdict:
 
     digest: str
     mailing_id: str | None = None
-    recipients: tuple[tuple[str, Kind], ...] = ()  # (the send log's hash, hard or soft)
+    recipients: tuple[tuple[str, Kind, str | None], ...] = ()  # (the send log's hash, hard or soft, its key id)
     via: Literal["verp", "report"] = "report"
     reason: str = ""
 
@@ -197,16 +199,16 @@ class Known:
     """The mailings of a repository, as the classification needs them: each one's tag, and (read on first use)
     its send log's recipients and their VERP tokens."""
 
-    def __init__(self, root: Path, bounce_address: str, hasher: Hasher) -> None:
+    def __init__(self, root: Path, bounce_address: str, keys: Keyring) -> None:
         self.root = root
         self.bounce_address = bounce_address
-        self.hasher = hasher
+        self.keys = keys
         directory = root / MAILINGS_DIR
         ids = sorted(p.name for p in directory.iterdir() if ID_PATTERN.fullmatch(p.name)) if directory.is_dir() else []
         self.ids = frozenset(ids)
         self.tags = tags(bounce_address, ids)
         self._logs: dict[str, Replay] = {}
-        self._tokens: dict[str, dict[str, str]] = {}
+        self._tokens: dict[str, dict[str, tuple[str, Hasher]]] = {}
 
     def log(self, mailing_id: str) -> Replay:
         if mailing_id not in self._logs:
@@ -214,17 +216,29 @@ class Known:
         return self._logs[mailing_id]
 
     def recipients(self, mailing_id: str) -> set[str]:
-        """The hashes of everyone the mailing was sent to, or tried."""
+        """The hashes of everyone the mailing handed to the relay, or may have (never one the relay refused: a
+        message it never took cannot come back)."""
         log = self.log(mailing_id)
-        return log.accepted | log.unknown | set(log.failed) | log.in_flight
+        return log.accepted | log.unknown | log.in_flight
+
+    def hashers(self, mailing_id: str) -> tuple[Hasher, ...]:
+        """The hashers of the keys that hashed the mailing's send log (more than one after a key rotation)."""
+        found = [self.keys.find(scheme, key_id) for scheme, key_id in self.log(mailing_id).hashed_with]
+        return tuple(dict.fromkeys(h for h in found if h is not None))
 
     def key_problem(self, mailing_id: str) -> str | None:
-        problem = self.log(mailing_id).scheme_problem(self.hasher)
+        problem = self.keys.problem(self.log(mailing_id).hashed_with)
         return f"{mailing_id}: {problem}" if problem else None
 
-    def token_owner(self, mailing_id: str, token: str) -> str | None:
+    def token_owner(self, mailing_id: str, token: str) -> tuple[str, Hasher] | None:
+        """The send-log hash whose VERP token *token* is, with the hasher that made both."""
         if mailing_id not in self._tokens:
-            self._tokens[mailing_id] = tokens(self.hasher, mailing_id, self.recipients(mailing_id))
+            sent = self.recipients(mailing_id)
+            self._tokens[mailing_id] = {
+                t: (h, hasher)
+                for hasher in self.hashers(mailing_id)
+                for t, h in tokens(hasher, mailing_id, sent).items()
+            }
         return self._tokens[mailing_id].get(token)
 
 
@@ -261,18 +275,21 @@ def classify(data: bytes, known: Known) -> Verdict:
         if owner is None:
             return Verdict(digest, mailing_id, reason="its return path token matches no recipient of the mailing")
         kind: Kind = "hard" if permanent else "soft"
-        return Verdict(digest, mailing_id, ((owner, kind),), "verp")
+        return Verdict(digest, mailing_id, ((owner[0], kind, owner[1].key_check),), "verp")
     sent = known.recipients(mailing_id)
-    found: dict[str, Kind] = {}
+    found: dict[str, tuple[Kind, str | None]] = {}
+    hashers = known.hashers(mailing_id)
     for kind, addresses in (("soft", temporary), ("hard", permanent)):  # hard last: it wins for one address
         for address in addresses:
             text = address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
-            hashed = known.hasher(text)
-            if hashed in sent:
-                found[hashed] = kind  # type: ignore[assignment]
+            for hasher in hashers:
+                hashed = hasher(text)
+                if hashed in sent:
+                    found[hashed] = (kind, hasher.key_check)  # type: ignore[assignment]
     if not found:
         return Verdict(digest, mailing_id, reason="the addresses it reports are not recipients of the mailing")
-    return Verdict(digest, mailing_id, tuple(sorted(found.items())), "report")
+    recipients = tuple((h, kind, key_id) for h, (kind, key_id) in sorted(found.items()))
+    return Verdict(digest, mailing_id, recipients, "report")
 
 
 def _return_path(message: Message, known: Known) -> Verp | None:
@@ -308,7 +325,7 @@ class Recorded:
         return sum(1 for lines in self.lines.values() for line in lines if json.loads(line).get("kind") == kind)
 
 
-def record(root: Path, verdicts: Iterable[Verdict], now: datetime, hasher: Hasher) -> Recorded:
+def record(root: Path, verdicts: Iterable[Verdict], now: datetime) -> Recorded:
     """Append the classified *verdicts* to their mailings' bounce logs (fsync'd), each bounce message once."""
     recorded = Recorded()
     logs: dict[str, BounceLog] = {}
@@ -322,7 +339,7 @@ def record(root: Path, verdicts: Iterable[Verdict], now: datetime, hasher: Hashe
             recorded.duplicates += 1
             continue
         logs[mailing_id].messages.add(verdict.digest)
-        for rcpt, kind in verdict.recipients:
+        for rcpt, kind, key_id in verdict.recipients:
             event = {
                 "event": "bounce",
                 "time": stamp(now),
@@ -330,7 +347,7 @@ def record(root: Path, verdicts: Iterable[Verdict], now: datetime, hasher: Hashe
                 "rcpt": rcpt,
                 "via": verdict.via,
                 "bounce": verdict.digest,
-                "key_check": hasher.key_check,
+                "key_check": key_id,
             }
             recorded.lines.setdefault(mailing_id, []).append(encode(event))
     for mailing_id, lines in recorded.lines.items():

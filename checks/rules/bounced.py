@@ -14,8 +14,8 @@ staff, the dispatch job). A hash that could be checked without a secret
 could be reversed by anyone who guesses addresses (names at a known domain),
 so without the key it says nothing; the pull-request check, which holds no
 secrets, is one of those. Bounces recorded with another key (before a key
-rotation) are not matched. A request whose sending started is history and is
-not judged.
+rotation) are matched while that key is kept in MAILINGS_LOG_KEY_PREVIOUS.
+A request whose sending started is history and is not judged.
 
 Passes::
 
@@ -51,10 +51,12 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     if bounced is None or not bounced.months or mailing.dispatched:
         return
     unique = mailing.recipients.unique
-    hashes = bounced.hash(unique)
+    months: list[str | None] = [None] * len(unique)
+    for hash_all in bounced.hashes:  # each key held: a rotation leaves bounces recorded with the old one
+        for index, hashed in enumerate(hash_all(unique)):
+            months[index] = months[index] or bounced.months.get(hashed)
     found: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for entry, hashed in zip(unique.values(), hashes, strict=True):
-        month = bounced.months.get(hashed)
+    for entry, month in zip(unique.values(), months, strict=True):
         if month is not None:
             found[(entry.file, month)].append(entry.line)
     for (file, month), lines in sorted(found.items()):

@@ -26,6 +26,7 @@ from tests.sender.imapserver import USER, Dovecot, ensure_dovecot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "bounces"
 KEY = "bounce-test-log-key-5f1d2c-0123456789abcdef"  # as long as `mailings send` asks
+OTHER_KEY = "another-log-key-after-rotation-0123456789abcdef"
 NOW = "2027-02-10T09:05:00+01:00"
 LATER = "2027-02-12T10:00:00+01:00"
 BULK = "2027-02-10-travel"
@@ -230,9 +231,23 @@ def test_a_key_is_needed(sent: Sent) -> None:
     with pytest.raises(UsageError, match="MAILINGS_LOG_KEY"):
         args.func(args, {}, io.StringIO())
     # Another key than the send logs': nothing matches, nothing is recorded or moved.
-    code, out = sent.bounces("--maildir", str(box), env={"MAILINGS_LOG_KEY": "another key"})
-    assert code == 0 and sent.log() == [] and "MAILINGS_LOG_KEY" in out
+    code, out = sent.bounces("--maildir", str(box), env={"MAILINGS_LOG_KEY": OTHER_KEY})
+    assert code == 0 and sent.log() == [] and "MAILINGS_LOG_KEY_PREVIOUS" in out
     assert len(left_in(box)) == len(sent.bulk_bounces())
+
+
+def test_after_a_key_rotation_bounces_match_with_the_previous_key(sent: Sent) -> None:
+    rotated = {"MAILINGS_LOG_KEY": OTHER_KEY, "MAILINGS_LOG_KEY_PREVIOUS": KEY}
+    code, out = sent.bounces("--maildir", str(sent.maildir(sent.bulk_bounces())), "--commit", env=rotated)
+    assert code == 0, out
+    # Recorded as the send log's own hashes, with the id of the key that made them.
+    assert recorded(sent, "hard") == hashed(HARD_ADDRESSES)
+    assert {e["key_check"] for e in sent.log()} == {make_hasher(KEY).key_check}
+    later = "2027-03-15-follow-up"
+    sent.repo.add(later, changes={"send_at": "2027-03-15 09:00"}, recipients="userx@example.be\n" + addresses(600))
+    argv = ["check", "--root", str(sent.root), "--submitted", "2027-02-12", str(sent.root / "mailings" / later)]
+    assert "1 address in 'recipients.txt' bounced in February 2027" in run(argv, rotated)[1]
+    assert "[bounced]" not in run(argv, {"MAILINGS_LOG_KEY": OTHER_KEY})[1]  # the old key no longer held
 
 
 # --- individual mode: VERP tokens --------------------------------------------------------------------------------
