@@ -1,7 +1,8 @@
 """Headless Chromium driven over the Chrome DevTools Protocol, and axe-core to run inside its pages.
 
 `ensure_chromium()` finds Chromium, installing the Debian package `chromium` when it is missing and this process is
-root; `ensure_axe()` fetches the pinned axe-core from the npm registry into a cache directory once (`npm pack`).
+root; `ensure_axe()` fetches the pinned axe-core from the npm registry into a cache directory once, checked against
+its integrity hash.
 `Browser` starts Chromium on a free loopback port in a temporary profile and talks to one page of it through a
 WebSocket (websocket-client): navigate, evaluate JavaScript, set the viewport, take a screenshot.
 """
@@ -9,6 +10,8 @@ WebSocket (websocket-client): navigate, evaluate JavaScript, set the viewport, t
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -22,42 +25,27 @@ from typing import Any
 
 import websocket
 
+from tests.packages import ensure, find
+
 INSTALL_SECONDS = 900
 # Long enough for a slow, shared machine: these are deadlines for a hang, not measures of speed.
 START_SECONDS = 60
 LOAD_SECONDS = 60
 CALL_SECONDS = 120
 AXE_VERSION = "4.14.1"
+# The registry's dist.integrity of that version: what is fetched must match it.
+AXE_INTEGRITY = "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
 BINARIES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 
 def find_chromium() -> Path | None:
-    for name in BINARIES:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    return None
+    return find(BINARIES)
 
 
 def ensure_chromium() -> Path | str:
     """Chromium's path, installing the Debian package `chromium` first when it is missing and we are root;
     otherwise the reason the browser tests cannot run."""
-    found = find_chromium()
-    if found is not None:
-        return found
-    if os.geteuid() != 0:
-        return "Chromium is not installed and the tests are not run as root: apt-get install chromium (Debian)"
-    if shutil.which("apt-get") is None:
-        return "Chromium is not installed and there is no apt-get to install it with"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "-o", "Dpkg::Use-Pty=0", "chromium"]
-    done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    if done.returncode != 0:
-        # A fresh machine may have no package lists yet.
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=INSTALL_SECONDS, check=False)
-        done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
-    found = find_chromium()
-    return found if found is not None else f"installing chromium failed: {done.stderr.strip()[-500:]}"
+    return ensure(BINARIES, "chromium")
 
 
 def cache_dir() -> Path:
@@ -66,31 +54,32 @@ def cache_dir() -> Path:
 
 
 def ensure_axe() -> Path | str:
-    """axe.min.js of AXE_VERSION, from the cache or fetched with `npm pack` (npm checks the registry's
-    integrity hash); otherwise the reason the accessibility check cannot run."""
+    """axe.min.js of AXE_VERSION, from the cache or fetched once from the npm registry (no npm needed), checked
+    against the pinned integrity hash; otherwise the reason the accessibility check cannot run."""
     target = cache_dir() / f"axe-core-{AXE_VERSION}" / "axe.min.js"
     if target.is_file():
         return target
-    npm = shutil.which("npm")
-    if npm is None:
-        return "npm is missing: install Node.js and npm to fetch axe-core for the accessibility check"
+    registry = os.environ.get("NPM_CONFIG_REGISTRY", "https://registry.npmjs.org").rstrip("/")
+    url = f"{registry}/axe-core/-/axe-core-{AXE_VERSION}.tgz"
+    try:
+        with urllib.request.urlopen(url, timeout=INSTALL_SECONDS) as response:
+            tarball = response.read()
+    except OSError as exc:
+        return f"fetching axe-core {AXE_VERSION} from {url} failed: {exc}"
+    digest = "sha512-" + base64.b64encode(hashlib.sha512(tarball).digest()).decode()
+    if digest != AXE_INTEGRITY:
+        return f"axe-core {AXE_VERSION} from {url} does not match its pinned integrity hash; not used"
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
+        member = archive.extractfile("package/axe.min.js")
+        if member is None:
+            return f"axe-core {AXE_VERSION} from {url} holds no package/axe.min.js"
+        script = member.read()
     work = target.parent.with_name(target.parent.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    done = subprocess.run(
-        [npm, "pack", f"axe-core@{AXE_VERSION}", "--pack-destination", str(work), "--json"],
-        capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        return f"npm pack axe-core@{AXE_VERSION} failed: {done.stderr.strip()[-500:]}"
-    (tarball,) = work.glob("axe-core-*.tgz")
-    with tarfile.open(tarball) as archive:
-        member = archive.extractfile("package/axe.min.js")
-        assert member is not None
-        (work / "axe.min.js").write_bytes(member.read())
-    tarball.unlink()
+    (work / "axe.min.js").write_bytes(script)
     shutil.rmtree(target.parent, ignore_errors=True)
-    work.rename(target.parent)
+    work.rename(target.parent)  # complete or absent: a run killed half-way leaves only the .partial directory
     return target
 
 
