@@ -2,15 +2,15 @@
 
 A bounce is classified (`classify`) with flufl.bounce, which knows RFC 3464 delivery status notifications and the
 common formats that are not (Postfix, Exim, qmail, Exchange, Yahoo, ...): a permanent failure is a **hard** bounce,
-a temporary one (a delay warning) a **soft** one. Its mailing comes from the return path it was sent to (the
-VERP tag in Delivered-To, X-Original-To or To, sender.verp), or else from the X-Mailing-Id of the returned
-headers; its recipient from the VERP token (individual mode) or from the addresses the report names, matched
-by keyed hash against the mailing's send log (bulk mode). What names no mailing, no recipient of it, or no
-failure is not classified: it stays in the mailbox for a person.
+a temporary one (a delay warning) a **soft** one. Its mailing and token come from the return path it was sent to
+(the VERP address in Delivered-To, X-Original-To or To, sender.verp); its recipient is the token's (individual
+mode), or the one the report names among the recipients of the batch the token names (bulk mode), matched by
+keyed hash against the mailing's send log. What names no mailing, carries no token of it (it could be forged),
+names no recipient of it, or no failure is not classified: it stays in the mailbox for a person.
 
 The bounce log ``bounces/<mailing-id>.jsonl`` is one JSON object a line, appended to and never rewritten::
 
-    bounce  time, kind (hard|soft), rcpt (the send log's hash), via (verp|report), bounce (the digest of the
+    bounce  time, kind (hard|soft), rcpt (the send log's hash), via (verp|batch: which token), bounce (the digest of the
             bounce message's Message-ID, or of its bytes), key_check (the MAILINGS_LOG_KEY it was hashed with)
 
 It holds no address: recipients are the send log's keyed hashes. A bounce message already in the log (its
@@ -42,7 +42,7 @@ from checks.loader import MAILINGS_DIR
 from checks.model import ID_PATTERN, SENDLOG_FILE, Bounced
 from sender.journal import Hasher, Replay, encode, replay, stamp
 from sender.logkey import Keyring
-from sender.verp import Verp, parse, tags, tokens
+from sender.verp import Verp, batch_token, parse, tags, tokens
 
 BOUNCES_DIR = "bounces"
 # A bounce larger than this is not read (a report with the whole message returned is rarely over a few MB).
@@ -187,7 +187,7 @@ class Verdict:
     digest: str
     mailing_id: str | None = None
     recipients: tuple[tuple[str, Kind, str | None], ...] = ()  # (the send log's hash, hard or soft, its key id)
-    via: Literal["verp", "report"] = "report"
+    via: Literal["verp", "batch"] = "batch"
     reason: str = ""
 
     @property
@@ -209,6 +209,7 @@ class Known:
         self.tags = tags(bounce_address, ids)
         self._logs: dict[str, Replay] = {}
         self._tokens: dict[str, dict[str, tuple[str, Hasher]]] = {}
+        self._batches: dict[str, dict[str, tuple[set[str], Hasher]]] = {}
 
     def log(self, mailing_id: str) -> Replay:
         if mailing_id not in self._logs:
@@ -229,6 +230,31 @@ class Known:
     def key_problem(self, mailing_id: str) -> str | None:
         problem = self.keys.problem(self.log(mailing_id).hashed_with)
         return f"{mailing_id}: {problem}" if problem else None
+
+    def batch_owner(self, mailing_id: str, token: str) -> tuple[set[str], Hasher] | None:
+        """The recipients (send-log hashes) of the bulk transaction whose return path token *token* is, with the
+        hasher that made the token; from the send log's attempt events, which name each batch and its recipients."""
+        if mailing_id not in self._batches:
+            batches: dict[str, set[str]] = {}
+            path = self.root / MAILINGS_DIR / mailing_id / SENDLOG_FILE
+            for line in path.read_bytes().split(b"\n") if path.is_file() else []:
+                if b'"attempt"' not in line:
+                    continue
+                try:
+                    event = json.loads(line)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(event, dict) and event.get("event") == "attempt" and isinstance(event.get("batch"), str):
+                    rcpt = event.get("rcpt")
+                    hashes = [rcpt] if isinstance(rcpt, str) else rcpt if isinstance(rcpt, list) else []
+                    batches.setdefault(event["batch"], set()).update(h for h in hashes if isinstance(h, str))
+            sent = self.recipients(mailing_id)
+            table: dict[str, tuple[set[str], Hasher]] = {}
+            for hasher in self.hashers(mailing_id):
+                for key, members in batches.items():
+                    table[batch_token(hasher, mailing_id, key)] = (members & sent, hasher)
+            self._batches[mailing_id] = table
+        return self._batches[mailing_id].get(token)
 
     def token_owner(self, mailing_id: str, token: str) -> tuple[str, Hasher] | None:
         """The send-log hash whose VERP token *token* is, with the hasher that made both."""
@@ -270,15 +296,22 @@ def classify(data: bytes, known: Known) -> Verdict:
     problem = known.key_problem(mailing_id)
     if problem:
         return Verdict(digest, mailing_id, reason=problem)
-    if verp is not None and verp.token is not None and known.tags.get(verp.tag) == mailing_id:
-        owner = known.token_owner(mailing_id, verp.token)
-        if owner is None:
-            return Verdict(digest, mailing_id, reason="its return path token matches no recipient of the mailing")
+    if verp is None or verp.token is None or known.tags.get(verp.tag) != mailing_id:
+        # Only the key makes a token: a bounce without one could be forged by anyone to strike people off lists.
+        return Verdict(
+            digest, mailing_id, reason="carries no return path token of the mailing, so it cannot be trusted"
+        )
+    owner = known.token_owner(mailing_id, verp.token)
+    if owner is not None:  # individual mode: the token is the recipient's
         kind: Kind = "hard" if permanent else "soft"
         return Verdict(digest, mailing_id, ((owner[0], kind, owner[1].key_check),), "verp")
-    sent = known.recipients(mailing_id)
+    batch = known.batch_owner(mailing_id, verp.token)
+    if batch is None:
+        return Verdict(digest, mailing_id, reason="its return path token matches no recipient or batch of the mailing")
+    # Bulk mode: the recipients the report names, among those of the batch the token names.
+    sent, hasher_of_batch = batch
     found: dict[str, tuple[Kind, str | None]] = {}
-    hashers = known.hashers(mailing_id)
+    hashers = (hasher_of_batch,)
     for kind, addresses in (("soft", temporary), ("hard", permanent)):  # hard last: it wins for one address
         for address in addresses:
             text = address.decode("utf-8", "replace") if isinstance(address, bytes) else str(address)
@@ -287,9 +320,9 @@ def classify(data: bytes, known: Known) -> Verdict:
                 if hashed in sent:
                     found[hashed] = (kind, hasher.key_check)  # type: ignore[assignment]
     if not found:
-        return Verdict(digest, mailing_id, reason="the addresses it reports are not recipients of the mailing")
+        return Verdict(digest, mailing_id, reason="the addresses it reports are not recipients of its batch")
     recipients = tuple((h, kind, key_id) for h, (kind, key_id) in sorted(found.items()))
-    return Verdict(digest, mailing_id, recipients, "report")
+    return Verdict(digest, mailing_id, recipients, "batch")
 
 
 def _return_path(message: Message, known: Known) -> Verp | None:

@@ -80,7 +80,7 @@ from sender.state import (
     start_of,
 )
 from sender.transport import Reply, TransactionResult, Transport, login_refused, transport_factory
-from sender.verp import recipient_token, return_path
+from sender.verp import batch_token, recipient_token, return_path
 
 TransportFactory = Callable[[], Transport]
 
@@ -1053,9 +1053,13 @@ class MailingRun:
             return batch.message
         to = batch.recipients[0].address if self.mode == "individual" else self.template.group_to
         bounce = self.template.bounce_address
-        if bounce and self.mode == "individual":
-            # The recipient's own return path: its bounce names it by a keyed token, never by its address.
-            token = recipient_token(self.hasher, self.mailing.id, batch.recipients[0].hash)
+        if bounce:
+            # A return path of its own: its bounce names the recipient (individual) or the batch (bulk) by a keyed
+            # token, never by an address, and only the key can make one (sender.verp).
+            if self.mode == "individual":
+                token = recipient_token(self.hasher, self.mailing.id, batch.recipients[0].hash)
+            else:
+                token = batch_token(self.hasher, self.mailing.id, batch.key)
             batch.envelope_from = return_path(bounce, self.mailing.id, token)
         try:
             batch.message = self.renderer.render(to=to, key=batch.key)

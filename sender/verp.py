@@ -2,11 +2,16 @@
 
 The envelope sender (MAIL FROM) of a mailing is the policy's `bounce_address` with a tag in its local part:
 
-- bulk mode (one transaction for a batch of recipients): ``bounces+<mailing>@kth.se``; the recipient of a bounce
-  is then the one its report names (a DSN's Final-Recipient, or what flufl.bounce finds), matched by keyed hash;
+- bulk mode (one transaction for a batch of recipients): ``bounces+<mailing>.<token>@kth.se``, the token a keyed
+  hash of the mailing and the batch's key (the send log's attempt events say which recipients a batch had); the
+  recipient of a bounce is the one its report names (a DSN's Final-Recipient, or what flufl.bounce finds), matched
+  by keyed hash among that batch's recipients;
 - individual mode (one message per recipient): ``bounces+<mailing>.<token>@kth.se``, where the token is a keyed
   hash (the send log's key, MAILINGS_LOG_KEY) of the mailing and the recipient's send-log hash, so the bounce
   names its recipient even when the report names no address, or a forwarded one.
+
+Only a bounce that carries a token of the mailing is believed: nobody without the key can make one, so an
+outsider cannot forge bounces that would strike people off the lists (a recipient can, for its own batch).
 
 ``<mailing>`` is the mailing's id, or, when the local part would pass the 64 octets SMTP allows, its start and a
 digest (`mailing_tag`); a bounce's tag is matched against the tags of the mailings the repository holds. The
@@ -49,6 +54,11 @@ def mailing_tag(bounce_local: str, mailing_id: str) -> str:
 def recipient_token(hasher: Hasher, mailing_id: str, recipient_hash: str) -> str:
     """The recipient's token in *mailing_id*'s return path: keyed (journal's hasher), from the send-log hash."""
     return hasher.of_normalised(f"verp\x00{mailing_id}\x00{recipient_hash}")[:TOKEN_DIGITS]
+
+
+def batch_token(hasher: Hasher, mailing_id: str, batch_key: str) -> str:
+    """The token of one bulk transaction's return path: keyed, from the batch's key (sender.plan.batch_key)."""
+    return hasher.of_normalised(f"verp-batch\x00{mailing_id}\x00{batch_key}")[:TOKEN_DIGITS]
 
 
 def return_path(bounce_address: str, mailing_id: str, token: str | None = None) -> str:

@@ -18,7 +18,7 @@ from sender.journal import Journal, Replay, make_hasher
 from sender.pace import Lane, RateLimiter
 from sender.plan import Recipient, batch_key, batches, plan
 from sender.state import MailingState
-from sender.verp import recipient_token
+from sender.verp import batch_token, recipient_token
 from tests.conftest import BODIES, Repo, addresses
 from tests.sender.sending import (
     MAILING,
@@ -50,8 +50,13 @@ def test_bulk_sends_each_recipient_exactly_once_in_batches(repo: Repo, smtp_serv
     assert {m["To"] for m in messages} == {"All employees who book business travel:;"}
     assert len({m["Message-ID"] for m in messages}) == 6
     assert {m["X-Mailing-Id"] for m in messages} == {MAILING}
-    # One return path for the whole mailing in bulk mode: the bounce names its recipient in its report.
-    assert {r.mail_from for r in received} == {f"bounces+{MAILING}@kth.se"}
+    # A return path per transaction in bulk mode: the mailing and a keyed token of the batch (its bounce names the
+    # recipient in its report, and the token says among whom to look); no address in it.
+    hasher = make_hasher(None)
+    for entry in received:
+        token = batch_token(hasher, MAILING, batch_key([hasher(a) for a in entry.recipients]))
+        assert entry.mail_from == f"bounces+{MAILING}.{token}@kth.se"
+    assert len({r.mail_from for r in received}) == 6
 
 
 def test_a_second_run_sends_nothing(repo: Repo, smtp_server: RunningServer) -> None:
