@@ -80,3 +80,15 @@ def test_a_missing_contact_is_left_to_the_schema(repo: Repo) -> None:
 
 def test_fields_of_the_wrong_type_are_left_to_the_schema(repo: Repo) -> None:
     assert contact(repo, {"name": "Anna", "email": 42, "phone": 87906000}) == []
+
+
+def test_reply_to_must_be_an_address(repo: Repo) -> None:
+    repo.add(changes={"reply_to": "travel desk", "contact": {"phone": "08-790 60 00"}})
+    [message] = repo.messages(rule="contact")
+    assert message.startswith("mailing.yaml:") and "error [contact] reply_to 'travel desk' is not a valid" in message
+    assert message.endswith("or leave reply_to out to send them to the contact person")
+
+
+def test_a_valid_reply_to_passes(repo: Repo) -> None:
+    repo.add(changes={"reply_to": "travel-desk@kth.se", "contact": {"phone": "08-790 60 00"}})
+    assert repo.messages(rule="contact") == []
