@@ -15,7 +15,9 @@ in the Context.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ from checks.model import (
     CLAIM_BRANCH_PREFIX,
     CONTROL_FIELDS,
     MAILING_FILE,
+    SCHEMA_FILE,
     SENDLOG_FILE,
+    BasePolicy,
     ChangeStatus,
     Context,
     FileChange,
@@ -36,7 +40,7 @@ from checks.model import (
     YamlEdit,
     dispatched,
 )
-from checks.policy import FileSource, Policy
+from checks.policy import POLICY_FILE, POLICY_SCHEMA, FileSource, Policy, load_policy
 from checks.rules import RULES, immutable
 from checks.yamlsafe import YamlError, loads
 
@@ -59,6 +63,7 @@ class BaseState:
     changes: tuple[FileChange, ...]
     sent: Mapping[str, str]
     yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
+    commit: str = ""  # the commit the ref names
 
 
 def git(root: Path, *args: str) -> bytes:
@@ -119,7 +124,39 @@ def read_base(root: Path, ref: str) -> BaseState:
     commit = _commit(root, ref)
     merge_base = _merge_base(root, ref, commit)
     changes = tuple(sorted(_diff(root, merge_base)))
-    return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes))
+    return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes), commit)
+
+
+# What a policy consists of: a checkout whose copies differ from the base's is judged against the base's as well.
+POLICY_FILES = (POLICY_FILE, POLICY_SCHEMA, SCHEMA_FILE)
+
+
+@contextmanager
+def base_policy(root: Path, commit: str) -> Iterator[BasePolicy | None]:
+    """The policy and schema of *commit* when this checkout's differ from them, read with git (nothing is checked
+    out) into a temporary directory that lasts as long as the context. None when they are the same, when the base
+    has no policy.yaml, or when its policy does not load: then only this checkout's policy can judge."""
+    changed: list[str] = []
+    blobs: dict[str, bytes] = {}
+    for path in POLICY_FILES:
+        then = _read(lambda: git(root, "show", f"{commit}:./{path}"))  # noqa: B023
+        if then != _read((root / path).read_bytes):
+            changed.append(path)
+        if then is not None:
+            blobs[path] = then
+    if not changed or POLICY_FILE not in blobs:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="mailings-base-") as directory:
+        where = Path(directory)
+        for path, data in blobs.items():
+            (where / path).parent.mkdir(parents=True, exist_ok=True)
+            (where / path).write_bytes(data)
+        try:
+            policy = load_policy(where)
+        except UsageError:
+            policy = None
+        yield None if policy is None else BasePolicy(policy, where, tuple(changed))
 
 
 def _yaml_edits(root: Path, merge_base: str, changes: Iterable[FileChange]) -> dict[str, YamlEdit]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from string import Template
 from typing import TextIO
 
-from checks.changes import check_gone, read_base, resolve_commit, split_present
+from checks.changes import base_policy, check_gone, read_base, resolve_commit, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
@@ -77,12 +78,20 @@ def _context(args: argparse.Namespace, policy: Policy) -> Context:
     return Context(submitted=submitted, now=now, author=parse_author(getattr(args, "author", None)))
 
 
-def _with_base(context: Context, root: Path, ref: str | None) -> Context:
-    """The context plus what git says about --changed-since REF (the [immutable] rule reads it)."""
+def _with_base(context: Context, root: Path, ref: str | None, stack: ExitStack) -> Context:
+    """The context plus what git says about --changed-since REF (the [immutable] rule reads it), and REF's policy
+    when this checkout changes it (its files last as long as *stack*)."""
     if ref is None:
         return context
     base = read_base(root, ref)
-    return replace(context, base=ref, changes=base.changes, sent_on_base=base.sent, yaml_edits=base.yaml_edits)
+    return replace(
+        context,
+        base=ref,
+        changes=base.changes,
+        sent_on_base=base.sent,
+        yaml_edits=base.yaml_edits,
+        base_policy=stack.enter_context(base_policy(root, base.commit)),
+    )
 
 
 def _with_bounces(context: Context, root: Path, env: Mapping[str, str]) -> Context:
@@ -112,9 +121,14 @@ def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[li
 
 
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    with ExitStack() as stack:
+        return _check(args, env, out, stack)
+
+
+def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, stack: ExitStack) -> int:
     root = repo_root(args)
     policy = load_policy(root)
-    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since), root, env)
+    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
     targets, gone = _targets(root, args, context)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
@@ -134,10 +148,11 @@ def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
 
     root = repo_root(args)
     policy = load_policy(root)
-    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since), root, env)
-    since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
-    targets, gone = _targets(root, args, context)
-    out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))
+    with ExitStack() as stack:
+        context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
+        since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
+        targets, gone = _targets(root, args, context)
+        out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))
     return 0
 
 

@@ -16,6 +16,7 @@ from checks.yamlsafe import Document, Mark
 
 if TYPE_CHECKING:
     from checks.addresses import Recipients
+    from checks.policy import Policy
     from checks.schemas import Said
 
 Level = Literal["error", "warning"]
@@ -181,6 +182,9 @@ class Mailing:
     send_at: datetime | None = None  # aware, in the policy's time zone
     # Its send log shows that a run started sending it: it was judged at submission and is history now.
     dispatched: bool = False
+    # Where schema/mailing.schema.json is read from; None: the repository (the base's, when a pull request that
+    # changes the schema is judged against the base's as well: checks.report.only_under_new).
+    schema_root: Path | None = None
 
     @property
     def yaml_file(self) -> str:
@@ -220,7 +224,7 @@ class Mailing:
 
         if self.doc is None:
             return ()
-        return tuple(schema_findings(resource(self.root, SCHEMA_FILE), self.doc, top="the request"))
+        return tuple(schema_findings(resource(self.schema_root or self.root, SCHEMA_FILE), self.doc, top="the request"))
 
     @cached_property
     def recipients(self) -> Recipients:
@@ -298,6 +302,18 @@ class Context:
     author: str | None = None
     # Addresses that hard-bounced in earlier mailings (sender.bounces), when MAILINGS_LOG_KEY is at hand.
     bounced: Bounced | None = None
+    # With `--changed-since REF` when this checkout's policy.yaml or schema/ differ from REF's: REF's policy, which
+    # every request must pass as well (a request that passes only under the new one is an error).
+    base_policy: BasePolicy | None = None
+
+
+@dataclass(frozen=True)
+class BasePolicy:
+    """The base's policy and schema, as read from git into a directory of their own."""
+
+    policy: Policy
+    schema_root: Path  # holds the base's schema/ (or lacks it, and the tool's own is used)
+    changed: tuple[str, ...]  # the files that differ from the base: policy.yaml, schema/mailing.schema.json, ...
 
 
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:

@@ -29,13 +29,12 @@ from checks.audience import ListAudience, list_audiences, run_key
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.facts import Facts, alarms, facts, facts_before
 from checks.hosts import host_is_internal
-from checks.linter import check_mailing, condense
-from checks.loader import load_mailing
+from checks.linter import condense
 from checks.mailview import Letter, client_lines, raw_text
 from checks.markdown import code, fenced, text
 from checks.model import Context, FileChange, Mailing, Problem
 from checks.policy import EnvSource, LdapSource, ListSource, Policy
-from checks.report import check_repository
+from checks.report import check_repository, judge
 from checks.rules.links import mailing_links, target
 from checks.rules.sender import claim_confirmed
 
@@ -103,8 +102,7 @@ def render(
     # audiences are compared on hashes keyed for this run only (checks.audience)
     schedule = Schedule(root, policy, run_key())
     for directory in targets:
-        mailing = load_mailing(root, directory, policy)
-        problems = check_mailing(mailing, policy, context)
+        mailing, problems = judge(root, directory, policy, context)
         before = (since, facts_before(root, since.commit, mailing.id, policy)) if since is not None else None
         near = schedule.neighbours(mailing)
         out += mailing_section(mailing, policy, context, problems, preview, lists, before, near)
