@@ -41,6 +41,8 @@ def explain(exc: yaml.YAMLError, text: str) -> Told:
     problem, context = exc.problem or "", exc.context or ""
     line, column = exc.problem_mark.line, exc.problem_mark.column  # 0-based
     context_at = (exc.context_mark.line, exc.context_mark.column) if exc.context_mark is not None else (line, column)
+    # A mark can stand past the last line (the end of the text): the cases read the lines around it.
+    lines += [""] * (max(line, context_at[0]) + 2 - len(lines))
     for case in (
         _tab,
         _cannot_start,
