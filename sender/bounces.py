@@ -26,6 +26,7 @@ import email
 import email.policy
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,10 @@ from checks.model import ID_PATTERN, SENDLOG_FILE, Bounced
 from sender.journal import Hasher, Replay, encode, replay, stamp
 from sender.logkey import Keyring
 from sender.verp import Verp, batch_token, parse, tags, tokens
+
+# A detector that trips over a malformed message logs its traceback before `classify` catches the error: the
+# verdict says what happened, so the log stays quiet (a handler here keeps Python's last-resort one from printing).
+logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
 
 BOUNCES_DIR = "bounces"
 # A bounce larger than this is not read (a report with the whole message returned is rarely over a few MB).

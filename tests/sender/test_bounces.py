@@ -8,8 +8,10 @@ import imaplib
 import io
 import json
 import mailbox
+import os
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from checks.errors import UsageError
 from sender.bounces import delivery_counts
 from sender.journal import make_hasher
 from sender.verp import mailing_tag, parse, recipient_token, return_path
-from tests.conftest import Repo, addresses, git
+from tests.conftest import PROJECT, Repo, addresses, git
 from tests.sender.imapserver import USER, Dovecot, ensure_dovecot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "bounces"
@@ -239,6 +241,29 @@ def test_a_bounce_without_a_true_token_or_of_another_batch_is_left(sent: Sent) -
     assert "left: 1 its return path token matches no recipient or batch" in out
     assert "left: 1 the addresses it reports are not recipients of its batch" in out
     assert len(left_in(box)) == 4
+
+
+def test_garbled_and_truncated_bounces_are_left_never_a_crash(sent: Sent) -> None:
+    whole = sent.bulk_bounces()
+    broken = {f"{name} cut": data[: len(data) // 3] for name, data in whole.items()}
+    # No From at all: one of flufl.bounce's detectors raises on it (and logs a traceback)
+    broken["no from"] = b"Delivered-To: " + sent.envelopes(BULK)["user1@kth.se"].encode() + b"\nSubject: x\n\nx\n"
+    broken["binary"] = bytes(range(256)) * 40
+    broken["too large"] = b"Subject: big\n\n" + b"x" * (10 * 1024 * 1024 + 1)
+    box = sent.maildir(broken)
+    # The program as it runs in the workflow: its own process, its own stderr.
+    done = subprocess.run(
+        [sys.executable, "-m", "checks", "bounces", "--root", str(sent.root), "--maildir", str(box), "--now", LATER],
+        env={**os.environ, "MAILINGS_LOG_KEY": KEY, "PYTHONPATH": str(PROJECT)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    left = len(left_in(box))
+    assert f"{len(broken)} message(s)" in done.stdout and f"{left} not understood" in done.stdout and left >= 4
+    assert "flufl.bounce could not read it (IndexError)" in done.stdout
+    assert done.stderr == ""  # the detector's traceback is not printed: the verdict says what happened
 
 
 def test_a_key_is_needed(sent: Sent) -> None:
