@@ -37,6 +37,14 @@ class Neighbour:
     shared: int  # recipients both reach: list files compared on keyed hashes, common special lists at their size
     shared_special: tuple[str, ...]  # special lists both use
     days: int  # calendar days from this mailing (negative: earlier)
+    delivered: tuple[int, int] | None = None  # sent: (delivered, accepted), from its send and bounce logs
+
+    @property
+    def state_text(self) -> str:
+        if self.delivered is None:
+            return self.state
+        delivered, accepted = self.delivered
+        return f"{self.state}: {delivered:,} delivered of {accepted:,} accepted"
 
     def heavy(self, own: int) -> bool:
         return own > 0 and self.state != "cancelled" and self.shared >= HEAVY_SHARE * own
@@ -51,6 +59,7 @@ class _Other:
     state: str
     digests: frozenset[bytes]
     special: frozenset[str]
+    delivered: tuple[int, int] | None = None
 
 
 class Schedule:
@@ -86,7 +95,11 @@ class Schedule:
                 self.policy.special_lists[name].approximate_size for name in common if name in self.policy.special_lists
             )
             days = (when.date() - day).days
-            found.append(Neighbour(mailing_id, when, other.sender, other.recipients, other.state, shared, common, days))
+            found.append(
+                Neighbour(
+                    mailing_id, when, other.sender, other.recipients, other.state, shared, common, days, other.delivered
+                )
+            )
         return sorted(found, key=lambda n: (n.send_at, n.id))
 
     def _scheduled(self) -> list[tuple[str, Path, datetime]]:
@@ -101,12 +114,14 @@ class Schedule:
     def _other(self, mailing_id: str, directory: Path) -> _Other:
         if mailing_id not in self._others:
             other = load_mailing(self.root, directory, self.policy)
+            state = _state(other)
             self._others[mailing_id] = _Other(
                 sender=other.get("sender", "unit", kind=str) or "?",
                 recipients=recipient_count(other, self.policy),
-                state=_state(other),
+                state=state,
                 digests=digests(other.recipients.unique, self.key),
                 special=frozenset(lst.name for lst in other.lists if lst.kind == "special"),
+                delivered=_delivered(self.root, mailing_id) if state == "sent" else None,
             )
         return self._others[mailing_id]
 
@@ -133,6 +148,14 @@ def _near(policy: Policy, day: date, other: date) -> bool:
         if current.weekday() < 5 and policy.calendar.holiday(current) is None:
             found += 1
     return found <= WINDOW_WORKING_DAYS
+
+
+def _delivered(root: Path, mailing_id: str) -> tuple[int, int]:
+    """(delivered, accepted) of a sent mailing: accepted less its hard bounces (sender.bounces)."""
+    from sender.bounces import delivery_counts
+
+    counts = delivery_counts(root, mailing_id)
+    return counts["delivered"], counts["accepted"]
 
 
 def _state(mailing: Mailing) -> str:

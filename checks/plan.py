@@ -368,7 +368,7 @@ def around(mailing: Mailing, policy: Policy, near: Sequence[Neighbour]) -> list[
         "| --- | --- | --- | --- | --- | --- |",
         *(
             f"| {text(n.id)} | {_short_time(n.send_at, policy)} ({_days(n.days)}) | {text(n.sender)} | "
-            f"{n.recipients:,} | {n.shared:,} | {n.state} |"
+            f"{n.recipients:,} | {n.shared:,} | {n.state_text} |"
             for n in sorted(shown, key=lambda n: (n.send_at, n.id))
         ),
     ]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
+from datetime import datetime
 
 import pytest
 
@@ -12,6 +14,7 @@ from checks.cli import main
 from tests.conftest import Repo, addresses, git
 
 MAILING = "2027-02-10-travel"
+NOW = datetime.fromisoformat("2027-02-09T10:00:00+01:00")
 
 
 @pytest.fixture
@@ -118,3 +121,37 @@ def test_a_busy_week_stays_short(repo: Repo, plain_git: None, capsys: pytest.Cap
     assert rows[-1].startswith("| 2027\\-02\\-12\\-same |")  # the heavy overlap is shown, however far
     assert "And 3 more, together 15 recipients, 15 of them shared with this one." in lines
     assert lines[-3:-1] == ["</details>", ""]
+
+
+def test_a_sent_mailing_around_it_shows_what_was_delivered(
+    repo: Repo, plain_git: None, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Delivered = accepted less hard bounces, from the neighbour's send log and bounce log (sender.bounces)."""
+    from checks.cli import build_parser
+    from sender.bounces import Verdict, record
+    from sender.journal import make_hasher, replay
+
+    key = "plan-around-log-key-0123456789abcdef0123"
+    sent = "2027-02-08-news-user"
+    repo.add(sent, changes={"send_at": "2027-02-08 10:00"}, recipients=addresses(600, prefix="user"))
+    outbox = tmp_path_factory.mktemp("sent") / "outbox"
+    args = build_parser().parse_args(
+        ["send", "--root", str(repo.root), "--now", "2027-02-08T10:05:00+01:00", "--outbox", str(outbox)]
+    )
+    out = io.StringIO()
+    assert args.func(args, {"MAILINGS_LOG_KEY": key}, out) == 0, out.getvalue()
+    accepted = sorted(replay(repo.root / "mailings" / sent / "sendlog.jsonl").accepted)
+    assert len(accepted) == 600
+    hasher = make_hasher(key)
+    bounced = [Verdict(f"b{n}", sent, ((accepted[n], "hard", hasher.key_check),), "batch") for n in range(3)]
+    record(repo.root, [*bounced, Verdict("s", sent, ((accepted[5], "soft", hasher.key_check),), "batch")], NOW)
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A sent mailing and its bounces")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    repo.add(MAILING, recipients=addresses(3000))
+    rows = [line for line in around(repo, capsys) if line.startswith("| 2027")]
+    assert rows == [
+        "| 2027\\-02\\-08\\-news\\-user | Mon 8 Feb 10:00 (two days earlier) | it | 600 | 600 | "
+        "sent: 597 delivered of 600 accepted |"
+    ]
