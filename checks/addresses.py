@@ -75,6 +75,24 @@ def normalise(address: str) -> str:
     return address.strip().lower()
 
 
+def mailbox(address: str) -> str:
+    """The mailbox an address reaches, as recipients are counted and told apart: normalised, and without a
+    sub-address tag (anna+news@kth.se is anna@kth.se's mailbox). Not IT's lists' or the send log's key (normalise)."""
+    key = normalise(address)
+    local, at, domain = key.rpartition("@")
+    plus = local.find("+")
+    if plus > 0 and not local.startswith('"'):
+        return f"{local[:plus]}{at}{domain}"
+    return key
+
+
+def _untagged(key: str) -> str:
+    """*key* (a normalised address of the common form) without its sub-address tag."""
+    local, _, domain = key.partition("@")
+    plus = local.find("+")
+    return f"{local[:plus]}@{domain}" if plus > 0 else key
+
+
 def domain_of(address: str) -> str:
     return address.rpartition("@")[2].lower().rstrip(".")
 
@@ -113,7 +131,7 @@ class ListVerdict:
 class Recipients:
     """Who a mailing's lists reach: every address judged once."""
 
-    # Each valid address once, by its normalised form, as first written; in list order.
+    # Each mailbox once, by its key (`mailbox`: normalised, without a +tag), as first written; in list order.
     unique: Mapping[str, Address]
     # By list index; an entry that names a list already named above it is in `repeated` and not judged again.
     lists: Mapping[int, ListVerdict]
@@ -158,8 +176,12 @@ def _all_common_and_new(entries: tuple[Address, ...], unique: Mapping[str, Addre
     addresses = [entry.address for entry in entries]
     if not all(map(_COMMON.fullmatch, addresses)):
         return None
-    # Of the common form: no white space, ASCII only, so lower() alone is the normalised form.
-    added = dict(zip(map(str.lower, addresses), entries, strict=True))
+    # Of the common form: no white space, ASCII only, so lower() alone is the normalised form; a list with a
+    # sub-address tag anywhere (rare) pays for the pass that removes them.
+    keys = list(map(str.lower, addresses))
+    if "+" in "".join(keys):
+        keys = list(map(_untagged, keys))
+    added = dict(zip(keys, entries, strict=True))
     if len(added) != len(entries) or not unique.keys().isdisjoint(added):
         return None
     return added
@@ -177,13 +199,13 @@ def _one_by_one(
     for entry in lst.addresses:
         address = entry.address
         if _COMMON.fullmatch(address) is not None:
-            key = address.lower()
+            key = _untagged(address.lower()) if "+" in address else address.lower()
         else:
             problem = address_problem(address)
             if problem is not None:
                 invalid.append(Invalid(entry, problem))
                 continue
-            key = normalise(address)
+            key = mailbox(address)
         if key in added:
             if report:
                 duplicates.append(Duplicate(entry, added[key], lst))

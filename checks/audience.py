@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from checks.addresses import domain_of, is_internal_domain, normalise
+from checks.addresses import domain_of, is_internal_domain, mailbox
 from checks.model import Mailing
 from checks.policy import Policy
 
@@ -54,7 +54,7 @@ def list_audiences(mailing: Mailing, policy: Policy) -> list[ListAudience]:
     for lst in files:
         own: dict[str, str] = {}
         for entry in lst.addresses:
-            key = normalise(entry.address)
+            key = mailbox(entry.address)
             if key in valid and key not in own:
                 own[key] = entry.address
         written[lst.index] = own

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from checks.addresses import normalise, recipient_count
+from checks.addresses import mailbox, recipient_count
 from checks.changes import export_tree, renamed_from
 from checks.loader import MAILINGS_DIR, MAX_LIST_BYTES, load_mailing
 from checks.model import Mailing, RecipientList
@@ -55,7 +55,7 @@ def list_size(lst: RecipientList, policy: Policy) -> int:
     if lst.kind == "special" and not lst.resolved:
         special = policy.special_lists.get(lst.name)
         return special.approximate_size if special is not None else 0
-    return len({normalise(entry.address) for entry in lst.addresses})
+    return len({mailbox(entry.address) for entry in lst.addresses})
 
 
 def facts(mailing: Mailing, policy: Policy) -> Facts:

@@ -1,11 +1,15 @@
 """[recipients] The lists reach at least the policy's minimum of recipients, and every address is valid.
 
-Recipients are counted as unique addresses, compared without regard to case,
-over all lists; a ``special`` list counts with its approximate size from the
+Recipients are counted as mailboxes over all lists: addresses compared
+without regard to case and without a sub-address tag (``anna+news@kth.se``
+is ``anna@kth.se``), so that a list cannot be padded with spellings of one
+person; a ``special`` list counts with its approximate size from the
 policy (its real addresses are only read at send time). Fewer than
 ``min_recipients`` (500) is an error: such mailings go from the requester's
 own e-mail client. Each invalid address is an error at its line; a duplicate
-is a warning naming where the address first appeared. A list that is missing,
+is a warning naming where the address first appeared (and, for another
+spelling, why it is the same mailbox). Recipients outside the internal
+domains are one warning that says how many. A list that is missing,
 unreadable, empty, a CSV without an ``email`` column, or an unknown special
 list is an error at its entry in mailing.yaml. Using a special list is a
 warning: IT's lists are a qualified guess that cannot be adjusted. At send
@@ -69,11 +73,23 @@ Fails::
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
-from checks.addresses import Duplicate, ListVerdict, recipient_count, shown
+from checks.addresses import Duplicate, ListVerdict, is_internal_domain, normalise, recipient_count, shown
 from checks.loader import ReadList
-from checks.model import Context, Finding, ListProblem, Loc, Mailing, RecipientList, Stage, error, warning
+from checks.model import (
+    Address,
+    Context,
+    Finding,
+    ListProblem,
+    Loc,
+    Mailing,
+    RecipientList,
+    Stage,
+    error,
+    warning,
+)
 from checks.policy import EnvSource, Policy, special_list_variable
 
 ID = "recipients"
@@ -104,6 +120,7 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
         if lst.kind == "file" and lst.index in judged.lists:
             yield from _notes(lst)
             yield from _file_addresses(lst, judged.lists[lst.index])
+    yield from _outside(mailing, policy)
     yield from _count(mailing, policy)
 
 
@@ -226,10 +243,32 @@ def _duplicate(duplicate: Duplicate) -> str:
         where = f"on line {earlier.line}"
     else:
         where = f"in {shown(earlier_list.name)} line {earlier.line}"
-    spelling = (
-        "" if earlier.address == entry.address else f" as {shown(earlier.address)} (case does not matter in addresses)"
-    )
+    spelling = "" if earlier.address == entry.address else f" as {shown(earlier.address)} ({_same(entry, earlier)})"
     return f"{shown(entry.address)} is listed already {where}{spelling}; remove this duplicate line"
+
+
+def _same(entry: Address, earlier: Address) -> str:
+    """Why two spellings reach one mailbox."""
+    if normalise(entry.address) == normalise(earlier.address):
+        return "case does not matter in addresses"
+    return "a +tag after the name reaches the same mailbox, whatever the case"
+
+
+def _outside(mailing: Mailing, policy: Policy) -> Iterator[Finding]:
+    """How many of the recipients are outside the internal domains: one warning, so the reviewer asks why."""
+    unique = mailing.recipients.unique
+    # the keys are normalised: the domain is what follows the last @, and the domains are few
+    domains = Counter(key[key.rfind("@") + 1 :] for key in unique)
+    outside = sum(n for domain, n in domains.items() if not is_internal_domain(domain, policy))
+    if outside:
+        internal = ", ".join(policy.internal_domains)
+        yield warning(
+            mailing.at("recipients", "lists"),
+            f"{outside:,} of the {len(unique):,} recipients in the lists {'is' if outside == 1 else 'are'} outside "
+            "the internal domains "
+            f"({internal} and their subdomains); mass mailings are for the university's own people: check that "
+            "they belong in this mailing, and remove them otherwise",
+        )
 
 
 def _count(mailing: Mailing, policy: Policy) -> Iterator[Finding]:

@@ -486,7 +486,7 @@ VALID_ODD = [
 
 def test_unusual_but_valid_addresses_pass(repo: Repo) -> None:
     repo.add(recipients=addresses(495) + "".join(f"{a}\n" for a in VALID_ODD))
-    assert repo.messages(rule="recipients") == []
+    assert repo.messages(rule="recipients") == [f"mailing.yaml:12:3: warning [recipients] {outside(1, 500)}"]
     assert count(repo) == 500
 
 
@@ -548,3 +548,63 @@ def test_a_list_with_its_source_or_of_1000_addresses_passes(repo: Repo) -> None:
     )
     assert repo.messages(rule="recipients") == []
     assert repo.messages("2027-02-10-phd") == []
+
+
+# --- mailboxes: sub-address tags, and recipients outside the internal domains -------------------------------------
+
+
+def outside(number: int, total: int) -> str:
+    verb = "is" if number == 1 else "are"
+    return (
+        f"{number:,} of the {total:,} recipients in the lists {verb} outside the internal domains (kth.se and their "
+        "subdomains); mass mailings are for the university's own people: check that they belong in this mailing, and "
+        "remove them otherwise"
+    )
+
+
+def test_tagged_addresses_count_as_one_mailbox(repo: Repo) -> None:
+    # 600 lines, one mailbox: a +tag does not make another, in any case
+    repo.add(recipients="".join(f"anna+{i}@kth.se\n" for i in range(599)) + "ANNA+X@KTH.SE\n")
+    assert count(repo) == 1
+    found = repo.messages(rule="recipients")
+    assert found[1] == (
+        "recipients.txt:2:1: warning [recipients] 'anna+1@kth.se' is listed already on line 1 as 'anna+0@kth.se' (a "
+        "+tag after the name reaches the same mailbox, whatever the case); remove this duplicate line"
+    )
+    assert found[0].startswith("mailing.yaml:12:3: error [recipients] the lists reach 1 recipient (unique valid")
+    assert sum("+tag after the name" in m for m in found) == 599
+
+
+def test_a_tag_matches_the_plain_address_across_lists_and_in_the_fast_path(repo: Repo) -> None:
+    repo.add(
+        changes=lists({"file": "recipients.txt"}, {"file": "more.txt"}),
+        files={"more.txt": "user7+travel@kth.se\nnew@kth.se\n"},
+    )
+    assert count(repo) == 601
+    assert repo.messages(rule="recipients") == [
+        "more.txt:1:1: warning [recipients] 'user7+travel@kth.se' is listed already in 'recipients.txt' line 8 as "
+        "'user7@kth.se' (a +tag after the name reaches the same mailbox, whatever the case); remove this duplicate line"
+    ]
+
+
+def test_honest_tags_on_different_mailboxes_all_count(repo: Repo) -> None:
+    repo.add(recipients="".join(f"user{i}+news@kth.se\n" for i in range(600)))
+    assert (count(repo), repo.messages(rule="recipients")) == (600, [])
+
+
+def test_a_plus_at_the_start_is_no_tag(repo: Repo) -> None:
+    from checks.addresses import mailbox
+
+    assert mailbox("+anna@kth.se") == "+anna@kth.se"
+    assert mailbox("Anna+X@KTH.se") == "anna@kth.se"
+    assert mailbox('"a+b"@kth.se') == '"a+b"@kth.se'
+
+
+def test_recipients_outside_the_internal_domains_are_one_warning_with_the_number(repo: Repo) -> None:
+    repo.add(recipients=addresses(550) + addresses(30, domain="gmail.com") + addresses(20, domain="kth.se.evil.com"))
+    assert repo.messages(rule="recipients") == [f"mailing.yaml:12:3: warning [recipients] {outside(50, 600)}"]
+
+
+def test_subdomains_of_the_internal_domains_are_inside(repo: Repo) -> None:
+    repo.add(recipients=addresses(300) + addresses(300, domain="ug.kth.se"))
+    assert repo.messages(rule="recipients") == []
