@@ -27,6 +27,7 @@ IMAP_PASSWORD = IMAP_PREFIX + "PASSWORD"
 IMAP_FOLDER = IMAP_PREFIX + "FOLDER"
 IMAP_CA_FILE = IMAP_PREFIX + "CA_FILE"
 IMAP_TIMEOUT_SECONDS = 60.0
+UIDS_PER_COMMAND = 500  # a command line of a few kilobytes, which every server takes
 
 
 class BoxError(Exception):
@@ -152,9 +153,10 @@ class ImapBox:
                 yield uid, body
 
     def handled(self, keys: Sequence[str]) -> None:
-        if not keys:
-            return
-        uids = ",".join(keys)
+        for start in range(0, len(keys), UIDS_PER_COMMAND):
+            self._move(",".join(keys[start : start + UIDS_PER_COMMAND]))
+
+    def _move(self, uids: str) -> None:
         try:
             self._imap.create(HANDLED)  # NO when it exists already: that is fine
             typ, data = self._imap.capability()  # as the server says after login (MOVE, UIDPLUS)

@@ -59,7 +59,10 @@ def cmd_bounces(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -
 
 def _keep(root: Path, recorded: Recorded, args: argparse.Namespace, out: TextIO) -> bool:
     """Commit (and push) the bounce logs written now; True when they are kept as asked."""
-    if not recorded.lines or not (args.commit or args.push):
+    if not recorded.lines:
+        return True
+    if not (args.commit or args.push):
+        out.write("the bounce logs are written in this checkout, not committed: commit them (or use --commit)\n")
         return True
     files = {repo_log_path(m): log_path(root, m).read_bytes() for m in sorted(recorded.lines)}
     message = _commit_message(recorded)

@@ -47,7 +47,8 @@ class Dovecot:
     port: int = 0
 
     @classmethod
-    def start(cls, binary: Path, directory: Path) -> Dovecot:
+    def start(cls, binary: Path, directory: Path, capability: str | None = None) -> Dovecot:
+        """*capability*: the capabilities the server announces, when not its own (to leave out MOVE, say)."""
         directory.mkdir(parents=True, exist_ok=True)
         tls = make_tls(directory / "tls")
         if os.geteuid() == 0:
@@ -82,6 +83,7 @@ default_internal_group = {group}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 auth_mechanisms = plain
+{f"imap_capability = {capability}" if capability else ""}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {mail}/passwd

@@ -446,3 +446,33 @@ def test_bounces_from_imap_over_tls(sent: Sent, dovecot: Dovecot) -> None:
     # A wrong password: said, and never echoed.
     code, out = sent.bounces(env=dovecot.env(MAILINGS_BOUNCES_IMAP_PASSWORD="wrong-pw-123"))
     assert code == 1 and "wrong-pw-123" not in out and "AUTHENTICATIONFAILED" in out.upper()
+
+
+def test_a_server_without_move_gets_copy_delete_and_expunge(
+    sent: Sent, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    binary = ensure_dovecot()
+    if isinstance(binary, str):
+        pytest.skip(binary)
+    server = Dovecot.start(binary, tmp_path_factory.mktemp("dovecot-nomove"), capability="IMAP4rev1 UIDPLUS")
+    try:
+        bounces = sent.bulk_bounces()
+        client = imap(server)
+        try:
+            assert "MOVE" not in client.capability()[1][0].decode().split()
+            for name in ("dsn_02.txt", "autoreply_01.txt", "qmail_01.txt"):
+                assert client.append("INBOX", None, None, bounces[name].replace(b"\n", b"\r\n"))[0] == "OK"
+        finally:
+            client.logout()
+        code, out = sent.bounces(env=server.env())
+        assert code == 0, out
+        assert recorded(sent, "hard") == hashed([*HARD["dsn_02.txt"], *HARD["qmail_01.txt"]])
+        client = imap(server)
+        try:
+            assert folder_count(client, "INBOX") == 1 and folder_count(client, "Handled") == 2
+            client.select("INBOX")
+            assert client.uid("SEARCH", "ALL")[1][0].split() == client.uid("SEARCH", "UNDELETED")[1][0].split()
+        finally:
+            client.logout()
+    finally:
+        server.stop()
