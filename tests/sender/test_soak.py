@@ -37,7 +37,7 @@ from checks.model import CLAIM_BRANCH_PREFIX, SENDLOG_FILE
 from sender.dispatch import Tuning
 from sender.journal import make_hasher, replay
 from sender.message import DIVIDER
-from tests.conftest import BODIES, GIT_ENV, LOG_KEY_ENV, VALID, Repo, addresses, git
+from tests.conftest import BODIES, GIT_ENV, LOG_KEY_ENV, TEST_LOG_KEY, VALID, Repo, addresses, git
 from tests.sender.sending import MAILING, recipients
 from tests.sender.smtpserver import Recorder, RunningServer, start_server
 
@@ -406,7 +406,7 @@ def test_twenty_kills_during_an_individual_mailing_to_an_unreliable_relay(
     committed = replay(path)
     ends = [event for event in map(json.loads, raw.splitlines()) if event["event"] == "end"]
     claims = git(origin, "for-each-ref", "--format=%(refname)", f"refs/heads/{CLAIM_BRANCH_PREFIX}")
-    hasher = make_hasher(None)  # as the log hashes an address (no MAILINGS_LOG_KEY)
+    hasher = make_hasher(TEST_LOG_KEY)  # as the log hashes an address (the runs' MAILINGS_LOG_KEY)
     hash_of = {a: hasher(a) for a in everyone}
     accepted = {a for a in everyone if hash_of[a] in committed.accepted}
     unknown = {a for a in everyone if hash_of[a] in committed.unknown}
