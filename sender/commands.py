@@ -444,10 +444,13 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     rows = [_status_row(root, directory, policy, now, special, brake) for directory in directories]
     problems = _verify(directories) if args.verify else []
     if args.format == "json":
-        json.dump({"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}, out, indent=2)
+        document: dict[str, Any] = {"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}
+        if args.verify:
+            document["summary_problems"] = problems
+        json.dump(document, out, indent=2)
         out.write("\n")
-    else:
-        _status_text(rows, out)
+        return 1 if problems else 0
+    _status_text(rows, out)
     for problem in problems:
         out.write(f"mailings: {problem}\n")
     if args.verify and not problems:

@@ -51,6 +51,7 @@ def test_a_finished_log_ends_with_a_summary_that_its_lines_vouch_for(repo: Repo,
     assert summary["send_at"] == "2027-02-10T09:00+01:00" and summary["key_ids"][0][0] == "hmac-sha256-128"
     assert summary["size"] == len(log_path(repo).read_bytes()) - len(json.dumps(summary, separators=(",", ":"))) - 1
     assert verify_summary(log_path(repo)) is None
+    assert status(repo, "--verify")[0] == 0
     found = read_finished(log_path(repo))
     assert found is not None and (found.accepted, found.failed, found.runs) == (597, 3, 1)
     assert replay(log_path(repo)).complete  # the full replay reads past it
@@ -72,6 +73,8 @@ def test_status_and_send_read_the_summary_alone_and_verify_reads_the_whole_log(r
     assert len(server.handler.recipients()) == 597 and path.read_bytes().endswith(summary)  # nothing sent, written
     code, out = status(repo, "--verify")
     assert code == 1 and f"mailings/{MAILING}/sendlog.jsonl: the log before the summary is not" in out
+    code, out = status(repo, "--verify", "--format", "json")
+    assert code == 1 and "the log before the summary is not" in json.loads(out)["summary_problems"][0]
 
 
 @pytest.mark.parametrize(
