@@ -32,10 +32,10 @@ Events (all carry ``event`` and ``time``)::
     end       run, accepted, failed, pending, unknown, attempted, complete, day, [reason]
     quota     run, day, limit, used, recipients, continues  (the relay's day quota is spent: the rest goes on at
                                                            `continues`, and the mailing is not late until then)
-    summary   state, recipients, accepted, failed, unknown, runs, last_time, send_at, special_lists, key_ids,
-              size, sha256                                 (the last line of a finished log: what `send` and
+    summary   [day], state, recipients, accepted, failed, unknown, runs, last_time, send_at, special_lists,
+              key_ids, size, sha256                        (the last line of a finished log: what `send` and
                                                            `status` read instead of replaying it; size and sha256
-                                                           are those of the log before this line)
+                                                           are those of the log before this line; day: its end's)
 
 A finished log ends with its summary (`write_summary`). `read_finished` reads only that last line, checked
 against the file's size, so a scheduled run costs the same after ten years of mailings as after one; a summary
@@ -483,9 +483,13 @@ def summary_event(log: bytes, done: Replay, state: str, time: str, send_at: str 
     hashed with: sender.logkey)."""
     end = last_end(log)
     accepted, failed, unknown = (_count(end, name) for name in ("accepted", "failed", "unknown"))
+    # The end's `day` (its run's day: sender.quota counts a day's attempts by it) goes on as the last line's, so
+    # that a log finished on a day still counts for that day's quota.
+    day = {"day": end["day"]} if isinstance(end.get("day"), str) else {}
     return {
         "event": "summary",
         "time": time,
+        **day,
         "state": state,
         "recipients": accepted + failed + unknown,
         "accepted": accepted,
