@@ -64,6 +64,7 @@ class BaseState:
     sent: Mapping[str, str]
     yaml_edits: Mapping[str, YamlEdit] = field(default_factory=dict)
     commit: str = ""  # the commit the ref names
+    merge_base: str = ""  # the commit the changes are counted from
 
 
 def git(root: Path, *args: str) -> bytes:
@@ -124,7 +125,7 @@ def read_base(root: Path, ref: str) -> BaseState:
     commit = _commit(root, ref)
     merge_base = _merge_base(root, ref, commit)
     changes = tuple(sorted(_diff(root, merge_base)))
-    return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes), commit)
+    return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes), commit, merge_base)
 
 
 # What a policy consists of: a checkout whose copies differ from the base's is judged against the base's as well.

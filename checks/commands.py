@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from string import Template
 from typing import TextIO
@@ -18,6 +19,8 @@ from checks.options import (
     add_author,
     add_changed_since,
     add_common,
+    add_lead_time_from_runs,
+    add_now,
     clock,
     parse_author,
     parse_now,
@@ -44,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check.add_argument("--strict", action="store_true", help="fail on warnings too")
     add_changed_since(check)
     add_author(check)
+    add_lead_time_from_runs(check)
+    add_now(check)
     check.set_defaults(func=cmd_check)
 
     plan = sub.add_parser("plan", help="Markdown for the reviewer: what the changed requests will send, when, to whom")
@@ -53,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_common(plan)
     add_changed_since(plan)
     add_author(plan)
+    add_lead_time_from_runs(plan)
     plan.add_argument(
         "--since",
         metavar="REV",
@@ -91,7 +97,43 @@ def _with_base(context: Context, root: Path, ref: str | None, stack: ExitStack) 
         sent_on_base=base.sent,
         yaml_edits=base.yaml_edits,
         base_policy=stack.enter_context(base_policy(root, base.commit)),
+        merge_base=base.merge_base,
     )
+
+
+def _with_first_seen(
+    context: Context, root: Path, args: argparse.Namespace, env: Mapping[str, str], policy: Policy, targets: list[Path]
+) -> Context:
+    """The context plus, with --lead-time-from-runs WORKFLOW, the day each target's send_at got its value in the
+    pull request, as GitHub's runs of WORKFLOW say (checks.firstseen)."""
+    workflow = getattr(args, "lead_time_from_runs", None)
+    if workflow is None:
+        return context
+    if context.merge_base is None:
+        raise UsageError("--lead-time-from-runs needs --changed-since: the pull request's commits are counted from it")
+    from checks.firstseen import first_seen
+    from sender.github import ApiFailure, GitHub, Settings, settings_from_env
+
+    settings = settings_from_env(env)
+    if not isinstance(settings, Settings):
+        why = settings or "GITHUB_API_URL, GITHUB_TOKEN and GITHUB_REPOSITORY are not set"
+        raise UsageError(f"--lead-time-from-runs asks GitHub, but {why}")
+    api = GitHub(settings)
+
+    def runs(head_sha: str) -> list[datetime] | str:
+        answer = api.workflow_runs(workflow, head_sha)
+        return api.mask(str(answer)) if isinstance(answer, ApiFailure) else answer
+
+    seen = first_seen(
+        root,
+        context.merge_base,
+        [directory.name for directory in targets],
+        runs,
+        submitted=context.submitted,
+        now=context.now,
+        tz=policy.timezone,
+    )
+    return replace(context, submitted_by=seen)
 
 
 def _with_bounces(context: Context, root: Path, env: Mapping[str, str]) -> Context:
@@ -130,6 +172,7 @@ def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, stack:
     policy = load_policy(root)
     context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
     targets, gone = _targets(root, args, context)
+    context = _with_first_seen(context, root, args, env, policy, targets)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
     problems = sorted(problems + check_gone(root, gone, policy, context) + check_repository(root, policy, context))
@@ -152,6 +195,7 @@ def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
         since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
         targets, gone = _targets(root, args, context)
+        context = _with_first_seen(context, root, args, env, policy, targets)
         out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))
     return 0
 

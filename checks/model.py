@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time
 from functools import cached_property
 from pathlib import Path
@@ -305,6 +305,16 @@ class Context:
     # With `--changed-since REF` when this checkout's policy.yaml or schema/ differ from REF's: REF's policy, which
     # every request must pass as well (a request that passes only under the new one is an error).
     base_policy: BasePolicy | None = None
+    # With `--lead-time-from-runs`: the day each request's send_at got its value in the pull request (by id);
+    # the lead time of a request counts from it instead of `submitted` (checks.firstseen).
+    submitted_by: Mapping[str, date] = field(default_factory=dict)
+    # The merge base of --changed-since REF and HEAD.
+    merge_base: str | None = None
+
+    def for_mailing(self, mailing_id: str) -> Context:
+        """The context one request is judged in: submitted when its send_at got its value, where that is known."""
+        when = self.submitted_by.get(mailing_id)
+        return self if when is None or when == self.submitted else replace(self, submitted=when)
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,17 @@ def add_author(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_lead_time_from_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--lead-time-from-runs",
+        metavar="WORKFLOW",
+        help="count each changed request's lead time from when its send_at got its value in the pull request: the "
+        "first run of WORKFLOW (e.g. check.yml) for a commit holding that value, as GitHub created it; never before "
+        "--submitted, and today for a value no run has seen (needs --changed-since, GITHUB_API_URL, GITHUB_TOKEN "
+        "and GITHUB_REPOSITORY)",
+    )
+
+
 # A GitHub user name: letters, digits and single hyphens, at most 39 characters.
 _LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
 

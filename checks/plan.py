@@ -105,7 +105,7 @@ def render(
         mailing, problems = judge(root, directory, policy, context)
         before = (since, facts_before(root, since.commit, mailing.id, policy)) if since is not None else None
         near = schedule.neighbours(mailing)
-        out += mailing_section(mailing, policy, context, problems, preview, lists, before, near)
+        out += mailing_section(mailing, policy, context.for_mailing(mailing.id), problems, preview, lists, before, near)
     for mailing_id in gone:
         out += gone_section(mailing_id, check_gone(root, [mailing_id], policy, context))
     out += _other_files(context.changes)

@@ -31,6 +31,7 @@ def summarise(mailing: Mailing, policy: Policy, context: Context, problems: list
 def judge(root: Path, directory: Path, policy: Policy, context: Context) -> tuple[Mailing, list[Problem]]:
     """A request loaded and checked: against the policy, and against the base's as well when the checkout
     changes the policy or the schema (context.base_policy)."""
+    context = context.for_mailing(directory.name)
     mailing = load_mailing(root, directory, policy)
     problems = check_mailing(mailing, policy, context)
     if context.base_policy is not None:
@@ -67,7 +68,7 @@ def check_all(root: Path, targets: list[Path], policy: Policy, context: Context)
     for directory in targets:
         mailing, found = judge(root, directory, policy, context)
         problems.extend(found)
-        summaries.append(summarise(mailing, policy, context, found))
+        summaries.append(summarise(mailing, policy, context.for_mailing(mailing.id), found))
     return sorted(problems), summaries
 
 

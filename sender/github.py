@@ -18,6 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import Message
 from typing import Any
 
@@ -311,6 +312,33 @@ class GitHub:
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
             return self._unexpected("PATCH", f"issues/comments/{comment_id}")
         return _issue_comment(answer)
+
+    def workflow_runs(self, workflow: str, head_sha: str) -> list[datetime] | ApiFailure:
+        """When GitHub created each run of *workflow* (its file name) on a pull_request event for commit *head_sha*:
+        the time it received the push, which no commit can set."""
+        quote = urllib.parse.quote
+        answer = self._call(
+            "GET",
+            f"{self._repo_path}/actions/workflows/{quote(workflow, safe='')}/runs",
+            query={"event": "pull_request", "head_sha": head_sha, "per_page": str(PER_PAGE)},
+        )
+        if isinstance(answer, ApiFailure):
+            return answer
+        runs = answer.get("workflow_runs") if isinstance(answer, dict) else None
+        if not isinstance(runs, list):
+            return self._unexpected("GET", f"actions/workflows/{workflow}/runs")
+        created: list[datetime] = []
+        for run in runs:
+            stamp = run.get("created_at") if isinstance(run, dict) else None
+            if not isinstance(stamp, str) or run.get("head_sha") != head_sha:
+                continue
+            try:
+                moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            except ValueError:
+                continue
+            if moment.tzinfo is not None:
+                created.append(moment)
+        return created
 
     def mask(self, text: str) -> str:
         """*text* with the token replaced by ***."""

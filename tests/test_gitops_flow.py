@@ -24,6 +24,7 @@ import yaml
 from checks.yamlsafe import loads
 from tests.conftest import GIT_ENV, LOG_KEY_ENV, PROJECT, VALID, addresses, git, merge
 from tests.sender.smtpserver import RunningServer, start_server
+from tests.test_first_seen import TOKEN, Actions
 
 MAILING = "2027-02-10-travel"
 CREATED_AT = "2027-01-11T10:15:00Z"  # the pull request's creation time, as GitHub gives it
@@ -130,7 +131,20 @@ PULL_REQUEST = {
     "github.event.pull_request.head.sha": "e" * 40,
     # what the step before the plan finds when nobody approved yet: the merge base
     "steps.since.outputs.rev": "origin/main",
+    "github.token": TOKEN,
+    "github.repository": "kth/mailings",
 }
+
+
+@pytest.fixture(autouse=True)
+def actions() -> Iterator[Actions]:
+    """GitHub's Actions API for the check's --lead-time-from-runs: no run recorded, so each send_at counts from
+    the check's own time, which the pull request's creation bounds."""
+    server = Actions()
+    PULL_REQUEST["github.api_url"] = server.url
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
 
 
 def check_step(cwd: Path, tmp_path: Path) -> tuple[int, str]:

@@ -314,7 +314,7 @@ def test_test_copy_fails_without_a_relay_and_takes_its_inputs_literally(tmp_path
 def test_check_passes_the_pull_requests_creation_time() -> None:
     workflow = workflows()["check.yml"]
     assert set(triggers(workflow)) == {"pull_request"}
-    assert workflow["permissions"] == {"contents": "read", "pull-requests": "read"}
+    assert workflow["permissions"] == {"contents": "read", "pull-requests": "read", "actions": "read"}
     job = workflow["jobs"]["check"]
     assert job["env"]["SUBMITTED"] == "${{ github.event.pull_request.created_at }}"
     assert job["env"]["BASE"] == "origin/${{ github.base_ref }}"
@@ -322,15 +322,24 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
     assert job["env"]["AUTHOR"] == "${{ github.event.pull_request.user.login }}"
     checkout = steps(workflow, "check")[0]
     assert checkout["uses"].startswith("actions/checkout@") and checkout["with"]["fetch-depth"] == 0
-    check = shlex.split(step_named(workflow, "check", "Check the changed requests")["run"])
+    step = step_named(workflow, "check", "Check the changed requests")
+    check = shlex.split(step["run"])
     assert check == [
-        "mailings", "check", "--changed-since", "$BASE", "--submitted", "$SUBMITTED", "--author", "$AUTHOR",
-        "--format", "github",
+        "mailings", "check", "--changed-since", "$BASE", "--submitted", "$SUBMITTED", "--lead-time-from-runs",
+        "check.yml", "--author", "$AUTHOR", "--format", "github",
     ]  # fmt: skip
+    # the lead time counts from this workflow's runs, read with the job's read-only token
+    github = {
+        "GITHUB_TOKEN": "${{ github.token }}",
+        "GITHUB_API_URL": "${{ github.api_url }}",
+        "GITHUB_REPOSITORY": "${{ github.repository }}",
+    }
+    assert {name: step["env"][name] for name in github} == github
     plan = step_named(workflow, "check", "Plan for the reviewer")
+    assert {name: plan["env"][name] for name in github} == github
     assert (
-        'mailings plan --changed-since "$BASE" --since "$SINCE" --submitted "$SUBMITTED" --author "$AUTHOR" '
-        '> "$out/plan.md"'
+        'mailings plan --changed-since "$BASE" --since "$SINCE" --submitted "$SUBMITTED" \\\n'
+        '  --lead-time-from-runs check.yml --author "$AUTHOR" > "$out/plan.md"'
     ) in plan["run"]
     assert plan["if"] == "${{ !cancelled() }}"
     # the plan compares with the last approved commit, else the merge base
@@ -428,7 +437,10 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
     assert sorted(p.name for p in artifact.iterdir()) == ["head-sha", "plan.md", "pr-number"]
     plan = (artifact / "plan.md").read_text(encoding="utf-8")
     assert plan.startswith("## The plan")
-    assert f"--changed-since origin/main --since {'c' * 40} --submitted 2027-01-11T10:00:00Z --author requester" in plan
+    assert (
+        f"--changed-since origin/main --since {'c' * 40} --submitted 2027-01-11T10:00:00Z --lead-time-from-runs "
+        "check.yml --author requester"
+    ) in plan
     assert summary.read_text(encoding="utf-8") == plan
 
     github = FakeGitHub()
