@@ -111,6 +111,17 @@ def _sent_then_edited(repo: Repo) -> None:
     git(repo.root, "commit", "--quiet", "--all", "-m", "edit")
 
 
+def _policy_relaxed(repo: Repo) -> None:
+    """main with the policy's lead time; a branch that shortens it and adds a request that needs the shorter one."""
+    policy = repo.root / "policy.yaml"
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "policy.yaml", "schema")
+    git(repo.root, "commit", "--quiet", "-m", "policy")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace("lead_time_working_days: 10", "lead_time_working_days: 2"), encoding="utf-8")
+
+
 def _cancel_removed(repo: Repo) -> None:
     directory = repo.root / "mailings" / MAILING
     text = (directory / "mailing.yaml").read_text(encoding="utf-8")
@@ -418,6 +429,17 @@ CASES: list[Case] = [
     ),
     Case("recipients", "'nobody' is not a valid e-mail address", recipients=addresses(600) + "nobody\n"),
     Case("recipients", "user1@kth.se", recipients=addresses(600) + "user1@kth.se\n"),
+    Case("recipients", "(case does not matter in addresses)", recipients=addresses(600) + "USER1@kth.se\n"),
+    Case(
+        "recipients",
+        "(a +tag after the name reaches the same mailbox, whatever the case)",
+        recipients=addresses(600) + "user1+news@kth.se\n",
+    ),
+    Case(
+        "recipients",
+        "3 of the 603 recipients in the lists are outside the internal domains (kth.se and their subdomains)",
+        recipients=addresses(600) + addresses(3, domain="example.org"),
+    ),
     Case("recipients", "holds no addresses; put one address per", recipients="# none\n"),
     Case(
         "recipients",
@@ -539,6 +561,11 @@ CASES: list[Case] = [
     Case("sender", "sender.role dean says that the Dean sends this mailing", changes={"sender": {"role": "dean"}}),
     Case(
         "sender",
+        "sender.role dean says that the Dean sends this mailing: the reviewer must confirm that with the Dean",
+        changes={"sender": {"role": "dean"}},
+    ),
+    Case(
+        "sender",
         "sender.role dean (Dean) is claimed by 'mallory'",
         changes={"sender": {"role": "dean"}},
         args=("--author", "mallory"),
@@ -582,6 +609,14 @@ CASES: list[Case] = [
         "immutable",
         "a sent mailing is history, but this change edits this file",
         setup=_sent_then_edited,
+        args=("--changed-since", "main"),
+    ),
+    # any rule, judged against the base's policy too when a pull request changes it
+    Case(
+        "lead-time",
+        "passes only with the policy.yaml changes in this pull request: send_at 2027-01-14 is 3 working days",
+        changes={"send_at": "2027-01-14 09:00"},
+        setup=_policy_relaxed,
         args=("--changed-since", "main"),
     ),
     Case(
