@@ -26,6 +26,7 @@ IMAP_USERNAME = IMAP_PREFIX + "USERNAME"
 IMAP_PASSWORD = IMAP_PREFIX + "PASSWORD"
 IMAP_FOLDER = IMAP_PREFIX + "FOLDER"
 IMAP_CA_FILE = IMAP_PREFIX + "CA_FILE"
+IMAP_OAUTH_TOKEN = IMAP_PREFIX + "OAUTH_TOKEN"
 IMAP_TIMEOUT_SECONDS = 60.0
 UIDS_PER_COMMAND = 500  # a command line of a few kilobytes, which every server takes
 
@@ -91,6 +92,7 @@ class ImapSettings:
     password: str = field(repr=False)
     folder: str = "INBOX"
     ca_file: str | None = None
+    oauth_token: str | None = field(default=None, repr=False)  # XOAUTH2 instead of the password
 
 
 def imap_settings(env: Mapping[str, str]) -> ImapSettings:
@@ -99,8 +101,9 @@ def imap_settings(env: Mapping[str, str]) -> ImapSettings:
     if not host:
         raise UsageError(f"give --maildir DIR, or set {IMAP_HOST} (and {IMAP_USERNAME}, {IMAP_PASSWORD}) for IMAP")
     username, password = env.get(IMAP_USERNAME, ""), env.get(IMAP_PASSWORD, "")
-    if not username or not password:
-        raise UsageError(f"{IMAP_HOST} is set: set {IMAP_USERNAME} and {IMAP_PASSWORD} too")
+    token = env.get(IMAP_OAUTH_TOKEN, "").strip() or None
+    if not username or not (password or token):
+        raise UsageError(f"{IMAP_HOST} is set: set {IMAP_USERNAME} and {IMAP_PASSWORD} (or {IMAP_OAUTH_TOKEN}) too")
     port_text = env.get(IMAP_PORT, "").strip() or "993"
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise UsageError(f"{IMAP_PORT}={port_text!r}: give a port number, e.g. 993")
@@ -108,7 +111,7 @@ def imap_settings(env: Mapping[str, str]) -> ImapSettings:
     if ca_file is not None and not Path(ca_file).is_file():
         raise UsageError(f"{IMAP_CA_FILE}={ca_file}: no such file")
     folder = env.get(IMAP_FOLDER, "").strip() or "INBOX"
-    return ImapSettings(host, int(port_text), username, password, folder, ca_file)
+    return ImapSettings(host, int(port_text), username, password, folder, ca_file, token)
 
 
 class ImapBox:
@@ -127,11 +130,17 @@ class ImapBox:
         except (OSError, imaplib.IMAP4.error) as exc:
             raise BoxError(f"cannot connect to {self.describe()}: {_said(exc)}") from None
         try:
-            self._imap.login(settings.username, settings.password)
+            if settings.oauth_token:
+                # XOAUTH2 (Exchange Online and Google refuse passwords over IMAP): the user and a bearer token.
+                response = f"user={settings.username}\x01auth=Bearer {settings.oauth_token}\x01\x01".encode()
+                self._imap.authenticate("XOAUTH2", lambda _challenge: response)
+            else:
+                self._imap.login(settings.username, settings.password)
             self._ok(self._imap.select(_quoted(settings.folder)), f"select {settings.folder}")
         except (OSError, imaplib.IMAP4.error) as exc:
             self.close()
-            raise BoxError(f"{self.describe()}: {_said(exc, settings.password)}") from None
+            said = _said(_said(exc, settings.password), settings.oauth_token)
+            raise BoxError(f"{self.describe()}: {said}") from None
 
     def describe(self) -> str:
         return f"IMAP {self.settings.username}@{self.settings.host}:{self.settings.port}/{self.settings.folder}"
@@ -189,6 +198,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _said(exc: BaseException, secret: str | None = None) -> str:
-    text = str(exc) or type(exc).__name__
+def _said(exc: BaseException | str, secret: str | None = None) -> str:
+    text = exc if isinstance(exc, str) else str(exc) or type(exc).__name__
     return text.replace(secret, "***") if secret else text

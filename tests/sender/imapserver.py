@@ -47,8 +47,11 @@ class Dovecot:
     port: int = 0
 
     @classmethod
-    def start(cls, binary: Path, directory: Path, capability: str | None = None) -> Dovecot:
-        """*capability*: the capabilities the server announces, when not its own (to leave out MOVE, say)."""
+    def start(
+        cls, binary: Path, directory: Path, capability: str | None = None, oauth_url: str | None = None
+    ) -> Dovecot:
+        """*capability*: the capabilities the server announces, when not its own (to leave out MOVE, say).
+        *oauth_url*: logins by XOAUTH2 alone, each token checked at this RFC 7662 introspection endpoint."""
         directory.mkdir(parents=True, exist_ok=True)
         tls = make_tls(directory / "tls")
         if os.geteuid() == 0:
@@ -68,6 +71,11 @@ class Dovecot:
         (directory / "state").mkdir(exist_ok=True)
         # Beside the mail, which the unprivileged auth process can reach (the test's directory may be private).
         (mail / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n", encoding="ascii")
+        (mail / "oauth2.conf.ext").write_text(
+            f"introspection_url = {oauth_url}\nintrospection_mode = post\nusername_attribute = username\n"
+            "active_attribute = active\nactive_value = true\n",
+            encoding="ascii",
+        )
         (directory / "dovecot.conf").write_text(
             f"""base_dir = {directory}/run
 state_dir = {directory}/state
@@ -82,12 +90,8 @@ default_internal_user = {internal}
 default_internal_group = {group}
 first_valid_uid = {uid}
 first_valid_gid = {gid}
-auth_mechanisms = plain
 {f"imap_capability = {capability}" if capability else ""}
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {mail}/passwd
-}}
+{_passdb(mail, oauth_url)}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={mail}/%u
@@ -157,6 +161,18 @@ service anvil {{
             "MAILINGS_BOUNCES_IMAP_CA_FILE": str(self.tls.ca),
             **more,
         }
+
+
+def _passdb(mail: Path, oauth_url: str | None) -> str:
+    """The logins: the passwd-file user's password, or (with *oauth_url*) XOAUTH2 bearer tokens alone."""
+    if oauth_url is None:
+        driver, mechanism, args = "passwd-file", "plain", f"scheme=PLAIN username_format=%u {mail}/passwd"
+    else:
+        driver, mechanism, args = "oauth2", "xoauth2", f"{mail}/oauth2.conf.ext"
+    return (
+        f"auth_mechanisms = {mechanism}\npassdb {{\n  driver = {driver}\n  mechanisms = {mechanism}\n"
+        f"  args = {args}\n}}"
+    )
 
 
 def _alive(pid: int) -> bool:

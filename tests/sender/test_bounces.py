@@ -4,6 +4,7 @@ warning of the check."""
 
 from __future__ import annotations
 
+import http.server
 import imaplib
 import io
 import json
@@ -12,9 +13,12 @@ import os
 import ssl
 import subprocess
 import sys
+import threading
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -476,3 +480,62 @@ def test_a_server_without_move_gets_copy_delete_and_expunge(
             client.logout()
     finally:
         server.stop()
+
+
+class _Introspection(http.server.BaseHTTPRequestHandler):
+    """An OAuth2 token introspection endpoint (RFC 7662), as Dovecot's oauth2 passdb asks one: GOOD_TOKEN is the
+    bounce mailbox's, any other is not active. Each token asked about is kept."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_POST(self) -> None:
+        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+        token = form.get("token", [""])[0]
+        type(self).asked.append(token)
+        body = json.dumps({"active": True, "username": USER} if token == GOOD_TOKEN else {"active": False}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+GOOD_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.bounces-mailbox-token"
+
+
+def test_xoauth2_login_with_a_bearer_token(sent: Sent, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exchange Online and Google refuse passwords over IMAP: MAILINGS_BOUNCES_IMAP_OAUTH_TOKEN logs in by XOAUTH2."""
+    binary = ensure_dovecot()
+    if isinstance(binary, str):
+        pytest.skip(binary)
+    endpoint = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Introspection)
+    thread = threading.Thread(target=endpoint.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{endpoint.server_address[1]}/introspect"
+    server = Dovecot.start(binary, tmp_path_factory.mktemp("dovecot-oauth"), oauth_url=url)
+    try:
+        env = {**server.env(), "MAILINGS_BOUNCES_IMAP_PASSWORD": "", "MAILINGS_BOUNCES_IMAP_OAUTH_TOKEN": GOOD_TOKEN}
+        client = imaplib.IMAP4_SSL(
+            "127.0.0.1", server.port, ssl_context=ssl.create_default_context(cafile=str(server.tls.ca))
+        )
+        try:
+            client.authenticate("XOAUTH2", lambda _: f"user={USER}\x01auth=Bearer {GOOD_TOKEN}\x01\x01".encode())
+            assert (
+                client.append("INBOX", None, None, sent.bulk_bounces()["dsn_02.txt"].replace(b"\n", b"\r\n"))[0] == "OK"
+            )
+        finally:
+            client.logout()
+        code, out = sent.bounces(env=env)
+        assert code == 0, out
+        assert recorded(sent, "hard") == hashed(HARD["dsn_02.txt"])
+        # A token the server does not take: refused, said, never echoed.
+        code, out = sent.bounces(env={**env, "MAILINGS_BOUNCES_IMAP_OAUTH_TOKEN": "expired-token-4711"})
+        assert code == 1 and "AUTHENTICATIONFAILED" in out.upper() and "expired-token-4711" not in out
+        assert _Introspection.asked[-1] == "expired-token-4711"
+    finally:
+        server.stop()
+        endpoint.shutdown()
+        endpoint.server_close()
