@@ -12,6 +12,7 @@ from email.policy import SMTP
 from email.utils import format_datetime, make_msgid
 
 from checks.addresses import address_problem
+from checks.escape import escaped
 from checks.model import Mailing
 from checks.policy import Policy
 from sender.journal import scrub
@@ -50,8 +51,9 @@ def build_notice(
     subject = mailing.get("subject", "en", kind=str) or next(
         (s for s in (mailing.get("subject", kind=dict) or {}).values() if isinstance(s, str)), ""
     )
+    name, about = escaped(mailing.id), escaped(" ".join(subject.split())[:120])
     lines = [
-        f"Your mass mailing {mailing.id} ({' '.join(subject.split())[:120]}) {OPENINGS.get(state, f'is {state}')}.",
+        f"Your mass mailing {name} ({about}) {OPENINGS.get(state, f'is {state}')}.",
         "",
         f"When: {when.astimezone(policy.timezone).strftime('%Y-%m-%d %H:%M %Z')}",
         f"Recipients: {total}; accepted by the mail relay: {accepted}; refused for good: {failed}"
@@ -67,7 +69,8 @@ def build_notice(
     message["To"] = to
     if policy.notify.ask:
         message["Reply-To"] = policy.notify.ask
-    message["Subject"] = f"Mass mailing {mailing.id}: {state}"
+    # escaped: an id is a directory name, and a line break in a header would fail the message or add headers
+    message["Subject"] = f"Mass mailing {escaped(mailing.id)}: {state}"
     message["Date"] = format_datetime(when)
     message["Message-ID"] = make_msgid("notice", policy.default_from_address.rpartition("@")[2])
     message["Auto-Submitted"] = "auto-generated"

@@ -330,3 +330,18 @@ def test_a_commit_message_escapes_ids() -> None:
         "Send log: 2027-02-10-x\\nSigned-off-by: someone 1 accepted, 0 failed",
         "Send log: a\\x1b[2J 2 accepted, 0 failed",
     ]
+
+
+def test_a_notice_escapes_the_id_in_its_subject_and_text(repo: Repo) -> None:
+    from datetime import datetime
+
+    from checks.loader import load_mailing
+    from sender.notice import build_notice
+
+    directory = repo.add("2027-02-10-x\nBcc: everyone@kth.se")
+    mailing = load_mailing(repo.root, directory, repo.policy)
+    when = datetime.fromisoformat(NOW)
+    raw = build_notice(mailing, repo.policy, "blocked", (600, 0, 0, 0, 600), "not a valid id", when, "anna@kth.se")
+    headers = raw.split(b"\r\n\r\n")[0].decode()
+    assert "Subject: Mass mailing 2027-02-10-x\\nBcc: everyone@kth.se: blocked" in headers
+    assert "\r\nBcc:" not in headers
