@@ -260,7 +260,7 @@ def _commit_locally(root: Path, outcomes: Sequence[Outcome] | None, out: TextIO)
     try:
         committed = commit_send_logs(root, paths, commit_message(summaries) if summaries else STOPPED_MESSAGE)
     except GitError as exc:
-        out.write(f"mailings: git: {exc}\n")
+        out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
     out.write("committed the send logs\n" if committed else "no send log changed; nothing to commit\n")
     return True
@@ -272,7 +272,7 @@ def _remote_record(root: Path, out: TextIO) -> RemoteRecord | None:
     try:
         return RemoteRecord(root)
     except RecordError as exc:
-        out.write(f"mailings: {exc}; nothing was sent\n")
+        out.write(f"mailings: {escaped(str(exc))}; nothing was sent\n")
         return None
 
 
@@ -295,14 +295,14 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
     try:
         published = remote.publish(logs, commit_message(summaries) if summaries else STOPPED_MESSAGE)
     except RecordError as exc:
-        out.write(f"mailings: git: {exc}\n")
+        out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
     out.write("recorded the send logs on main\n" if published else "main already holds the send logs\n")
     for mailing_id in logs:
         if mailing_id in closed:
             problem = remote.release(mailing_id)
             if problem:
-                out.write(f"note: {problem}\n")
+                out.write(f"note: {escaped(problem)}\n")
     return True
 
 
@@ -315,7 +315,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
         remote.fetch()
         reads = {p.parent.name: remote.read(p.parent.name) for p in (root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}")}
     except RecordError as exc:
-        out.write(f"mailings: git: {exc}\n")
+        out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
     ok = True
     logs: dict[str, bytes] = {}
@@ -335,7 +335,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
     try:
         remote.publish(logs, STOPPED_MESSAGE)
     except RecordError as exc:
-        out.write(f"mailings: git: {exc}\n")
+        out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
     out.write(f"recorded {len(logs)} send log(s) on main\n")
     for mailing_id in logs:
@@ -343,7 +343,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
         if claim is not None and not replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE).claim_open:
             problem = remote.release(mailing_id, claim)
             if problem:
-                out.write(f"note: {problem}\n")
+                out.write(f"note: {escaped(problem)}\n")
     return ok
 
 
