@@ -150,3 +150,26 @@ def test_status_counts_bounces_of_a_summed_up_mailing_as_the_full_replay_does(re
     log_path(repo).write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])  # the summary gone: a full replay
     [replayed] = json.loads(status(repo, "--format", "json")[1])["mailings"]
     assert replayed == summed
+
+
+def test_immutable_holds_a_summed_up_mailing_as_sent(
+    repo: Repo, make_server: Any, capsys: pytest.CaptureFixture[str], plain_git: None
+) -> None:
+    from checks.cli import main
+    from tests.conftest import git
+
+    sent_with_failures(repo, make_server)
+    assert lines(log_path(repo))[-1]["event"] == "summary"
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A sent mailing and its summed-up log")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    (repo.root / "mailings" / MAILING / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
+    path = log_path(repo)
+    path.write_text(path.read_text(encoding="ascii").replace('"accepted":597', '"accepted":600'), encoding="ascii")
+    git(repo.root, "commit", "--quiet", "--all", "-m", "Edit the sent mailing and its summary")
+    argv = ["check", "--root", str(repo.root), "--submitted", "2027-01-11", "--changed-since", "main"]
+    assert main(argv) == 1
+    found = [line for line in capsys.readouterr().out.splitlines() if "[immutable]" in line]
+    assert any(f"mailings/{MAILING}/body.en.txt" in line and "was sent" in line for line in found), found
+    assert any(f"mailings/{MAILING}/sendlog.jsonl" in line and "only the dispatch job" in line for line in found)
