@@ -177,7 +177,7 @@ class RunContext:
     hasher: Hasher
     progress: Progress
     keyring: Keyring
-    backfilled: list[str] = field(default_factory=list)  # finished logs this run gave the summary they lacked
+    backfilled: list[str] = field(default_factory=list)  # finished logs this run tried to give the summary they lack
 
 
 def keyring_of(options: SendOptions) -> Keyring:
@@ -318,6 +318,7 @@ def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decis
     outcome = Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
     if len(run.backfilled) >= BACKFILL_PER_RUN:
         return outcome
+    run.backfilled.append(mailing.id)  # tried, summed up or not: a log that cannot be costs one try a run
     try:
         journal = Journal.open(log_path)
     except LockedError:
@@ -327,7 +328,6 @@ def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decis
             return outcome  # the remote cannot be read now: the next run tries again
         log = journal.read()
         if log.complete and _summarise(run, mailing, journal, replace(outcome, log=journal.path)):
-            run.backfilled.append(mailing.id)
             outcome.log = journal.path
             outcome.total, outcome.accepted, outcome.failed = log.recipients or 0, log.accepted_count, log.failed_count
             outcome.unknown = log.unknown_count

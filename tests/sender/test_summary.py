@@ -173,3 +173,22 @@ def test_immutable_holds_a_summed_up_mailing_as_sent(
     found = [line for line in capsys.readouterr().out.splitlines() if "[immutable]" in line]
     assert any(f"mailings/{MAILING}/body.en.txt" in line and "was sent" in line for line in found), found
     assert any(f"mailings/{MAILING}/sendlog.jsonl" in line and "only the dispatch job" in line for line in found)
+
+
+def test_a_run_sums_up_at_most_twenty_old_logs_and_the_next_the_rest(repo: Repo, smtp_server: RunningServer) -> None:
+    from tests.conftest import addresses
+
+    ids = [f"2027-02-10-m{n:02d}" for n in range(23)]
+    for n, mailing_id in enumerate(ids):
+        repo.add(mailing_id, recipients=addresses(500, prefix=f"m{n}-"))
+    code, out = run(["send", "--root", str(repo.root), "--now", NOW], relay(smtp_server))
+    assert code == 0, out
+    for mailing_id in ids:  # as logs finished before summaries were written
+        path = log_path(repo, mailing_id)
+        data = path.read_bytes()
+        path.write_bytes(data[: data.rstrip(b"\n").rfind(b"\n") + 1])
+    summed = []
+    for _ in range(2):
+        run(["send", "--root", str(repo.root), "--now", LATER], relay(smtp_server))
+        summed.append(sum(read_finished(log_path(repo, i)) is not None for i in ids))
+    assert summed == [20, 23] and len(smtp_server.handler.recipients()) == 23 * 500
