@@ -326,10 +326,16 @@ class BasePolicy:
     changed: tuple[str, ...]  # the files that differ from the base: policy.yaml, schema/mailing.schema.json, ...
 
 
+# The years a date of a request may name. Python's dates end at the years 1 and 9999, so a time zone's offset or a
+# lateness window added to a date near them would fail later; no mailing is sent outside these years.
+YEARS = range(2000, 3000)
+
+
 def parse_local_datetime(text: str, tz: ZoneInfo, default_time: time) -> datetime | None:
-    """'YYYY-MM-DD', 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DDTHH:MM' as local time in *tz*; None if not a real time."""
+    """'YYYY-MM-DD', 'YYYY-MM-DD HH:MM' or 'YYYY-MM-DDTHH:MM' as local time in *tz*; None if not a real time
+    (or not in YEARS)."""
     m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{2}):(\d{2}))?", text.strip())
-    if not m:
+    if not m or int(m[1]) not in YEARS:
         return None
     try:
         day = date(int(m[1]), int(m[2]), int(m[3]))
@@ -389,6 +395,7 @@ def parse_date(text: Any) -> date | None:
     if not isinstance(text, str):
         return None
     try:
-        return date.fromisoformat(text.strip()) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else None
+        day = date.fromisoformat(text.strip()) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()) else None
     except ValueError:
         return None
+    return day if day is not None and day.year in YEARS else None

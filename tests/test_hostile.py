@@ -345,3 +345,36 @@ def test_a_notice_escapes_the_id_in_its_subject_and_text(repo: Repo) -> None:
     headers = raw.split(b"\r\n\r\n")[0].decode()
     assert "Subject: Mass mailing 2027-02-10-x\\nBcc: everyone@kth.se: blocked" in headers
     assert "\r\nBcc:" not in headers
+
+
+FAR = {
+    "send-at-first": {"send_at": "0001-01-01 00:00"},
+    "send-at-last": {"send_at": "9999-12-31 23:59"},
+    "event-far": {"event": {**EVENT, "date": "0001-01-01", "registration_deadline": "9999-12-31"}},
+    "resume-first": {"resume_at": "0001-01-01 00:00"},
+    "resume-last": {"resume_at": "9999-12-31 23:59"},
+    "resume-unreal": {"resume_at": "2027-02-30 09:00"},
+}
+
+
+def test_dates_at_the_ends_of_the_calendar_are_errors_and_crash_nothing(repo: Repo) -> None:
+    # Python's dates end at the years 1 and 9999: a time zone or a lateness window added to one would fail later
+    repo.add(HONEST)
+    for name, changes in FAR.items():
+        repo.add(f"2027-02-10-{name}", changes=changes)
+    code, out = run(["check", "--root", str(repo.root), "--submitted", "2027-01-11"])
+    assert code == 1
+    for name in FAR:
+        assert f"mailings/2027-02-10-{name}/mailing.yaml" in out
+    assert "send_at '9999-12-31 23:59' is not a real date and time" in out
+    assert "resume_at '2027-02-30 09:00' is not a real date and time" in out
+    assert "event.date '0001-01-01' is not a real date" in out
+    for argv in (["plan"], ["status", "--now", NOW], ["send", "--dry-run", "--now", NOW]):
+        code, out = run([*argv, "--root", str(repo.root)])
+        assert code in (0, 1) and printable(out)
+    assert "would send" in next(line for line in out.splitlines() if line.startswith(f"{HONEST}:"))
+
+
+def test_dates_within_the_years_pass(repo: Repo) -> None:
+    repo.add(changes={"send_at": "2999-12-31 09:00", "resume_at": "2000-01-03 09:00"})
+    assert [m for m in repo.messages(rule="schema")] == []

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, time
 
-from checks.model import ID_PATTERN, Context, Finding, Loc, Mailing, Stage, error, parse_date
+from checks.model import ID_PATTERN, Context, Finding, Loc, Mailing, Stage, error, parse_date, parse_local_datetime
 from checks.policy import Policy
 
 ID = "schema"
@@ -42,6 +43,16 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
     send_at = mailing.get("send_at", kind=str)
     if send_at is not None and mailing.send_at is None and _SEND_AT_SHAPE.match(send_at):
         yield error(mailing.at("send_at"), f"send_at {send_at!r} is not a real date and time; fix the day or hour")
+    # a control field: one that is no real time would be passed over silently by the sender
+    resume_at = mailing.get("resume_at", kind=str)
+    if (
+        resume_at is not None
+        and _SEND_AT_SHAPE.match(resume_at)
+        and parse_local_datetime(resume_at, UTC, time()) is None
+    ):
+        yield error(
+            mailing.at("resume_at"), f"resume_at {resume_at!r} is not a real date and time; fix the day or hour"
+        )
     for key in ("date", "registration_deadline"):
         value = mailing.get("event", key, kind=str)
         if value is not None and _DATE_SHAPE.match(value) and parse_date(value) is None:

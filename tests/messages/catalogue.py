@@ -213,6 +213,9 @@ CASES: list[Case] = [
         "yaml", "an escape in this quoted text gives the control character", yaml=yaml_with(PURPOSE, 'purpose: "\\x07"')
     ),
     # [schema]: the fields
+    Case(
+        "schema", "resume_at '2027-02-30 09:00' is not a real date and time", changes={"resume_at": "2027-02-30 09:00"}
+    ),
     Case("schema", "the directory name 'Travel' is not a valid id", setup=lambda r: _rename(r, "Travel")),
     Case("schema", "unknown field 'sned_at' (did you mean 'send_at'?)", changes={"sned_at": "x"}),
     Case("schema", "unknown field 'colour'; the fields that can stand here are", changes={"colour": "red"}),
