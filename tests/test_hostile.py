@@ -378,3 +378,20 @@ def test_dates_at_the_ends_of_the_calendar_are_errors_and_crash_nothing(repo: Re
 def test_dates_within_the_years_pass(repo: Repo) -> None:
     repo.add(changes={"send_at": "2999-12-31 09:00", "resume_at": "2000-01-03 09:00"})
     assert [m for m in repo.messages(rule="schema")] == []
+
+
+def test_a_real_send_with_notices_handles_hostile_requests(tmp_path: Path) -> None:
+    # to the outbox, with word back by mail to each contact person: the notices carry the requests' odd values too
+    repo = plan_repo(tmp_path, [i for i in CORPUS if i.endswith(("-contact-email", "-contact-name", "-purpose"))])
+    policy = repo.root / "policy.yaml"
+    policy.write_text(policy.read_text(encoding="utf-8").replace("mail_contact: false", "mail_contact: true"))
+    args = build_parser().parse_args(["send", "--root", str(repo.root), "--now", NOW])
+    out = io.StringIO()
+    assert args.func(args, {"MAILINGS_LOG_KEY": "ab" * 32}, out) == 1
+    assert printable(out.getvalue())
+    honest = [line for line in out.getvalue().splitlines() if line.startswith(f"{HONEST}: ")]
+    assert honest == [
+        f"{HONEST}: sent: 600 accepted, 0 failed, 0 pending of 600; this run: 600 accepted in 6 transactions; complete"
+    ]
+    # the honest mailing's copies and a notice for each mailing the run blocked or sent, nothing garbled
+    assert len(list((repo.root / "outbox" / "new").iterdir())) > 6
