@@ -71,9 +71,7 @@ def span(facts: Sequence[MailingFacts], today: date, earliest: date) -> list[dat
     return months
 
 
-def build_months(
-    facts: Sequence[MailingFacts], calendar: WorkCalendar, today: date, earliest: date
-) -> list[Month]:
+def build_months(facts: Sequence[MailingFacts], calendar: WorkCalendar, today: date, earliest: date) -> list[Month]:
     """Every month of span(), its days labelled: holidays and blackout periods (the same calendar the lead-time
     rule counts working days by), today, and the earliest allowed dispatch date for a request submitted today."""
     by_day: dict[date, list[MailingFacts]] = defaultdict(list)
