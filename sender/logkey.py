@@ -29,8 +29,9 @@ MIN_KEY_CHARS = 32
 
 HOW_TO_MAKE = (
     "make one with `openssl rand -hex 32`, keep a copy where the organisation keeps its secrets (a password "
-    f"manager or vault: it is needed for as long as the send logs are), and store it as the repository's "
-    f"Actions secret {LOG_KEY} (`gh secret set {LOG_KEY}`); see README, 'The log key'"
+    "manager or vault: it is needed for as long as the send logs are), and store it as the secret "
+    f"{LOG_KEY} of the environment mailings-dispatch (`gh secret set {LOG_KEY} --env mailings-dispatch`); "
+    "see README, 'The log key'"
 )
 
 
