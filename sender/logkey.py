@@ -65,7 +65,12 @@ class Keyring:
         missing = sorted({key_id or "?" for scheme, key_id in used if self.find(scheme, key_id) is None})
         if not missing:
             return None
-        held = ", ".join(h.key_check or "" for h in self.hashers()) or "none"
+        if not self.hashers():
+            return (
+                f"the send log's recipients were hashed with a key (key id {', '.join(missing)}) but {LOG_KEY} is "
+                "not set; set it (a dry run needs it too, to tell who was sent before)"
+            )
+        held = ", ".join(h.key_check or "" for h in self.hashers())
         return (
             f"the send log's recipients were hashed with another MAILINGS_LOG_KEY (key id {', '.join(missing)}; "
             f"the keys set now have the ids {held}); set that key in {PREVIOUS_KEYS} (one key per line) and the new "

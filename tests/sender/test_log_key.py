@@ -132,3 +132,14 @@ def test_the_keyring_names_every_key_that_may_have_hashed_a_record() -> None:
     stranger = make_hasher("a-key-nobody-keeps-" + "c" * 32).key_check
     assert stranger in (ring.problem([("hmac-sha256-128", stranger)]) or "")
     assert keyring(None).hashers() == ()
+
+
+def test_a_dry_run_without_the_key_of_a_half_sent_mailing_says_the_key_is_missing(
+    repo: Repo, make_server: Any, tmp_path: Path
+) -> None:
+    origin, server = half_sent(repo, make_server, tmp_path, {"MAILINGS_LOG_KEY": KEY_A})
+    clone = fresh_clone(origin, "runner-2")
+    env = {k: v for k, v in relay(server).items() if k != "MAILINGS_LOG_KEY"}
+    code, out = run(["send", "--root", str(clone), "--now", LATER, "--dry-run"], env)
+    assert code == 1 and "would be blocked" in out and "MAILINGS_LOG_KEY is not set" in out
+    assert make_hasher(KEY_A).key_check in out and KEY_A not in out
