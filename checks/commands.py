@@ -66,6 +66,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "with the request at commit REV (the last approved commit, or the merge base for a new request), before -> "
         "after; a dispatch moved earlier or a larger audience is flagged",
     )
+    plan.add_argument(
+        "--summary-out",
+        metavar="FILE",
+        help="also append the plan to FILE (a job summary: $GITHUB_STEP_SUMMARY), cut to fit the 1 MiB it holds, "
+        "with a note where the whole plan is",
+    )
     plan.set_defaults(func=cmd_plan)
 
     earliest = sub.add_parser("earliest", help="print the earliest allowed dispatch date")
@@ -196,7 +202,16 @@ def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
         targets, gone = _targets(root, args, context)
         context = _with_first_seen(context, root, args, env, policy, targets)
-        out.write(render_plan(root, targets, gone, policy, context, preview_letter, since))
+        text = render_plan(root, targets, gone, policy, context, preview_letter, since)
+    out.write(text)
+    if args.summary_out:
+        from checks.prcomment import for_summary
+
+        try:
+            with open(args.summary_out, "a", encoding="utf-8") as summary:
+                summary.write(for_summary(text))
+        except OSError as exc:
+            raise UsageError(f"--summary-out {args.summary_out}: {exc.strerror or exc}") from None
     return 0
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -35,6 +35,8 @@ NUMBER_FILE = "pr-number"
 SHA_FILE = "head-sha"
 # GitHub refuses a comment over 65,536 characters; counted here in UTF-16 units, never fewer than GitHub's.
 MAX_COMMENT_CHARS = 65_536
+# GitHub keeps at most 1 MiB of a step's job summary and drops a larger one whole: the plan goes in cut below that.
+MAX_SUMMARY_BYTES = 1_000_000
 # A plan file larger than this is not read at all (the comment could hold a few per cent of it).
 MAX_PLAN_BYTES = 8 * 1024 * 1024
 # Whose comment is ours: the account of the workflow's GITHUB_TOKEN.
@@ -134,6 +136,22 @@ def compose(plan: str, sha: str, run_url: str, limit: int = MAX_COMMENT_CHARS) -
     return head + kept + note
 
 
+def for_summary(plan: str, limit: int = MAX_SUMMARY_BYTES) -> str:
+    """*plan* as a job summary holds it: whole when it fits *limit* bytes, else cut at a line end (the code block
+    and collapsed sections open there closed again) with a note that the whole plan is in the artifact."""
+    if len(plan.encode("utf-8")) <= limit:
+        return plan
+    note = (
+        f"\n---\n**The plan is cut here**: it is {len(plan.encode('utf-8')):,} bytes long, more than a job summary "
+        f"holds. The whole plan is in this run's artifact `{ARTIFACT}` ({PLAN_FILE}).\n"
+    )
+    return _cut(plan, limit - len(note.encode("utf-8")), _utf8_length) + note
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
 def defuse_mentions(plan: str) -> str:
     """*plan* with every @mention outside code blocks broken by a word joiner: the bot's comment notifies nobody,
     whatever an artifact says (the plan itself escapes a request's text; a forged one need not)."""
@@ -146,19 +164,19 @@ def defuse_mentions(plan: str) -> str:
     return "".join(out)
 
 
-def _cut(plan: str, room: int) -> str:
-    """The longest start of *plan*, ending at a line end, that fits *room* with every fence and <details> it
-    opened closed again, so that the note after it is not swallowed by them."""
+def _cut(plan: str, room: int, measure: Callable[[str], int] = length) -> str:
+    """The longest start of *plan*, ending at a line end, that fits *room* (as *measure* counts) with every fence
+    and <details> it opened closed again, so that the note after it is not swallowed by them."""
     lines = plan.splitlines(keepends=True)
     used = 0
     fence: tuple[str, int] | None = None  # the open fence's character and length
     details = 0
     best = (0, "")  # how many lines to keep, and what closes them
     for index, line in enumerate(lines):
-        used += length(line)
+        used += measure(line)
         fence, details = _scan(line, fence, details)
         closing = _closing(fence, details)
-        if used + length(closing) > room:
+        if used + measure(closing) > room:
             break
         best = (index + 1, closing)
     return "".join(lines[: best[0]]) + best[1]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
@@ -340,3 +342,13 @@ def test_long_sections_are_collapsed(branch: Repo, capsys: pytest.CaptureFixture
     tokens = parse(plan(branch, capsys))
     html = [t.content.strip() for t in tokens if t.type == "html_block"]
     assert html[:2] == ["<details><summary>9 links and where they lead</summary>", "</details>"]
+
+
+def test_the_plan_also_goes_into_a_job_summary(repo: Repo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.add()
+    summary = tmp_path / "summary.md"
+    summary.write_text("earlier step\n", encoding="utf-8")
+    code = main(["plan", "--root", str(repo.root), "--submitted", "2027-01-11", "--summary-out", str(summary)])
+    printed = capsys.readouterr().out
+    assert code == 0 and printed.startswith("#")
+    assert summary.read_text(encoding="utf-8") == "earlier step\n" + printed  # appended, as GitHub's file wants

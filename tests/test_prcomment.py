@@ -298,3 +298,18 @@ def test_it_runs_from_a_checkout_with_the_standard_library_alone(tmp_path: Path,
     assert done.returncode == 0, done.stderr
     assert "plan comment on pull request #7: created" in done.stdout
     assert len(github.comments_on(7)) == 1
+
+
+def test_a_job_summary_gets_the_plan_cut_to_what_it_holds() -> None:
+    """GitHub drops a step's summary over 1 MiB whole: the plan goes in cut at a line end, in bytes (Swedish letters
+    take two), every collapsed section and code block closed, with a note where the whole plan is."""
+    plan = "## Plan\n\n<details><summary>Message</summary>\n\n```\n" + "Hälsningar från KTH\n" * 200_000
+    summary = prcomment.for_summary(plan)
+    assert len(summary.encode("utf-8")) <= prcomment.MAX_SUMMARY_BYTES < len(plan.encode("utf-8"))
+    body, note = summary.split("\n---\n**The plan is cut here**")
+    assert body.endswith("Hälsningar från KTH\n```\n\n</details>\n")
+    assert "artifact `mailings-plan` (plan.md)" in note
+    rendered = MarkdownIt().render(summary)
+    assert "<strong>The plan is cut here</strong>" in rendered  # not swallowed by the code block
+    small = "## Plan\n\nfits\n"
+    assert prcomment.for_summary(small) == small

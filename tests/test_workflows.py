@@ -339,7 +339,7 @@ def test_check_passes_the_pull_requests_creation_time() -> None:
     assert {name: plan["env"][name] for name in github} == github
     assert (
         'mailings plan --changed-since "$BASE" --since "$SINCE" --submitted "$SUBMITTED" \\\n'
-        '  --lead-time-from-runs check.yml --author "$AUTHOR" > "$out/plan.md"'
+        '  --lead-time-from-runs check.yml --author "$AUTHOR" --summary-out "$GITHUB_STEP_SUMMARY" > "$out/plan.md"'
     ) in plan["run"]
     assert plan["if"] == "${{ !cancelled() }}"
     # the plan compares with the last approved commit, else the merge base
@@ -409,7 +409,13 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
     sha = "d" * 40
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "mailings").write_text("#!/bin/sh\nprintf '## The plan\\n\\nargs: %s\\n' \"$*\"\n", encoding="utf-8")
+    stand_in = (
+        "#!/bin/sh\n"
+        "plan=$(printf '## The plan\\n\\nargs: %s' \"$*\")\n"
+        'while [ $# -gt 0 ]; do [ "$1" = --summary-out ] && printf \'%s\\n\' "$plan" >> "$2"; shift; done\n'
+        "printf '%s\\n' \"$plan\"\n"
+    )
+    (bin_dir / "mailings").write_text(stand_in, encoding="utf-8")
     (bin_dir / "mailings").chmod(0o755)
     (bin_dir / "python").symlink_to(sys.executable)  # as setup-python leaves it on PATH
     runner_temp = tmp_path / "runner-temp"
@@ -439,7 +445,7 @@ def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> N
     assert plan.startswith("## The plan")
     assert (
         f"--changed-since origin/main --since {'c' * 40} --submitted 2027-01-11T10:00:00Z --lead-time-from-runs "
-        "check.yml --author requester"
+        f"check.yml --author requester --summary-out {summary}"
     ) in plan
     assert summary.read_text(encoding="utf-8") == plan
 
