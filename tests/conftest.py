@@ -181,3 +181,14 @@ def plain_git(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the machine's git configuration out of git run by the code under test."""
     for name, value in GIT_ENV.items():
         monkeypatch.setenv(name, value)
+
+
+@pytest.fixture
+def branch(repo: Repo, plain_git: None) -> Repo:
+    """A pull request's branch `request` off a main that holds the project's policy and schema (a test module
+    may override it with a main that holds more)."""
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Policy and schema")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    return repo

@@ -15,16 +15,6 @@ MAILING = "2027-02-10-travel"
 ONLY = "passes only with the {} changes in this pull request: "
 
 
-@pytest.fixture
-def branch(repo: Repo, plain_git: None) -> Repo:
-    """main holds the project's policy and schema; HEAD is a pull request's branch."""
-    git(repo.root, "init", "--quiet", "--initial-branch=main")
-    git(repo.root, "add", "--all")
-    git(repo.root, "commit", "--quiet", "-m", "Policy and schema")
-    git(repo.root, "switch", "--quiet", "--create", "request")
-    return repo
-
-
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text

@@ -77,15 +77,6 @@ def actions() -> Iterator[Actions]:
     server.server.server_close()
 
 
-@pytest.fixture
-def branch(repo: Repo, plain_git: None) -> Repo:
-    git(repo.root, "init", "--quiet", "--initial-branch=main")
-    git(repo.root, "add", "--all")
-    git(repo.root, "commit", "--quiet", "-m", "Policy and schema")
-    git(repo.root, "switch", "--quiet", "--create", "request")
-    return repo
-
-
 def commit(repo: Repo, message: str, date: str = "2027-01-11T09:00:00+01:00") -> str:
     """Commit everything with *date* as both dates (a requester can write any); the commit's id."""
     env = {**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date}

@@ -15,16 +15,6 @@ from tests.conftest import EVENT, Repo, git
 MAILING = "2027-02-10-travel"
 
 
-@pytest.fixture
-def branch(repo: Repo, plain_git: None) -> Repo:
-    """A repository with an empty main branch; HEAD is a requester's branch to add requests on."""
-    git(repo.root, "init", "--quiet", "--initial-branch=main")
-    git(repo.root, "add", "--all")
-    git(repo.root, "commit", "--quiet", "-m", "Policy and schema")
-    git(repo.root, "switch", "--quiet", "--create", "request")
-    return repo
-
-
 def plan(repo: Repo, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
     code_ = main(["plan", "--root", str(repo.root), "--changed-since", "main", "--submitted", "2027-01-11", *extra])
     captured = capsys.readouterr()
