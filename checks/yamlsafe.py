@@ -212,10 +212,11 @@ _NAME_NOT_PLAIN = (
 
 # libyaml's parser, where PyYAML was built with it, gives the same events many times faster. It differs from
 # PyYAML's own parser where these characters occur (tabs as separators, a byte order mark or a Unicode line break
-# inside the text) and in where it marks an empty value, so such texts, and every text it refuses, are parsed by
-# PyYAML's own parser, whose errors checks.yamlwords puts in plain words.
+# inside the text, a lone surrogate, which it cannot even encode) and in where it marks an empty value, so such
+# texts, and every text it refuses, are parsed by PyYAML's own parser, whose errors checks.yamlwords puts in plain
+# words.
 _FAST_LOADER: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
-_FAST_UNSAFE = re.compile("[\t\ufeff\x85\u2028\u2029]")
+_FAST_UNSAFE = re.compile("[\t\ufeff\x85\u2028\u2029\ud800-\udfff]")
 
 
 class _Refused(Exception):
