@@ -297,20 +297,19 @@ class GitHub:
 
     def create_comment(self, number: int, body: str) -> IssueComment | ApiFailure:
         """Add a comment to issue or pull request *number*."""
-        answer = self._call("POST", f"{self._repo_path}/issues/{number}/comments", {"body": body})
-        if isinstance(answer, ApiFailure):
-            return answer
-        if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
-            return self._unexpected("POST", f"issues/{number}/comments")
-        return _issue_comment(answer)
+        return self._write_comment("POST", f"issues/{number}/comments", body)
 
     def update_comment(self, comment_id: int, body: str) -> IssueComment | ApiFailure:
         """Replace the text of comment *comment_id*."""
-        answer = self._call("PATCH", f"{self._repo_path}/issues/comments/{comment_id}", {"body": body})
+        return self._write_comment("PATCH", f"issues/comments/{comment_id}", body)
+
+    def _write_comment(self, method: str, where: str, body: str) -> IssueComment | ApiFailure:
+        """Send *body* to the comment endpoint *where* (below the repository); the comment GitHub answers with."""
+        answer = self._call(method, f"{self._repo_path}/{where}", {"body": body})
         if isinstance(answer, ApiFailure):
             return answer
         if not isinstance(answer, dict) or not isinstance(answer.get("id"), int):
-            return self._unexpected("PATCH", f"issues/comments/{comment_id}")
+            return self._unexpected(method, where)
         return _issue_comment(answer)
 
     def workflow_runs(self, workflow: str, head_sha: str) -> list[datetime] | ApiFailure:
