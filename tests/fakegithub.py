@@ -1,16 +1,18 @@
 """A local GitHub for the pull-request endpoints: a small HTTP server on 127.0.0.1 that keeps pull requests, their
 files, reviews and comments in memory, pages lists as GitHub does (per_page, page, a Link header), and records
-every request. GitHub's REST API is the one part the tests fake (tests/sender/test_github.py fakes the dispatch
-job's endpoints the same way)."""
+every request (over tests.localhttp, as tests/sender/test_github.py's stand-in for the dispatch job's endpoints).
+GitHub's REST API is the one part the tests fake."""
 
 from __future__ import annotations
 
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.localhttp import JSONServer, Reply
 
 TOKEN = "ghs_l0calTestT0kenForPullRequests"
 OWNER, REPO = "kth", "mailings"
@@ -56,15 +58,11 @@ class FakeGitHub:
         self.requests: list[Request] = []
         self.lock = threading.Lock()
         self._ids = 1000
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
+        self.server = JSONServer(self._serve)
+        self.url = self.server.url
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def env(self) -> dict[str, str]:
         """The environment a workflow step gives the command."""
@@ -101,6 +99,10 @@ class FakeGitHub:
         return [r for r in self.requests if r.method != "GET"]
 
     # --- answering ---------------------------------------------------------------------------------------------
+
+    def _serve(self, method: str, url: str, headers: Message, raw: bytes) -> Reply:
+        status, data, link = self.answer(method, url, json.loads(raw) if raw else None, headers.get("Authorization"))
+        return status, data, {"Link": link} if link else {}
 
     def answer(self, method: str, url: str, body: Any, authorization: str | None) -> tuple[int, Any, str | None]:
         with self.lock:
@@ -183,35 +185,3 @@ class FakeGitHub:
             "body": comment.body,
             "html_url": f"{self.url}/{OWNER}/{REPO}/pull/{comment.number}#issuecomment-{comment.id}",
         }
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def do_PATCH(self) -> None:
-                self._serve("PATCH")
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                status, data, link = fake.answer(method, self.path, body, self.headers.get("Authorization"))
-                payload = json.dumps(data).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                if link:
-                    self.send_header("Link", link)
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        return Handler

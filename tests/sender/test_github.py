@@ -1,5 +1,5 @@
-"""Word back on GitHub (sender.github, sender.notify) against a local HTTP server that implements the four REST
-endpoints in memory and records every request, with real sends through real git and a real SMTP relay."""
+"""Word back on GitHub (sender.github, sender.notify) against a local HTTP server (tests.localhttp) that implements
+the four REST endpoints in memory and records every request, with real sends through real git and a real SMTP relay."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -25,6 +25,7 @@ from sender.dispatch import Outcome
 from sender.github import Comment, GitHub, Settings, Tuning, settings_from_env
 from sender.state import MailingState
 from tests.conftest import BODIES, Repo, git
+from tests.localhttp import JSONServer, Reply
 from tests.sender.sending import MAILING, NOW, recipients
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
 from tests.sender.test_cli_send import relay, run
@@ -77,17 +78,12 @@ class FakeGitHub:
         self.hang = False  # answer nothing until stopped
         self.released = threading.Event()
         self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.server.block_on_close = False
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = JSONServer(self._serve)
+        self.url = self.server.url
 
     def stop(self) -> None:
         self.released.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def add_pull(self, commit: str, number: int, *, merged: bool = True) -> None:
         self.threads[number] = Thread(number, "pull", title=f"Pull request {number}", merged=merged)
@@ -104,6 +100,15 @@ class FakeGitHub:
 
     def posts(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST"]
+
+    def _serve(self, method: str, url: str, headers: Message, raw: bytes) -> Reply | None:
+        body = json.loads(raw) if raw else None
+        if self.hang:
+            self.requests.append(Request(method, url, body, headers.get("Authorization")))
+            self.released.wait(30)  # far past the client's timeout
+            return None
+        status, data = self.answer(method, url, body, headers.get("Authorization"))
+        return status, data, {}
 
     def answer(self, method: str, url: str, body: Any, authorization: str | None) -> tuple[int, Any]:
         with self.lock:
@@ -154,37 +159,6 @@ class FakeGitHub:
             data["merged_at"] = "2027-01-20T10:00:00Z" if thread.merged else None
             data["pull_request"] = {}
         return data
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self._serve("GET")
-
-            def do_POST(self) -> None:
-                self._serve("POST")
-
-            def _serve(self, method: str) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                body = json.loads(raw) if raw else None
-                if fake.hang:
-                    fake.requests.append(Request(method, self.path, body, self.headers.get("Authorization")))
-                    fake.released.wait(30)  # far past the client's timeout
-                    return
-                status, data = fake.answer(method, self.path, body, self.headers.get("Authorization"))
-                payload = json.dumps(data).encode("utf-8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-        return Handler
 
 
 @pytest.fixture
