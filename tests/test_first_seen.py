@@ -4,18 +4,17 @@ local stand-in for GitHub's Actions API."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from checks.cli import build_parser
 from tests.conftest import GIT_ENV, Repo, git
+from tests.localhttp import JSONServer, Reply
 
 MAILING = "2027-02-10-travel"
 TOKEN = "ghs_firstSeenTestToken"
@@ -31,39 +30,21 @@ class Actions:
         self.runs: dict[str, list[str]] = {}
         self.requests: list[str] = []
         self.fail = False
-        actions = self
+        self.server = JSONServer(self._answer)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                actions.requests.append(self.path)
-                parts = urlsplit(self.path)
-                query = parse_qs(parts.query)
-                if actions.fail:  # as GitHub answers a token without actions: read
-                    self._answer(403, {"message": "Resource not accessible by integration"})
-                elif self.headers.get("Authorization") != f"Bearer {TOKEN}" or parts.path != RUNS_PATH:
-                    self._answer(404, {"message": "Not Found"})
-                else:
-                    sha = query["head_sha"][0]
-                    assert query["event"] == ["pull_request"]
-                    runs = [
-                        {"id": i, "head_sha": sha, "created_at": at} for i, at in enumerate(actions.runs.get(sha, []))
-                    ]
-                    self._answer(200, {"total_count": len(runs), "workflow_runs": runs})
-
-            def _answer(self, status: int, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    def _answer(self, method: str, path: str, headers: Message, body: bytes) -> Reply:
+        self.requests.append(path)
+        parts = urlsplit(path)
+        query = parse_qs(parts.query)
+        if self.fail:  # as GitHub answers a token without actions: read
+            return 403, {"message": "Resource not accessible by integration"}, {}
+        if method != "GET" or headers.get("Authorization") != f"Bearer {TOKEN}" or parts.path != RUNS_PATH:
+            return 404, {"message": "Not Found"}, {}
+        sha = query["head_sha"][0]
+        assert query["event"] == ["pull_request"]
+        runs = [{"id": i, "head_sha": sha, "created_at": at} for i, at in enumerate(self.runs.get(sha, []))]
+        return 200, {"total_count": len(runs), "workflow_runs": runs}, {}
 
     def env(self) -> dict[str, str]:
         return {"GITHUB_API_URL": self.url, "GITHUB_TOKEN": TOKEN, "GITHUB_REPOSITORY": "kth/mailings"}
@@ -73,8 +54,7 @@ class Actions:
 def actions() -> Iterator[Actions]:
     server = Actions()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.server.stop()
 
 
 def commit(repo: Repo, message: str, date: str = "2027-01-11T09:00:00+01:00") -> str:

@@ -4,7 +4,6 @@ warning of the check."""
 
 from __future__ import annotations
 
-import http.server
 import imaplib
 import io
 import json
@@ -13,12 +12,11 @@ import os
 import ssl
 import subprocess
 import sys
-import threading
 import urllib.parse
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 
@@ -28,6 +26,7 @@ from sender.bounces import delivery_counts
 from sender.journal import make_hasher
 from sender.verp import mailing_tag, parse, recipient_token, return_path
 from tests.conftest import PROJECT, Repo, addresses, git
+from tests.localhttp import Answer, JSONServer, Reply
 from tests.sender.imapserver import USER, Dovecot, ensure_dovecot
 
 SAMPLES = Path(__file__).resolve().parent.parent / "data" / "bounces"
@@ -482,28 +481,19 @@ def test_a_server_without_move_gets_copy_delete_and_expunge(
         server.stop()
 
 
-class _Introspection(http.server.BaseHTTPRequestHandler):
-    """An OAuth2 token introspection endpoint (RFC 7662), as Dovecot's oauth2 passdb asks one: GOOD_TOKEN is the
-    bounce mailbox's, any other is not active. Each token asked about is kept."""
-
-    asked: ClassVar[list[str]] = []
-
-    def do_POST(self) -> None:
-        form = urllib.parse.parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
-        token = form.get("token", [""])[0]
-        type(self).asked.append(token)
-        body = json.dumps({"active": True, "username": USER} if token == GOOD_TOKEN else {"active": False}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 GOOD_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.bounces-mailbox-token"
+
+
+def introspection(asked: list[str]) -> Answer:
+    """An OAuth2 token introspection endpoint (RFC 7662), as Dovecot's oauth2 passdb asks one: GOOD_TOKEN is the
+    bounce mailbox's, any other is not active. Each token asked about is appended to *asked*."""
+
+    def answer(method: str, path: str, headers: Message, body: bytes) -> Reply:
+        token = urllib.parse.parse_qs(body.decode()).get("token", [""])[0]
+        asked.append(token)
+        return 200, {"active": True, "username": USER} if token == GOOD_TOKEN else {"active": False}, {}
+
+    return answer
 
 
 def test_xoauth2_login_with_a_bearer_token(sent: Sent, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -511,10 +501,9 @@ def test_xoauth2_login_with_a_bearer_token(sent: Sent, tmp_path_factory: pytest.
     binary = ensure_dovecot()
     if isinstance(binary, str):
         pytest.skip(binary)
-    endpoint = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Introspection)
-    thread = threading.Thread(target=endpoint.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{endpoint.server_address[1]}/introspect"
+    asked: list[str] = []
+    endpoint = JSONServer(introspection(asked))
+    url = f"{endpoint.url}/introspect"
     server = Dovecot.start(binary, tmp_path_factory.mktemp("dovecot-oauth"), oauth_url=url)
     try:
         env = {**server.env(), "MAILINGS_BOUNCES_IMAP_PASSWORD": "", "MAILINGS_BOUNCES_IMAP_OAUTH_TOKEN": GOOD_TOKEN}
@@ -534,8 +523,7 @@ def test_xoauth2_login_with_a_bearer_token(sent: Sent, tmp_path_factory: pytest.
         # A token the server does not take: refused, said, never echoed.
         code, out = sent.bounces(env={**env, "MAILINGS_BOUNCES_IMAP_OAUTH_TOKEN": "expired-token-4711"})
         assert code == 1 and "AUTHENTICATIONFAILED" in out.upper() and "expired-token-4711" not in out
-        assert _Introspection.asked[-1] == "expired-token-4711"
+        assert asked[-1] == "expired-token-4711"
     finally:
         server.stop()
-        endpoint.shutdown()
-        endpoint.server_close()
+        endpoint.stop()
