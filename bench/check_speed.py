@@ -29,16 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sample import request, write_request
+from sample import BODIES, copy_project, mailings_command, request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 SUBMITTED = "2027-01-11"
 RUN_TIMEOUT_SECONDS = 300.0
-
-BODIES = {
-    "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",
-    "en": "Hello!\n\nFrom 1 March you book travel in the new system.\nRead more at https://www.kth.se/en/travel\n",
-}
 
 
 @dataclass(frozen=True)
@@ -71,8 +66,7 @@ class RunFailed(Exception):
 
 def generate(root: Path, mailings: int, addresses: int) -> None:
     """A repository of *mailings* valid requests, each with *addresses* distinct addresses."""
-    shutil.copy(PROJECT / "policy.yaml", root / "policy.yaml")
-    shutil.copytree(PROJECT / "schema", root / "schema")
+    copy_project(root)
     for number in range(mailings):
         write_request(
             root / "mailings" / f"2027-02-10-travel-{number:03d}",
@@ -86,10 +80,7 @@ def generate(root: Path, mailings: int, addresses: int) -> None:
 
 
 def command(root: Path) -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).parent / "mailings"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
-    return [*base, "check", "--root", str(root), "--submitted", SUBMITTED, "--format", "text"]
+    return [*mailings_command(), "check", "--root", str(root), "--submitted", SUBMITTED, "--format", "text"]
 
 
 def run_once(root: Path) -> float:

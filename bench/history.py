@@ -47,6 +47,8 @@ from zoneinfo import ZoneInfo
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from sample import mailings_command  # noqa: E402
+
 from sender.journal import EventLines, encode, make_hasher, replay_lines, stamp, summary_event  # noqa: E402
 from sender.plan import batch_key  # noqa: E402
 
@@ -283,11 +285,6 @@ def upcoming(repo: Path, now: datetime) -> Iterator[Path]:
         yield directory
 
 
-def program() -> list[str]:
-    script = Path(sys.executable).with_name("mailings")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
-
-
 @dataclass
 class Measure:
     label: str
@@ -318,8 +315,8 @@ def time_interleaved(measures: list[Measure], repeat: int, tmp: Path) -> None:
         now = datetime(measure.year, 12, 20, 12, 0, tzinfo=ZONE)
         list(upcoming(measure.root, now))
         when = now.isoformat(timespec="minutes")
-        send = [*program(), "send", "--root", str(measure.root), "--now", when, "--outbox", str(outbox)]
-        status = [*program(), "status", "--root", str(measure.root), "--now", when]
+        send = [*mailings_command(), "send", "--root", str(measure.root), "--now", when, "--outbox", str(outbox)]
+        status = [*mailings_command(), "status", "--root", str(measure.root), "--now", when]
         commands += [(measure.send, send), (measure.status, status)]
     for round_ in range(repeat + 1):
         for times, command in commands:

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from sample import request, write_request
+from sample import BODIES, mailings_command, request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -36,15 +36,6 @@ NOW = "2027-02-10T09:05:00+01:00"
 MAILING = "2027-02-10-students"
 TARGET_SECONDS = 2.0
 RUN_TIMEOUT_SECONDS = 300.0
-BODIES = {
-    "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",
-    "en": "Hello!\n\nFrom 1 March you book travel in the new system.\nRead more at https://www.kth.se/en/travel\n",
-}
-
-
-def mailings_command() -> list[str]:
-    script = Path(sys.executable).parent / "mailings"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
 
 
 def build_repository(root: Path, source: Mapping[str, object]) -> None:

@@ -1,15 +1,36 @@
-"""The requests both benchmarks generate: valid, due on SEND_AT, written as a requester would."""
+"""What the benchmarks share: the requests they generate (valid, due on SEND_AT, written as a requester would),
+the repository those go into, and the `mailings` command they time."""
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+PROJECT = Path(__file__).resolve().parent.parent
+
 SEND_AT = "2027-02-10 09:00"  # a Wednesday morning, ten working days after 2027-01-11, outside every blackout
 SUBJECTS = {"sv": "Nytt system för resebokning", "en": "New travel booking system"}
+BODIES = {
+    "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",
+    "en": "Hello!\n\nFrom 1 March you book travel in the new system.\nRead more at https://www.kth.se/en/travel\n",
+}
+
+
+def mailings_command() -> list[str]:
+    """The installed console script next to this interpreter, else the module."""
+    script = Path(sys.executable).parent / "mailings"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
+
+
+def copy_project(root: Path) -> None:
+    """The project's policy.yaml and schema/ into the repository at *root*."""
+    shutil.copy(PROJECT / "policy.yaml", root / "policy.yaml")
+    shutil.copytree(PROJECT / "schema", root / "schema")
 
 
 def request(purpose: str, group: str, **extra: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
-from sample import request, write_request
+from sample import mailings_command, request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOOLS = ("smtp-sink", "smtp-source")
@@ -286,11 +286,6 @@ def source_message(path: Path) -> None:
 
 
 # --- the runs -------------------------------------------------------------------------------------------------
-
-
-def mailings_command() -> list[str]:
-    script = Path(sys.executable).parent / "mailings"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
 
 
 def ours_env(sink: Sink, work: Path) -> dict[str, str]:

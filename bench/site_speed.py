@@ -26,16 +26,12 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from sample import request, write_request
+from sample import BODIES, copy_project, mailings_command, request, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOW = "2027-01-11T10:00:00+01:00"
 TARGET_SECONDS = 5.0
 RUN_TIMEOUT_SECONDS = 300.0
-BODIES = {
-    "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",
-    "en": "Hello!\n\nFrom 1 March you book travel in the new system.\nRead more at https://www.kth.se/en/travel\n",
-}
 
 
 class RunFailed(Exception):
@@ -53,8 +49,7 @@ def send_days(count: int) -> list[date]:
 
 
 def generate(root: Path, mailings: int, addresses: int) -> None:
-    shutil.copy(PROJECT / "policy.yaml", root / "policy.yaml")
-    shutil.copytree(PROJECT / "schema", root / "schema")
+    copy_project(root)
     for number, day in enumerate(send_days(mailings)):
         extra: dict[str, object] = {"send_at": f"{day.isoformat()} {9 + number % 6:02d}:00"}
         if number % 10 == 3:
@@ -70,10 +65,7 @@ def generate(root: Path, mailings: int, addresses: int) -> None:
 
 
 def command(root: Path, out: Path) -> list[str]:
-    """The installed console script next to this interpreter, else the module."""
-    script = Path(sys.executable).parent / "mailings"
-    base = [str(script)] if script.exists() else [sys.executable, "-m", "checks"]
-    return [*base, "site", "--root", str(root), "--out", str(out), "--now", NOW]
+    return [*mailings_command(), "site", "--root", str(root), "--out", str(out), "--now", NOW]
 
 
 def cpu_of_children() -> float:
