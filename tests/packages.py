@@ -3,7 +3,8 @@
 `ensure(command, package)` finds a program on PATH or in the sbin directories, and when it is missing and this
 process is root with apt-get at hand, installs the package (updating the package lists once if the first try
 fails: a fresh machine may have none). It returns the program's path, or the reason it cannot be had, for the
-caller to skip with.
+caller to skip with; `required(found)` does that for a fixture: the path, or the test skipped (failed when root,
+for then the suite installs the package itself and not having it is a failure).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pytest
 
 INSTALL_SECONDS = 900.0
 SBIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -55,3 +58,12 @@ def ensure(
         done = subprocess.run(install, env=env, capture_output=True, text=True, timeout=INSTALL_SECONDS, check=False)
     found = find(commands)
     return found if found is not None else f"installing {package} failed: {done.stderr.strip()[-500:]}"
+
+
+def required(found: Path | str) -> Path:
+    """*found*, an ensure()-style result, as a path; or the test skipped with its reason (failed when root)."""
+    if isinstance(found, str):
+        if os.geteuid() == 0:
+            pytest.fail(found)
+        pytest.skip(found)
+    return found

@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 
 from checks.yamlsafe import loads
 from tests.conftest import PROJECT, Repo, git
-from tests.packages import ensure
+from tests.packages import ensure, required
 
 WORKFLOWS = PROJECT / ".github" / "workflows"
 BIN = Path(sys.executable).parent
@@ -682,9 +682,7 @@ def test_pages_pins_its_actions_to_commits() -> None:
 def curl_and_jq() -> None:
     """The step's tools, as GitHub's runners have them; a fresh machine may lack them."""
     for command in ("curl", "jq"):
-        found = ensure(command, command)
-        if isinstance(found, str):
-            pytest.skip(found)
+        required(ensure(command, command))
 
 
 def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_git: None, curl_and_jq: None) -> None:

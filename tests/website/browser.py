@@ -25,7 +25,7 @@ from typing import Any
 
 import websocket
 
-from tests.packages import ensure, find
+from tests.packages import ensure
 
 INSTALL_SECONDS = 900
 # Long enough for a slow, shared machine: these are deadlines for a hang, not measures of speed.
@@ -36,10 +36,6 @@ AXE_VERSION = "4.14.1"
 # The registry's dist.integrity of that version: what is fetched must match it.
 AXE_INTEGRITY = "sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
 BINARIES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-
-
-def find_chromium() -> Path | None:
-    return find(BINARIES)
 
 
 def ensure_chromium() -> Path | str:

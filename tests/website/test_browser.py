@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PROJECT
+from tests.packages import required
 from tests.website.browser import Browser, ensure_axe, ensure_chromium
 from tests.website.conftest import CANCELLED, HELD, JULY, SCRIPTED, SENT, Site
 
@@ -43,12 +43,7 @@ def served(site: Site) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    found = ensure_chromium()
-    if isinstance(found, str):
-        if os.geteuid() == 0:
-            pytest.fail(found)  # as root the suite installs Chromium itself: not having it is a failure
-        pytest.skip(found)
-    with Browser(found, tmp_path_factory.mktemp("chromium")) as running:
+    with Browser(required(ensure_chromium()), tmp_path_factory.mktemp("chromium")) as running:
         yield running
 
 
