@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import tomllib
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -275,6 +276,18 @@ def test_test_copy_passes_its_inputs_only_through_env() -> None:
     assert shlex.split(send["run"].strip().splitlines()[-1]) == ["mailings", "preview", "$MAILING", "--to", "$TO"]
 
 
+def run_step(script: str, cwd: Path, env: Mapping[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A `run:` script as GitHub runs it: bash -e {0}, with pipefail."""
+    return subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def test_test_copy_fails_without_a_relay_and_takes_its_inputs_literally(tmp_path: Path) -> None:
     """The step's script, run by bash with a stand-in `mailings` that records its arguments."""
     script = step_named(workflows()["test-copy.yml"], "test-copy", "Send the test copy")["run"]
@@ -291,15 +304,7 @@ def test_test_copy_fails_without_a_relay_and_takes_its_inputs_literally(tmp_path
             "TO": "tester@kth.se`touch pwned`",
             "MAILINGS_SMTP_HOST": host,
         }
-        # as GitHub runs a `run:` script: bash -e {0}, with pipefail
-        return subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        return run_step(script, tmp_path, env, timeout=30)
 
     done = step("")
     assert done.returncode == 1 and "MAILINGS_SMTP_HOST is not set" in done.stdout
@@ -386,18 +391,6 @@ def test_the_check_job_stays_read_only_and_keeps_the_plan_as_an_artifact() -> No
     plan = step_named(workflow, "check", "Plan for the reviewer")
     assert plan["env"]["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
     assert plan["env"]["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
-
-
-def run_step(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """A `run:` script as GitHub runs it: bash -e {0}, with pipefail."""
-    return subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_the_plan_travels_from_the_check_run_to_one_comment(tmp_path: Path) -> None:
@@ -737,14 +730,7 @@ def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_g
             "GITHUB_OUTPUT": str(output),
             "BASE": "main",
         }
-        done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = run_step(script, root, env)
         assert done.returncode == 0, done.stderr
         (line,) = output.read_text(encoding="utf-8").splitlines()
         return line.removeprefix("rev=")
