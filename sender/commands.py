@@ -156,7 +156,7 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
         wallclock=lambda: clock().astimezone(policy.timezone),
         monotonic=time.monotonic,
         special=special_lists_for_send(env, policy, root, out),
-        hold=_brake(env, root, out),
+        hold=brake_from_env(env, root, out),
         log_key=env.get(LOG_KEY) or None,
         previous_keys=previous_keys(env),
         only=args.only,
@@ -404,7 +404,7 @@ class StatusRow:
 HOLD = "MAILINGS_HOLD"
 
 
-def _brake(env: Mapping[str, str], root: Path, out: TextIO) -> Brake:
+def brake_from_env(env: Mapping[str, str], root: Path, out: TextIO) -> Brake:
     """MAILINGS_HOLD as a Brake, said out loud. A value that is not `all` or mailing ids holds everything (a
     garbled brake must not let a mailing out); an id that names no mailing is pointed out (a typo holds nothing)."""
     from sender.dispatch import Brake
@@ -439,7 +439,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     policy = load_policy(root, check_holidays=False)  # the sender never looks up a holiday
     now = parse_now(args.now, policy.timezone, clock)
     special = special_lists_from_env(env, policy)
-    brake = _brake(env, root, io.StringIO())  # status says per mailing why it is held
+    brake = brake_from_env(env, root, io.StringIO())  # status says per mailing why it is held
     directories = discover(root)
     rows = [_status_row(root, directory, policy, now, special, brake) for directory in directories]
     problems = _verify(directories) if args.verify else []

@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_site(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
-    from sender.commands import _brake
+    from sender.commands import brake_from_env
     from website.build import INDEX, build
 
     root = repo_root(args)
@@ -45,7 +45,7 @@ def cmd_site(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     # Reading the requests is most of the work: one process per core, at most MAX_WORKERS.
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     # MAILINGS_HOLD, the emergency brake, read as the sender reads it: what it holds is shown held.
-    brake = _brake(env, root, out)
+    brake = brake_from_env(env, root, out)
     built = build(root, policy, now, target, args.base_url, workers, brake)
     out.write(
         f"wrote the calendar site to {target / INDEX}: {built.months} month(s), {built.mailings} mailing page(s) "
