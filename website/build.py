@@ -15,9 +15,9 @@ from checks.loader import discover
 from checks.plan import WEEKDAYS, local_time, long_date
 from checks.policy import Policy
 from sender.dispatch import Brake
-from website.facts import NO_BRAKE, MailingFacts, read_all
+from website.facts import NO_BRAKE, read_all
 from website.feed import feed
-from website.months import Month, build_months, month_of
+from website.months import build_months, month_of
 
 HERE = Path(__file__).resolve().parent
 STYLESHEET = "site.css"
@@ -104,23 +104,17 @@ def build(
         if month.first == month_of(today):
             _write(out / INDEX, html)
     mailing_template = env.get_template("mailing.html")
+    month_by_first = {m.first: m for m in months}
     for f in facts:
-        month = _month_of_mailing(f, months)
+        its_month = month_by_first.get(month_of(f.send_at.date())) if f.send_at else None
         html = mailing_template.render(
-            common, base="../", m=f, month=month, send_time=local_time(f.send_at, policy) if f.send_at else None
+            common, base="../", m=f, month=its_month, send_time=local_time(f.send_at, policy) if f.send_at else None
         )
         written.add(_write(out / mailing_page(f.id), html))
     urls = {f.id: f"{base_url.rstrip('/')}/{mailing_page(f.id)}" for f in facts} if base_url else {}
     (out / FEED).write_bytes(feed(facts, policy, now, urls))
     _remove_stale(out, written)
     return Built(out, len(months), len(facts))
-
-
-def _month_of_mailing(f: MailingFacts, months: list[Month]) -> Month | None:
-    if f.send_at is None:
-        return None
-    first = month_of(f.send_at.date())
-    return next((m for m in months if m.first == first), None)
 
 
 def _write(path: Path, text: str) -> Path:
