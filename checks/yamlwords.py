@@ -9,6 +9,7 @@ the lines of the file around its mark, and says what to change, naming the field
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import yaml
@@ -372,10 +373,7 @@ def _further(lines: list[str], line: int) -> Told | None:
 
 def _open_quote_above(lines: list[str], line: int, quote: str) -> int | None:
     """The nearest line above *line* whose value begins with *quote* and leaves it open."""
-    for number in range(line - 1, -1, -1):
-        if _opens_quote(lines[number], quote):
-            return number
-    return None
+    return next((number for number, text in _content_above(lines, line) if _opens_quote(text, quote)), None)
 
 
 def _empty_field_above(lines: list[str], line: int, column: int) -> str | None:
@@ -399,10 +397,7 @@ def _levels(lines: list[str], line: int) -> list[tuple[int, str, int]]:
     line), from the leftmost."""
     found: dict[int, tuple[str, int]] = {}
     limit = None
-    for number in range(line - 1, -1, -1):
-        text = lines[number]
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
+    for number, text in _content_above(lines, line):
         field = _FIELD.match(text)
         item = _ITEM.match(text)
         if field is not None:
@@ -425,10 +420,7 @@ def _line_of(levels: list[tuple[int, str, int]], level: tuple[int, str]) -> int:
 
 def _owner(lines: list[str], line: int, column: int) -> str | None:
     """The field that the line *line*, whose content starts at *column*, stands under; None at the top level."""
-    for number in range(line - 1, -1, -1):
-        text = lines[number]
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
+    for _, text in _content_above(lines, line):
         field = _FIELD.match(text)
         if field is not None and _key_column(field) < column and _indent(text) < column:
             return _name(field["key"])
@@ -439,10 +431,7 @@ def _owner(lines: list[str], line: int, column: int) -> str | None:
 
 def _earlier_item(lines: list[str], line: int, indent: int) -> tuple[int, str] | None:
     """An earlier list entry at *indent*, with the name of its list, when a field stands between it and *line*."""
-    for number in range(line - 1, -1, -1):
-        text = lines[number]
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
+    for number, text in _content_above(lines, line):
         if _indent(text) < indent:
             return None
         if _indent(text) == indent and _ITEM.match(text):
@@ -453,10 +442,15 @@ def _earlier_item(lines: list[str], line: int, indent: int) -> tuple[int, str] |
 
 def _above(lines: list[str], line: int) -> int | None:
     """The nearest line above *line* with content other than a comment."""
+    return next((number for number, _ in _content_above(lines, line)), None)
+
+
+def _content_above(lines: list[str], line: int) -> Iterator[tuple[int, str]]:
+    """The lines above *line* with content other than a comment, nearest first, each with its 0-based number."""
     for number in range(line - 1, -1, -1):
-        if lines[number].strip() and not lines[number].lstrip().startswith("#"):
-            return number
-    return None
+        text = lines[number]
+        if text.strip() and not text.lstrip().startswith("#"):
+            yield number, text
 
 
 def _quoted_example(lines: list[str], line: int) -> str:
