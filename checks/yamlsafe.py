@@ -98,24 +98,29 @@ def resolve_plain(text: str) -> Any:
         return None
     if _BOOL.match(text):
         return text.lower() == "true"
-    if _INT10.match(text) or _INT8.match(text) or _INT16.match(text) or _FLOAT.match(text):
-        digits = sum(c.isalnum() for c in text)
-        if digits > MAX_NUMBER_DIGITS:
-            raise _NumberError(_TOO_LONG.format(digits=digits))
     if _INT10.match(text):
-        return int(text, 10)
+        return int(_short(text), 10)
     if _INT8.match(text):
-        return int(text[2:], 8)
+        return int(_short(text)[2:], 8)
     if _INT16.match(text):
-        return int(text[2:], 16)
+        return int(_short(text)[2:], 16)
     if _FLOAT.match(text):
-        number = float(text)
+        number = float(_short(text))
         if number in (float("inf"), float("-inf")):
             raise _NumberError(_NOT_FINITE)
         return number
     if _INF.match(text) or _NAN.match(text):
         raise _NumberError(_NOT_FINITE)
     return text
+
+
+def _short(number: str) -> str:
+    """*number*, a plain scalar that reads as a number; _NumberError when it has more than MAX_NUMBER_DIGITS
+    digits."""
+    digits = sum(c.isalnum() for c in number)
+    if digits > MAX_NUMBER_DIGITS:
+        raise _NumberError(_TOO_LONG.format(digits=digits))
+    return number
 
 
 # UTF-16 halves: a "\\uD83D\\uDE00" escape in a double-quoted string leaves two of them, which are joined into the
