@@ -49,10 +49,10 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
                 "Give the contact person's own address, e.g. anna.andersson@kth.se",
             )
     reply_to = mailing.get("reply_to", kind=str)
-    if reply_to is not None and address_problem(reply_to) is not None:
+    if reply_to is not None and (problem := address_problem(reply_to)) is not None:
         yield error(
             mailing.at("reply_to"),
-            f"reply_to {shown(reply_to)} is not a valid e-mail address: {address_problem(reply_to)} "
+            f"reply_to {shown(reply_to)} is not a valid e-mail address: {problem} "
             "Give the address replies should go to, or leave reply_to out to send them to the contact person",
         )
     if "phone" not in contact:
