@@ -300,8 +300,7 @@ def _file_list(index: int, name: str, directory: Path, rel: str) -> RecipientLis
     table = name.lower().endswith(".csv")
     if not table:
         # A .txt list whose first line is a header naming an e-mail column is a table too (one saved as text).
-        first = text[: text.find("\n")] if "\n" in text else text
-        table = _email_column(_cells(first)) is not None
+        table = _header(text) is not None
     if table:
         return _csv_list(index, name, shown, text, notes)
     addresses = parse_text_list(text, shown)
@@ -383,12 +382,17 @@ _HEADER_NOISE = str.maketrans("", "", "-_ .")
 _SEPARATORS = (",", ";", "\t")
 
 
-def _cells(line: str) -> list[str]:
-    """The cells of a header line, for each separator a list may use (Excel in Swedish writes ';')."""
-    found: list[str] = []
+def _header(text: str) -> tuple[str, int] | None:
+    """The separator of a table whose first line is a header naming an e-mail column, and where that column stands;
+    None if the first line names none. The separator is the one whose cells include that column: Excel in Swedish
+    writes ';', in English ','; "Unicode Text" uses tabs. No other separator is guessed."""
+    newline = text.find("\n")
+    first = text[:newline] if newline >= 0 else text
     for separator in _SEPARATORS:
-        found += line.split(separator)
-    return found
+        column = _email_column(first.split(separator))
+        if column is not None:
+            return separator, column
+    return None
 
 
 def _email_column(header: list[str]) -> int | None:
@@ -436,16 +440,7 @@ def parse_text_list(text: str, shown: str) -> tuple[Address, ...]:
 
 def _csv_list(index: int, name: str, shown: str, text: str, notes: list[ListNote] | None = None) -> RecipientList:
     notes = notes or []
-    newline = text.find("\n")
-    first = text[:newline] if newline >= 0 else text
-    # The separator is the one whose cells in the header line include an e-mail column: Excel in Swedish writes
-    # ';', in English ','; "Unicode Text" uses tabs. No other separator is guessed.
-    separator, column = ",", None
-    for candidate in _SEPARATORS:
-        column = _email_column(first.split(candidate))
-        if column is not None:
-            separator = candidate
-            break
+    separator, column = _header(text) or (",", None)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator)
     try:
         header = next(reader, None)
