@@ -10,10 +10,9 @@ import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import tomllib
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from packaging.requirements import Requirement
 
 from checks.yamlsafe import loads
 from tests.conftest import PROJECT, Repo, git
+from tests.localhttp import JSONServer, Reply
 from tests.packages import ensure, required
 
 WORKFLOWS = PROJECT / ".github" / "workflows"
@@ -701,21 +701,11 @@ def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_g
     seen: list[tuple[str, str | None]] = []
     answer: dict[str, Any] = {}
 
-    class Reviews(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append((self.path, self.headers.get("Authorization")))
-            body = json.dumps(answer.get("reviews")).encode()
-            self.send_response(answer.get("status", 200))
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def reviews(method: str, path: str, headers: Message, body: bytes) -> Reply:
+        seen.append((path, headers.get("Authorization")))
+        return answer.get("status", 200), answer.get("reviews"), {}
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Reviews)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = JSONServer(reviews)
 
     def since(reviews: list[dict[str, str]], status: int = 200) -> str:
         answer.update(reviews=reviews, status=status)
@@ -726,7 +716,7 @@ def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_g
             "GH_TOKEN": "ghs_token",
             "REPOSITORY": "kth/mailings",
             "NUMBER": "7",
-            "GITHUB_API_URL": f"http://127.0.0.1:{server.server_address[1]}",
+            "GITHUB_API_URL": server.url,
             "GITHUB_OUTPUT": str(output),
             "BASE": "main",
         }
@@ -748,8 +738,7 @@ def test_the_plan_compares_with_the_last_approved_commit(tmp_path: Path, plain_g
         assert since([{"state": "APPROVED", "commit_id": gone}]) == base
         assert since([{"state": "APPROVED", "commit_id": "--output=x"}]) == base
     finally:
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_bounces_are_read_on_a_schedule_with_the_log_key_and_pushed() -> None:
