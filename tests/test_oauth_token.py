@@ -9,16 +9,16 @@ import subprocess
 from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from tests.conftest import PROJECT
 from tests.localhttp import JSONServer, Reply
-from tests.packages import ensure
-from tests.test_workflows import workflows
+from tests.packages import ensure, required
+from tests.test_workflows import run_step, workflows
 
-SCRIPT = PROJECT / ".github" / "scripts" / "oauth-token.sh"
 TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.fetched-for-this-run"
 SECRET = "client-secret-0815"
 
@@ -37,11 +37,14 @@ class TokenEndpoint:
         return 200, {"token_type": "Bearer", "expires_in": 3599, "access_token": TOKEN}, {}
 
 
+def oauth_step(workflow: str, job: str) -> dict[str, Any]:
+    (step,) = [s for s in workflows()[workflow]["jobs"][job]["steps"] if s.get("id") == "oauth"]
+    return step
+
+
 @pytest.fixture
 def endpoint() -> Iterator[TokenEndpoint]:
-    found = ensure("curl", "curl")
-    if isinstance(found, str):
-        pytest.skip(found)
+    required(ensure("curl", "curl"))
     server = TokenEndpoint()
     yield server
     server.server.stop()
@@ -58,13 +61,7 @@ def fetch(endpoint: TokenEndpoint, tmp_path: Path) -> tuple[subprocess.Completed
         "CLIENT_SECRET": SECRET,
         "GITHUB_OUTPUT": str(output),
     }
-    done = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", f'bash {SCRIPT} "nothing was sent"'],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_step(oauth_step("dispatch.yml", "dispatch")["run"], PROJECT, env)  # from the checkout's root
     return done, output.read_text(encoding="utf-8")
 
 
@@ -99,6 +96,6 @@ def test_a_refused_request_fails_the_step_and_says_what_was_not_done(endpoint: T
     ],
 )
 def test_each_workflow_fetches_its_token_with_the_script(workflow: str, job: str, said: str) -> None:
-    (step,) = [s for s in workflows()[workflow]["jobs"][job]["steps"] if s.get("id") == "oauth"]
+    step = oauth_step(workflow, job)
     assert step["run"] == f'bash .github/scripts/oauth-token.sh "{said}"'
     assert sorted(step["env"]) == ["CLIENT_ID", "CLIENT_SECRET", "SCOPE", "TOKEN_URL"]
