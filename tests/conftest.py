@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import io
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -151,11 +153,22 @@ def repo(tmp_path: Path) -> Repo:
     return Repo(tmp_path)
 
 
-# A person with a plain git set-up: fixed identity, no user or system configuration.
 # The log key of the tests' send runs: `mailings send` refuses to send without one (sender.logkey).
 TEST_LOG_KEY = "test-log-key-0123456789abcdef0123456789abcdef"
 LOG_KEY_ENV = {"MAILINGS_LOG_KEY": TEST_LOG_KEY}
 
+
+def run_command(argv: Sequence[str], env: Mapping[str, str] = LOG_KEY_ENV) -> tuple[int, str]:
+    """`mailings *argv*` in this process: its exit code and output, with *env* as its whole environment (by
+    default the test log key alone: a send needs one)."""
+    from checks.cli import build_parser
+
+    args = build_parser().parse_args(list(argv))
+    out = io.StringIO()
+    return args.func(args, dict(env), out), out.getvalue()
+
+
+# A person with a plain git set-up: fixed identity, no user or system configuration.
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Requester",
     "GIT_AUTHOR_EMAIL": "requester@kth.se",

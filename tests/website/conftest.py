@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from checks.cli import build_parser
-from tests.conftest import LOG_KEY_ENV, Repo, addresses
+from tests.conftest import Repo, addresses, run_command
 
 NOW = "2027-02-10T12:00:00+01:00"  # a Wednesday; a request submitted today may be sent on 2027-02-24
 SENT = "2027-02-10-travel"
@@ -39,12 +37,6 @@ class Site:
         return found
 
 
-def run(argv: list[str]) -> tuple[int, str]:
-    args = build_parser().parse_args(argv)
-    out = io.StringIO()
-    return args.func(args, dict(LOG_KEY_ENV), out), out.getvalue()  # a send needs a log key
-
-
 def make_repo(root: Path) -> Repo:
     root.mkdir(parents=True, exist_ok=True)
     repo = Repo(root)
@@ -66,7 +58,7 @@ def make_repo(root: Path) -> Repo:
     )
     repo.add(JULY, changes={"send_at": "2027-07-06 09:00"}, recipients=addresses(510, prefix="summer"))
     # The first one sent for real, into a Maildir: its send log says what was accepted.
-    code, output = run(
+    code, output = run_command(
         ["send", "--root", str(root), "--now", "2027-02-10T09:05:00+01:00", "--only", SENT,
          "--outbox", str(root / "outbox")]
     )  # fmt: skip
@@ -75,7 +67,7 @@ def make_repo(root: Path) -> Repo:
 
 
 def build(repo: Repo, out: Path, now: str = NOW, *more: str) -> Site:
-    code, output = run(["site", "--root", str(repo.root), "--out", str(out), "--now", now, *more])
+    code, output = run_command(["site", "--root", str(repo.root), "--out", str(out), "--now", now, *more])
     assert code == 0, output
     return Site(repo, out, output)
 

@@ -3,7 +3,6 @@ they say, and what they never say (an address from a recipient list)."""
 
 from __future__ import annotations
 
-import io
 import re
 from datetime import UTC, date, datetime
 from html.parser import HTMLParser
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
+from tests.conftest import run_command
 from tests.website.conftest import (
     CANCELLED,
     HELD,
@@ -22,7 +22,6 @@ from tests.website.conftest import (
     Site,
     build,
     make_repo,
-    run,
 )
 
 ADDRESS = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
@@ -107,7 +106,7 @@ def test_blackout_days_and_holidays_are_shaded_and_say_why(site: Site) -> None:
 
 
 def test_todays_earliest_allowed_date_is_the_one_mailings_earliest_gives(site: Site) -> None:
-    code, output = run(["earliest", "--root", str(site.repo.root), "--submitted", NOW])
+    code, output = run_command(["earliest", "--root", str(site.repo.root), "--submitted", NOW])
     assert code == 0
     earliest = output.split()[0]
     assert earliest == "2027-02-24"
@@ -239,13 +238,11 @@ def test_a_message_to_each_recipient_shows_no_address_in_to(tmp_path: Path) -> N
 
 
 def test_the_emergency_brake_shows_as_held(site: Site, tmp_path: Path) -> None:
-    from checks.cli import build_parser
-
     out = tmp_path / "braked"
-    args = build_parser().parse_args(["site", "--root", str(site.repo.root), "--out", str(out), "--now", NOW])
-    written = io.StringIO()
-    assert args.func(args, {"MAILINGS_HOLD": SCRIPTED}, written) == 0
-    assert written.getvalue().startswith(f"MAILINGS_HOLD: held: {SCRIPTED}\n")
+    argv = ["site", "--root", str(site.repo.root), "--out", str(out), "--now", NOW]
+    code, written = run_command(argv, {"MAILINGS_HOLD": SCRIPTED})
+    assert code == 0
+    assert written.startswith(f"MAILINGS_HOLD: held: {SCRIPTED}\n")
     february = days(out / "2027-02.html")
     assert "700 recipients · held" in february.text["2027-02-12"]
     assert "600 recipients · sent" in february.text["2027-02-10"]  # sent before: the brake changes nothing
