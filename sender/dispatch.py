@@ -174,10 +174,14 @@ class RunContext:
     policy: Policy
     options: SendOptions
     factory: TransportFactory
-    hasher: Hasher
     progress: Progress
     keyring: Keyring
     backfilled: list[str] = field(default_factory=list)  # finished logs this run tried to give the summary they lack
+
+    @property
+    def hasher(self) -> Hasher:
+        """The key that hashes this run's new lines."""
+        return self.keyring.current
 
 
 def keyring_of(options: SendOptions) -> Keyring:
@@ -189,8 +193,7 @@ def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progres
     """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
     directories = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
-    keys = keyring_of(options)
-    run = RunContext(root, policy, options, factory, keys.current, progress or NullProgress(), keys)
+    run = RunContext(root, policy, options, factory, progress or NullProgress(), keyring_of(options))
     outcomes = []
     for directory in directories:
         if options.stop.requested:
