@@ -54,7 +54,16 @@ from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
 from checks.errors import UsageError
-from sender.config import MaildirSettings, SmtpSettings
+from sender.config import (
+    CA_FILE,
+    CLIENT_CERT,
+    CLIENT_KEY,
+    EHLO,
+    OAUTH_TOKEN,
+    PASSWORD,
+    MaildirSettings,
+    SmtpSettings,
+)
 from sender.message import DataReady, MessageError, ascii_address
 
 CRLF = b"\r\n"
@@ -89,7 +98,7 @@ class Reply:
 class LoginRefusal(Reply):
     """The relay's reply to a login it refused; *secret* names the variable that holds what it refused."""
 
-    secret: str = "MAILINGS_SMTP_PASSWORD"
+    secret: str = PASSWORD
 
 
 @dataclass
@@ -250,14 +259,14 @@ def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
             if settings.ca_file is not None:
                 context.load_verify_locations(cafile=settings.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"MAILINGS_SMTP_CA_FILE {settings.ca_file}: cannot load certificates: {exc}") from None
+        raise UsageError(f"{CA_FILE} {settings.ca_file}: cannot load certificates: {exc}") from None
     if settings.client_cert is not None:
         try:
             context.load_cert_chain(settings.client_cert, settings.client_key)
         except (OSError, ssl.SSLError) as exc:
-            key = f" and MAILINGS_SMTP_CLIENT_KEY {settings.client_key}" if settings.client_key else ""
+            key = f" and {CLIENT_KEY} {settings.client_key}" if settings.client_key else ""
             raise UsageError(
-                f"MAILINGS_SMTP_CLIENT_CERT {settings.client_cert}{key}: cannot load the client certificate and its "
+                f"{CLIENT_CERT} {settings.client_cert}{key}: cannot load the client certificate and its "
                 f"key (PEM, the key unencrypted): {exc}"
             ) from None
     return context
@@ -1042,7 +1051,7 @@ class SmtpTransport:
                 self._login.refused = LoginRefusal(
                     exc.code,
                     f"{exc.message} (authentication as {s.username} failed at {where}, AUTH {mechanism.upper()})",
-                    "MAILINGS_SMTP_OAUTH_TOKEN" if mechanism == "xoauth2" else "MAILINGS_SMTP_PASSWORD",
+                    OAUTH_TOKEN if mechanism == "xoauth2" else PASSWORD,
                 )
                 raise _LoginRefused(self._login.refused) from None
             self._login.succeeded = True
@@ -1056,7 +1065,7 @@ class SmtpTransport:
             return Reply(
                 exc.code,
                 f"{where} refused this host's EHLO name {self._ehlo or '(the fully qualified name)'!r}: {exc.code} "
-                f"{exc.message}; set MAILINGS_SMTP_EHLO to the name the relay expects (a fully qualified host name)",
+                f"{exc.message}; set {EHLO} to the name the relay expects (a fully qualified host name)",
             )
         certificate = _ssl_cause(exc)
         if certificate is not None:
