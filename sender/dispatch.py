@@ -297,21 +297,21 @@ FINISHED = frozenset({MailingState.SENT, MailingState.SENT_WITH_FAILURES})
 BACKFILL_PER_RUN = 20
 
 
-def _summarise(run: RunContext, mailing: Mailing, journal: Journal, outcome: Outcome) -> bool:
+def _summarise(run: RunContext, mailing: Mailing, journal: Journal, outcome: Outcome) -> Replay | None:
     """End a log that this run finished with its summary (sender.journal.Summary), which later runs and
     `mailings status` read instead of the log. Pushed with the log: the same commit, the same protection.
-    True when it wrote one."""
+    The replay of the log it summed up when it wrote one, else None."""
     if outcome.log is None or outcome.state not in FINISHED:
-        return False
+        return None
     data = journal.read_bytes()
     if is_summed_up(data):
-        return False  # summed up already (a summary that does not fit is for `status --verify` to report)
+        return None  # summed up already (a summary that does not fit is for `status --verify` to report)
     done = replay_lines(data.split(b"\n"))
     if not done.complete:
-        return False
+        return None
     send_at = mailing.send_at.isoformat(timespec="minutes") if mailing.send_at is not None else None
     journal.append(summary_event(data, done, outcome.state.value, stamp(run.options.wallclock()), send_at))
-    return True
+    return done
 
 
 def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decision) -> Outcome:
@@ -329,8 +329,9 @@ def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decis
     with journal:
         if run.options.remote is not None and isinstance(_adopt_remote(run.options.remote, mailing, journal), str):
             return outcome  # the remote cannot be read now: the next run tries again
-        log = journal.read()
-        if log.complete and _summarise(run, mailing, journal, replace(outcome, log=journal.path)):
+        # The log is read and replayed once, by _summarise, which sums it up only when it is complete.
+        log = _summarise(run, mailing, journal, replace(outcome, log=journal.path))
+        if log is not None:
             outcome.log = journal.path
             outcome.total, outcome.accepted, outcome.failed = log.recipients or 0, log.accepted_count, log.failed_count
             outcome.unknown = log.unknown_count
