@@ -37,7 +37,7 @@ Events (all carry ``event`` and ``time``)::
                                                            `status` read instead of replaying it; size and sha256
                                                            are those of the log before this line; day: its end's)
 
-A finished log ends with its summary (`write_summary`). `read_finished` reads only that last line, checked
+A finished log ends with its summary (`summary_event`). `read_finished` reads only that last line, checked
 against the file's size, so a scheduled run costs the same after ten years of mailings as after one; a summary
 that does not fit the file (a line appended after it, a log cut short, a hand edit) is ignored and the log is
 replayed in full. `verify_summary` replays the whole log and compares (``mailings status --verify``).
