@@ -63,7 +63,7 @@ from sender.pace import (
 )
 from sender.plan import Batch, Recipient, Work, batch_size, plan, request_digest, within
 from sender.progress import MailingProgress, NullProgress, Progress
-from sender.quota import QUOTA_REASON, Quota, continues_at, day_of
+from sender.quota import QUOTA_REASON, Quota, continues_at, day_of, today
 from sender.record import ClaimLost, RecordError, RemoteLog, RemoteRecord, log_path, longer_log
 from sender.settle import RelayJudge, connect_failure, pending_reply, settle
 from sender.state import (
@@ -473,8 +473,6 @@ def _handle_locked(
 
 def _quota(run: RunContext) -> Quota | None:
     """The relay's day quota as the send logs have it now (sender.quota); None without one."""
-    from sender.quota import today
-
     limit = run.policy.sending.recipients_per_day
     return None if limit is None else today(run.root, run.options.now, run.policy.timezone, limit)
 
