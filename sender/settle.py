@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from sender.config import PASSWORD, USERNAME
 from sender.journal import scrub
 from sender.plan import Recipient
 from sender.transport import LoginRefusal, Reply, TransactionResult
@@ -91,10 +92,10 @@ def connect_failure(reply: Reply) -> str:
     if isinstance(reply, LoginRefusal):
         hint = (
             f"; no other login is tried in this run (repeated refusals can lock the account): check "
-            f"MAILINGS_SMTP_USERNAME and {reply.secret}"
+            f"{USERNAME} and {reply.secret}"
         )
     elif reply.code in (530, 534, 535, 538):
-        hint = "; check MAILINGS_SMTP_USERNAME and MAILINGS_SMTP_PASSWORD"
+        hint = f"; check {USERNAME} and {PASSWORD}"
     elif reply.code // 100 == 4:
         hint = "; the next run tries again"
     return f"cannot open a session with the relay: {reply.code} {scrub(reply.message)}{hint}; nothing was sent"
