@@ -78,30 +78,21 @@ class BounceLog:
     hard: dict[str, str] = field(default_factory=dict)  # recipient hash -> time of its first hard bounce
     soft: dict[str, str] = field(default_factory=dict)  # recipient hash -> time of its first soft bounce
     messages: set[str] = field(default_factory=set)  # the digests of the bounce messages recorded
-    key_checks: set[str] = field(default_factory=set)  # the keys its hashes were made with
-    damaged: int = 0  # lines that are not events; skipped
 
 
 def read_log(data: bytes) -> BounceLog:
+    """The bounce log *data*; a line that is not a bounce event (a torn write) is skipped."""
     log = BounceLog()
     for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            log.damaged += 1
-            continue
-        if not isinstance(event, dict) or event.get("event") != "bounce":
-            log.damaged += 1
+        event = _event(line)
+        if event is None:
             continue
         rcpt, kind, time = event.get("rcpt"), event.get("kind"), str(event.get("time", ""))
         if isinstance(rcpt, str) and kind in ("hard", "soft"):
             (log.hard if kind == "hard" else log.soft).setdefault(rcpt, time)
-        if isinstance(event.get("bounce"), str):
-            log.messages.add(event["bounce"])
-        if isinstance(event.get("key_check"), str):
-            log.key_checks.add(event["key_check"])
+        bounce = event.get("bounce")
+        if isinstance(bounce, str):
+            log.messages.add(bounce)
     return log
 
 
