@@ -7,6 +7,13 @@ from datetime import date, timedelta
 
 from checks.policy import BlackoutPeriod, Policy
 
+# The days and months as the messages, the plan and the site name them (in English, whatever the locale).
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Skipped:

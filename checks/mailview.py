@@ -19,10 +19,10 @@ from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
+from checks.calendar import MONTHS, WEEKDAYS
+
 WIDTH = 76  # where a client's soft wrap falls, within format=flowed's 72-78
 SHOWN_HEADERS = ("From", "To", "Subject", "Date")
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def client_date(value: str, tz: ZoneInfo) -> str:
         return value
     local = moment.astimezone(tz)
     return (
-        f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} "
+        f"{WEEKDAYS[local.weekday()]} {local.day} {MONTHS[local.month - 1][:3]} {local.year} "
         f"{local.strftime('%H:%M')} {local.tzname()}"
     )
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from checks.addresses import recipient_count
 from checks.around import WINDOW_WORKING_DAYS, Neighbour, Schedule
 from checks.audience import ListAudience, list_audiences, run_key
+from checks.calendar import MONTHS, WEEKDAYS
 from checks.changes import LastChange, check_gone, list_changes, mailing_of
 from checks.facts import Facts, alarms, facts, facts_before
 from checks.hosts import host_is_internal
@@ -37,22 +38,6 @@ from checks.policy import EnvSource, LdapSource, ListSource, Policy
 from checks.report import check_repository, judge
 from checks.rules.links import mailing_links, target
 from checks.rules.sender import claim_confirmed
-
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
 
 # The written policy's conditions for a mass mailing; a reviewer judges them, no rule can.
 CRITERIA = (

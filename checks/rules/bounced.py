@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from checks.addresses import shown
+from checks.calendar import MONTHS
 from checks.model import Context, Finding, Loc, Mailing, Stage, warning
 from checks.policy import Policy
 
@@ -40,10 +41,6 @@ ID = "bounced"
 STAGES: tuple[Stage, ...] = ("submit",)
 
 SHOWN_LINES = 10
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
@@ -75,5 +72,5 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
 def _month(month: str) -> str:
     year, _, number = month.partition("-")
     if number.isdigit() and 1 <= int(number) <= 12:
-        return f"{_MONTHS[int(number) - 1]} {year}"
+        return f"{MONTHS[int(number) - 1]} {year}"
     return month
