@@ -19,17 +19,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sample import BODIES, copy_project, mailings_command, request, write_request
+from sample import BODIES, copy_project, mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 SUBMITTED = "2027-01-11"
@@ -134,18 +132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         Case("large", args.mailings, args.addresses, 5.0, "median", max(1, args.large_repeat)),
         Case("small", 1, 500, 0.6, "best", max(1, args.repeat)),
     ]
-    workdir = Path(tempfile.mkdtemp(prefix="check-speed-"))
     try:
-        print(f"mailings check, wall time with interpreter start; {os.cpu_count()} CPUs (targets are for 2)")
-        results = [measure(case, workdir) for case in cases]
+        with workdir("check-speed-", args.keep) as work:
+            print(f"mailings check, wall time with interpreter start; {os.cpu_count()} CPUs (targets are for 2)")
+            results = [measure(case, work) for case in cases]
     except (RunFailed, subprocess.TimeoutExpired) as exc:
         print(f"check_speed: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if args.keep:
-            print(f"generated repositories kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     for result in results:
         print(report(result))
     return 0 if all(r.met for r in results) else 1

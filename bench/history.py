@@ -31,11 +31,9 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +45,7 @@ from zoneinfo import ZoneInfo
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from sample import mailings_command  # noqa: E402
+from sample import mailings_command, workdir  # noqa: E402
 
 from sender.journal import EventLines, encode, make_hasher, replay_lines, stamp, summary_event  # noqa: E402
 from sender.plan import batch_key  # noqa: E402
@@ -365,11 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the generated repository")
     args = parser.parse_args(argv)
     rng = random.Random(args.seed)
-    tmp = Path(tempfile.mkdtemp(prefix="mailings-history-"))
-    repo = tmp / "repo"
     stats = Stats()
     results = []
-    try:
+    with workdir("mailings-history-", args.keep, sys.stderr) as tmp:
+        repo = tmp / "repo"
         seed(repo)
         began = time.perf_counter()
         generate(repo, range(FIRST_YEAR, FIRST_YEAR + 1), args.per_year, rng, stats)
@@ -383,11 +380,6 @@ def main(argv: list[str] | None = None) -> int:
             results.append(snapshot(repo, f"{args.years} years", stats, last, tmp))
         time_interleaved(results, args.repeat, tmp)
         return 0 if report(results) else 1
-    finally:
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -19,13 +19,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from sample import BODIES, mailings_command, request, write_request
+from sample import BODIES, mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -72,32 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     if binary is None:
         sys.stderr.write("ldap_speed: slapd is not installed: apt-get install slapd (make test does so as root)\n")
         return 2
-    work = Path(tempfile.mkdtemp(prefix="ldap-speed-"))
-    server = Slapd.create(binary, work / "slapd")
-    try:
-        server.start()
-        expected = server.people.expected_students()
-        listed = work / "students.txt"
-        listed.write_text("\n".join(expected) + "\n", encoding="utf-8")
-        ldap = {"ldap": {"base": PEOPLE, "filter": STUDENTS_FILTER, "attribute": "mail"}}
-        build_repository(work / "ldap-template", ldap)
-        build_repository(work / "file-template", {"env": "BENCH_STUDENTS"})
-        base = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
-        base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # compiled as in an installed copy, not in the tree
-        envs = {"ldap": {**base, **server.env()}, "file": {**base, "BENCH_STUDENTS": str(listed)}}
-        for name, env in envs.items():  # once untimed: bytecode, and the disk cache warm for both
-            timed_send(work / f"{name}-template", work, env, 0, name)
-        runs: dict[str, list[float]] = {"ldap": [], "file": []}
-        for round_number in range(1, args.repeat + 1):
-            for name, env in envs.items():
-                runs[name].append(timed_send(work / f"{name}-template", work, env, round_number, name))
-        alone = resolve_alone(work / "ldap-template", server, args.repeat)
-    finally:
-        server.stop()
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    with workdir("ldap-speed-", args.keep) as work:
+        server = Slapd.create(binary, work / "slapd")
+        try:
+            server.start()
+            expected = server.people.expected_students()
+            listed = work / "students.txt"
+            listed.write_text("\n".join(expected) + "\n", encoding="utf-8")
+            ldap = {"ldap": {"base": PEOPLE, "filter": STUDENTS_FILTER, "attribute": "mail"}}
+            build_repository(work / "ldap-template", ldap)
+            build_repository(work / "file-template", {"env": "BENCH_STUDENTS"})
+            base = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
+            base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # compiled as in an installed copy, not in the tree
+            envs = {"ldap": {**base, **server.env()}, "file": {**base, "BENCH_STUDENTS": str(listed)}}
+            for name, env in envs.items():  # once untimed: bytecode, and the disk cache warm for both
+                timed_send(work / f"{name}-template", work, env, 0, name)
+            runs: dict[str, list[float]] = {"ldap": [], "file": []}
+            for round_number in range(1, args.repeat + 1):
+                for name, env in envs.items():
+                    runs[name].append(timed_send(work / f"{name}-template", work, env, round_number, name))
+            alone = resolve_alone(work / "ldap-template", server, args.repeat)
+        finally:
+            server.stop()
     best = {name: min(times) for name, times in runs.items()}
     added = best["ldap"] - best["file"]
     print(f"{'source':<8} {'best':>8}  runs (mailings send, 20,004 recipients, {len(expected)} from all-students)")

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 import sys
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -31,6 +33,19 @@ def copy_project(root: Path) -> None:
     """The project's policy.yaml and schema/ into the repository at *root*."""
     shutil.copy(PROJECT / "policy.yaml", root / "policy.yaml")
     shutil.copytree(PROJECT / "schema", root / "schema")
+
+
+@contextmanager
+def workdir(prefix: str, keep: bool, say: TextIO = sys.stdout) -> Iterator[Path]:
+    """A temporary directory for the run, removed afterwards; with *keep* left in place and named on *say*."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if keep:
+            say.write(f"kept {path}\n")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def request(purpose: str, group: str, **extra: Any) -> dict[str, Any]:

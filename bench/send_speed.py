@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
-from sample import mailings_command, request, write_request
+from sample import mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOOLS = ("smtp-sink", "smtp-source")
@@ -423,18 +422,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout, err: TextI
     if tools is None:
         err.write(missing_tools_message())
         return 2
-    work = Path(tempfile.mkdtemp(prefix="mailings-send-bench-"))
     try:
-        with smtp_sink(tools["smtp-sink"], work) as sink:
+        with workdir("mailings-send-bench-", args.keep, err) as work, smtp_sink(tools["smtp-sink"], work) as sink:
             results = measure(cases(args.bulk_recipients, args.individual_recipients), tools, work, sink, args.repeat)
     except BenchError as exc:
         err.write(f"send_speed: {exc}\n")
         return 1
-    finally:
-        if args.keep:
-            err.write(f"send_speed: kept {work}\n")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     report(results, out)
     return 0 if all(r.met for r in results) else 1
 

@@ -20,13 +20,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 
-from sample import BODIES, copy_project, mailings_command, request, write_request
+from sample import BODIES, copy_project, mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 NOW = "2027-01-11T10:00:00+01:00"
@@ -101,22 +100,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="site-speed-"))
+    cpu: list[float] = []
     try:
-        root = workdir / "repo"
-        root.mkdir()
-        generate(root, args.mailings, args.addresses)
-        print(f"mailings site, wall time with interpreter start; {os.cpu_count()} CPUs (the target is for 2)")
-        cpu: list[float] = []
-        times = [run_once(root, workdir / "site", args.mailings, cpu) for _ in range(max(1, args.repeat))]
+        with workdir("site-speed-", args.keep) as work:
+            root = work / "repo"
+            root.mkdir()
+            generate(root, args.mailings, args.addresses)
+            print(f"mailings site, wall time with interpreter start; {os.cpu_count()} CPUs (the target is for 2)")
+            times = [run_once(root, work / "site", args.mailings, cpu) for _ in range(max(1, args.repeat))]
     except (RunFailed, subprocess.TimeoutExpired) as exc:
         print(f"site_speed: {exc}", file=sys.stderr)
         return 2
-    finally:
-        if args.keep:
-            print(f"generated repository and site kept in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     figure = statistics.median(times)
     runs = ", ".join(f"{t:.3f}" for t in times)
     verdict = "met" if figure < TARGET_SECONDS else "MISSED"
