@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
-from sample import BODIES, mailings_command, request, workdir, write_request
+from sample import BODIES, LOG_KEY, mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             build_repository(work / "ldap-template", ldap)
             build_repository(work / "file-template", {"env": "BENCH_STUDENTS"})
             base = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
+            base["MAILINGS_LOG_KEY"] = LOG_KEY
             base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")  # compiled as in an installed copy, not in the tree
             envs = {"ldap": {**base, **server.env()}, "file": {**base, "BENCH_STUDENTS": str(listed)}}
             for name, env in envs.items():  # once untimed: bytecode, and the disk cache warm for both

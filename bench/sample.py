@@ -16,6 +16,8 @@ import yaml
 PROJECT = Path(__file__).resolve().parent.parent
 
 SEND_AT = "2027-02-10 09:00"  # a Wednesday morning, ten working days after 2027-01-11, outside every blackout
+# A run that sends needs a log key (recipients are logged as keyed hashes): the benchmarks' own.
+LOG_KEY = "bench-" + "0" * 58
 SUBJECTS = {"sv": "Nytt system för resebokning", "en": "New travel booking system"}
 BODIES = {
     "sv": "Hej!\n\nFrån den 1 mars bokar du resor i det nya systemet.\nLäs mer på https://www.kth.se/resor\n",

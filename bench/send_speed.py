@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TextIO
 
 import yaml
-from sample import mailings_command, request, workdir, write_request
+from sample import LOG_KEY, mailings_command, request, workdir, write_request
 
 PROJECT = Path(__file__).resolve().parent.parent
 TOOLS = ("smtp-sink", "smtp-source")
@@ -292,8 +292,7 @@ def ours_env(sink: Sink, work: Path) -> dict[str, str]:
     dropped = ("MAILINGS_SMTP_USERNAME", "MAILINGS_SMTP_PASSWORD", "MAILINGS_LOG_KEY", "PYTHONDONTWRITEBYTECODE")
     env = {key: value for key, value in os.environ.items() if key not in dropped}
     env.update(
-        # A run that sends needs a log key (recipients are logged as keyed hashes); this one is the bench's own.
-        MAILINGS_LOG_KEY="bench-" + "0" * 58,
+        MAILINGS_LOG_KEY=LOG_KEY,
         MAILINGS_SMTP_HOST=SINK_HOST,
         MAILINGS_SMTP_PORT=str(sink.port),
         MAILINGS_SMTP_SECURITY="none",
