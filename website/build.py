@@ -11,8 +11,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from checks.calendar import WEEKDAYS
 from checks.loader import discover
-from checks.plan import WEEKDAYS, local_time, long_date
+from checks.plan import local_time, long_date
 from checks.policy import Policy
 from sender.dispatch import Brake
 from website.facts import NO_BRAKE, read_all

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from checks.calendar import WorkCalendar
-from checks.plan import MONTHS
+from checks.calendar import MONTHS, WorkCalendar
 from website.facts import MailingFacts
 
 
