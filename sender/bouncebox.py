@@ -162,26 +162,28 @@ class ImapBox:
                 yield uid, body
 
     def handled(self, keys: Sequence[str]) -> None:
-        for start in range(0, len(keys), UIDS_PER_COMMAND):
-            self._move(",".join(keys[start : start + UIDS_PER_COMMAND]))
-
-    def _move(self, uids: str) -> None:
+        if not keys:
+            return
         try:
             self._imap.create(HANDLED)  # NO when it exists already: that is fine
             typ, data = self._imap.capability()  # as the server says after login (MOVE, UIDPLUS)
             said = b" ".join(d for d in data if isinstance(d, bytes)).decode("ascii", "replace") if typ == "OK" else ""
             capabilities = {c.upper() for c in said.split()} | {c.upper() for c in self._imap.capabilities}
-            if "MOVE" in capabilities:
-                self._ok(self._imap.uid("MOVE", uids, HANDLED), "move")
-                return
-            self._ok(self._imap.uid("COPY", uids, HANDLED), "copy")
-            self._ok(self._imap.uid("STORE", uids, "+FLAGS.SILENT", "(\\Deleted)"), "store")
-            if "UIDPLUS" in capabilities:
-                self._ok(self._imap.uid("EXPUNGE", uids), "expunge")
-            else:
-                self._ok(self._imap.expunge(), "expunge")
+            for start in range(0, len(keys), UIDS_PER_COMMAND):
+                self._move(",".join(keys[start : start + UIDS_PER_COMMAND]), capabilities)
         except (OSError, imaplib.IMAP4.error) as exc:
             raise BoxError(f"{self.describe()}: cannot move handled messages: {_said(exc)}") from None
+
+    def _move(self, uids: str, capabilities: set[str]) -> None:
+        if "MOVE" in capabilities:
+            self._ok(self._imap.uid("MOVE", uids, HANDLED), "move")
+            return
+        self._ok(self._imap.uid("COPY", uids, HANDLED), "copy")
+        self._ok(self._imap.uid("STORE", uids, "+FLAGS.SILENT", "(\\Deleted)"), "store")
+        if "UIDPLUS" in capabilities:
+            self._ok(self._imap.uid("EXPUNGE", uids), "expunge")
+        else:
+            self._ok(self._imap.expunge(), "expunge")
 
     def close(self) -> None:
         with contextlib.suppress(OSError, imaplib.IMAP4.error):

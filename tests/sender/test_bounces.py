@@ -22,6 +22,7 @@ import pytest
 
 from checks.cli import build_parser
 from checks.errors import UsageError
+from sender import bouncebox
 from sender.bounces import delivery_counts
 from sender.journal import make_hasher
 from sender.verp import mailing_tag, parse, recipient_token, return_path
@@ -452,11 +453,12 @@ def test_bounces_from_imap_over_tls(sent: Sent, dovecot: Dovecot) -> None:
 
 
 def test_a_server_without_move_gets_copy_delete_and_expunge(
-    sent: Sent, tmp_path_factory: pytest.TempPathFactory
+    sent: Sent, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     binary = ensure_dovecot()
     if isinstance(binary, str):
         pytest.skip(binary)
+    monkeypatch.setattr(bouncebox, "UIDS_PER_COMMAND", 1)  # the two handled messages are moved in two commands
     server = Dovecot.start(binary, tmp_path_factory.mktemp("dovecot-nomove"), capability="IMAP4rev1 UIDPLUS")
     try:
         bounces = sent.bulk_bounces()
