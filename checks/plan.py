@@ -347,7 +347,8 @@ def around(mailing: Mailing, policy: Policy, near: Sequence[Neighbour]) -> list[
         return [*out, f"No other mailing is scheduled within {_COUNTS[WINDOW_WORKING_DAYS]} working days of this one."]
     out += [""] if out else []
     # In a busy week the heavy overlaps and the closest are shown, so that the plan stays short.
-    shown = sorted(near, key=lambda n: (not n.heavy(own), abs(n.days), -n.shared, n.id))[:_MOST_ROWS]
+    ranked = sorted(near, key=lambda n: (not n.heavy(own), abs(n.days), -n.shared, n.id))
+    shown, rest = ranked[:_MOST_ROWS], ranked[_MOST_ROWS:]
     rows = [
         "| Mailing | Dispatch | Sender | Recipients | Shared with this one | State |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -357,8 +358,7 @@ def around(mailing: Mailing, policy: Policy, near: Sequence[Neighbour]) -> list[
             for n in sorted(shown, key=lambda n: (n.send_at, n.id))
         ),
     ]
-    if len(near) > len(shown):
-        rest = [n for n in near if n not in shown]
+    if rest:
         rows += [
             "",
             f"And {len(rest):,} more, together {sum(n.recipients for n in rest):,} recipients, "
