@@ -9,7 +9,7 @@ size, and a special list used by one of them only is left out of the count (the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -78,7 +78,7 @@ class Schedule:
         if mailing.send_at is None:
             return []
         day = mailing.send_at.date()
-        own = digests(mailing.recipients.unique, self.key)
+        own = self._summary(mailing).digests
         mine = {lst.name for lst in mailing.lists if lst.kind == "special" and not lst.resolved}
         found: list[Neighbour] = []
         for mailing_id, directory, when in self._scheduled():
@@ -112,18 +112,23 @@ class Schedule:
         return self._dates
 
     def _other(self, mailing_id: str, directory: Path) -> _Other:
-        if mailing_id not in self._others:
-            other = load_mailing(self.root, directory, self.policy)
-            state = _state(other)
-            self._others[mailing_id] = _Other(
-                sender=other.get("sender", "unit", kind=str) or "?",
-                recipients=recipient_count(other, self.policy),
-                state=state,
-                digests=digests(other.recipients.unique, self.key),
-                special=frozenset(lst.name for lst in other.lists if lst.kind == "special"),
-                delivered=_delivered(self.root, mailing_id) if state == "sent" else None,
+        other = self._others.get(mailing_id) or self._summary(load_mailing(self.root, directory, self.policy))
+        if other.state == "sent" and other.delivered is None:  # read once, for a neighbour only
+            other = self._others[mailing_id] = replace(other, delivered=_delivered(self.root, mailing_id))
+        return other
+
+    def _summary(self, mailing: Mailing) -> _Other:
+        """What the comparison needs of *mailing*, kept for the run: a plan's own mailing, already loaded, is not
+        loaded or hashed again when it is another's neighbour."""
+        if mailing.id not in self._others:
+            self._others[mailing.id] = _Other(
+                sender=mailing.get("sender", "unit", kind=str) or "?",
+                recipients=recipient_count(mailing, self.policy),
+                state=_state(mailing),
+                digests=digests(mailing.recipients.unique, self.key),
+                special=frozenset(lst.name for lst in mailing.lists if lst.kind == "special"),
             )
-        return self._others[mailing_id]
+        return self._others[mailing.id]
 
 
 def _send_at(directory: Path, policy: Policy) -> datetime | None:
