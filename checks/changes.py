@@ -119,10 +119,8 @@ def list_changes(root: Path, policy: Policy) -> dict[str, LastChange]:
 
 def read_base(root: Path, ref: str) -> BaseState:
     """Ask git what differs from *ref*, and which mailings were sent: on it, or on their claim branches."""
-    if ref.startswith("-"):
-        raise UsageError(f"--changed-since {ref!r}: a ref cannot start with '-'")
     git(root, "rev-parse", "--is-inside-work-tree")
-    commit = _commit(root, ref)
+    commit = resolve_commit(root, ref, "--changed-since")
     merge_base = _merge_base(root, ref, commit)
     changes = tuple(sorted(_diff(root, merge_base)))
     return BaseState(ref, changes, _sent(root, commit, ref), _yaml_edits(root, merge_base, changes), commit, merge_base)
@@ -197,16 +195,6 @@ def _fields(raw: bytes | None) -> dict[str, Any] | None:
 
 def _content(fields: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in fields.items() if key not in CONTROL_FIELDS}
-
-
-def _commit(root: Path, ref: str) -> str:
-    try:
-        return git(root, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").decode().strip()
-    except UsageError:
-        raise UsageError(
-            f"--changed-since {ref}: no such commit here; fetch it first (in GitHub Actions: "
-            "actions/checkout with fetch-depth: 0)"
-        ) from None
 
 
 def _merge_base(root: Path, ref: str, commit: str) -> str:
