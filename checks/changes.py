@@ -79,6 +79,11 @@ def git(root: Path, *args: str) -> bytes:
     return done.stdout
 
 
+def read_at(root: Path, commit: str, path: str) -> bytes | None:
+    """The bytes of *path* (relative to the root) in *commit*, as git stores them; None when git cannot show it."""
+    return _read(lambda: git(root, "show", f"{commit}:./{path}"))
+
+
 @dataclass(frozen=True)
 class LastChange:
     """The last commit that changed a file: its id and committer date (ISO 8601); whether the working tree differs."""
@@ -138,7 +143,7 @@ def base_policy(root: Path, commit: str) -> Iterator[BasePolicy | None]:
     changed: list[str] = []
     blobs: dict[str, bytes] = {}
     for path in POLICY_FILES:
-        then = _read(lambda: git(root, "show", f"{commit}:./{path}"))  # noqa: B023
+        then = read_at(root, commit, path)
         if then != _read((root / path).read_bytes):
             changed.append(path)
         if then is not None:
@@ -167,7 +172,7 @@ def _yaml_edits(root: Path, merge_base: str, changes: Iterable[FileChange]) -> d
         parts = change.path.split("/")
         if change.status != "modified" or len(parts) != 3 or parts[0] != MAILINGS_DIR or parts[2] != MAILING_FILE:
             continue
-        before = _fields(_read(lambda: git(root, "show", f"{merge_base}:./{change.path}")))  # noqa: B023
+        before = _fields(read_at(root, merge_base, change.path))
         after = _fields(_read((root / change.path).read_bytes))
         control_only = before is not None and after is not None and _content(before) == _content(after)
         cancel_removed = before is not None and "cancel" in before and (after is None or "cancel" not in after)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from checks.changes import git
+from checks.changes import git, read_at
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR
 from checks.model import MAILING_FILE
@@ -47,12 +47,12 @@ def holding(root: Path, merge_base: str, mailing_id: str) -> list[str] | None:
         current = _send_at((root / path).read_bytes())
     except OSError:
         return []
-    if _send_at(_show(root, merge_base, path)) == current and current is not None:
+    if _send_at(read_at(root, merge_base, path)) == current and current is not None:
         return None
     commits = git(root, "rev-list", "--topo-order", f"{merge_base}..HEAD").decode("ascii").split()
     found: list[str] = []
     for commit in commits[:MAX_COMMITS]:
-        if _send_at(_show(root, commit, path)) != current:
+        if _send_at(read_at(root, commit, path)) != current:
             break
         found.append(commit)
     return found
@@ -88,13 +88,6 @@ def first_seen(
         arrived = min(created) if created else now
         seen[mailing_id] = max(submitted, arrived.astimezone(tz).date())
     return seen
-
-
-def _show(root: Path, commit: str, path: str) -> bytes | None:
-    try:
-        return git(root, "show", f"{commit}:./{path}")
-    except UsageError:
-        return None
 
 
 def _send_at(raw: bytes | None) -> str | None:
