@@ -263,14 +263,8 @@ def _sent(root: Path, commit: str, ref: str) -> dict[str, str]:
     logs += _claimed(root)
     if not logs:
         return {}
-    request = "".join(f"{spec}\n" for _, spec, _ in logs).encode("utf-8", "surrogateescape")
-    done = subprocess.run(
-        ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
     sent: dict[str, str] = {}
-    for (mailing_id, _, where), blob in zip(logs, _blobs(done.stdout), strict=True):
+    for (mailing_id, _, where), blob in zip(logs, _cat(root, [spec for _, spec, _ in logs]), strict=True):
         if mailing_id not in sent and blob is not None and dispatched(blob.splitlines()):
             sent[mailing_id] = where
     return sent
@@ -298,6 +292,18 @@ def _claimed(root: Path) -> list[tuple[str, str, str]]:
         if mailing_id and "/" not in mailing_id:  # a request is one directory directly under mailings/
             claims.append((mailing_id, f"{oid}:./{MAILINGS_DIR}/{mailing_id}/{SENDLOG_FILE}", name))
     return claims
+
+
+def _cat(root: Path, specs: Iterable[str]) -> Iterable[bytes | None]:
+    """The contents of the objects *specs* name (an object id, or rev:./path), in order, read by one
+    `git cat-file --batch`; None for one that is not there."""
+    request = "".join(f"{spec}\n" for spec in specs).encode("utf-8", "surrogateescape")
+    done = subprocess.run(
+        ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    return _blobs(done.stdout)
 
 
 def _blobs(out: bytes) -> Iterable[bytes | None]:
@@ -390,14 +396,8 @@ def export_tree(root: Path, commit: str, path: str, into: Path, limit: int) -> b
             wanted.append((oid, name))
             total += int(size)
     if wanted:
-        request = "".join(f"{oid}\n" for oid, _ in wanted).encode("ascii")
-        done = subprocess.run(
-            ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
-        )
-        if done.returncode != 0:
-            raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
         base = into.resolve()
-        for (_, name), blob in zip(wanted, _blobs(done.stdout), strict=True):
+        for (_, name), blob in zip(wanted, _cat(root, [oid for oid, _ in wanted]), strict=True):
             target = (base / name).resolve()
             if blob is None or base not in target.parents:
                 continue  # git names no path outside the tree; a missing object is left out
