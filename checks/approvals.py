@@ -21,12 +21,14 @@ import argparse
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from checks.errors import UsageError
 from checks.options import repo_root
 from checks.policy import ApprovalTeam, load_policy
-from sender.github import ApiFailure, GitHub, PullInfo, Review, settings_from_env
+
+if TYPE_CHECKING:  # imported where it is used: every `mailings` command builds this module's parser
+    from sender.github import PullInfo, Review
 
 MAILINGS_DIR = "mailings"
 # GitHub's files endpoint lists at most this many files of a pull request.
@@ -214,6 +216,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_approvals(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """0 when the pull request has every approval it needs, 1 when one is missing or GitHub could not be read."""
+    from sender.github import ApiFailure, GitHub, PullInfo, settings_from_env
+
     policy = load_policy(repo_root(args), check_holidays=False)
     env = {**env, "GITHUB_REPOSITORY": args.repo} if args.repo else env
     settings = settings_from_env({"GITHUB_API_URL": "https://api.github.com", **env})

@@ -23,10 +23,12 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from checks.errors import UsageError
-from sender.github import ApiFailure, GitHub, IssueComment, PullInfo, settings_from_env
+
+if TYPE_CHECKING:  # imported where it is used: every `mailings` command builds this module's parser
+    from sender.github import ApiFailure, GitHub, IssueComment, PullInfo
 
 MARKER = "<!-- mailings-plan -->"
 ARTIFACT = "mailings-plan"  # the artifact's name, as check.yml uploads it
@@ -218,6 +220,8 @@ class Posted:
 def post(api: GitHub, artifact: Artifact, run: Run, author: str = DEFAULT_AUTHOR) -> Posted | ApiFailure:
     """Create or update the plan comment on the artifact's pull request; skipped when the pull request has moved
     on to a later commit (whose own check run posts its plan)."""
+    from sender.github import ApiFailure
+
     pull = api.pull(artifact.number)
     if isinstance(pull, ApiFailure):
         return pull
@@ -268,6 +272,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_comment(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """Post or update the plan comment. 0 when posted (or rightly skipped), 1 when the artifact does not belong to
     the run or the API failed; 2 for a bad command line or artifact."""
+    from sender.github import ApiFailure, GitHub, settings_from_env
+
     settings = settings_from_env(env)
     if settings is None:
         raise UsageError("GITHUB_API_URL, GITHUB_TOKEN and GITHUB_REPOSITORY must be set (as on GitHub Actions)")
