@@ -71,11 +71,12 @@ def list_audiences(mailing: Mailing, policy: Policy) -> list[ListAudience]:
             ((d, n) for d, n in domains.items() if not is_internal_domain(d, policy)),
             key=lambda item: (-item[1], item[0]),
         )
-        shared = tuple(
+        common = (
             (other.name, len(members.intersection(sets[other.index])))
             for other in files
-            if other.index != lst.index and other.name != lst.name and members.intersection(sets[other.index])
+            if other.index != lst.index and other.name != lst.name
         )
+        shared = tuple((name, count) for name, count in common if count)
         found.append(
             ListAudience(
                 index=lst.index,
