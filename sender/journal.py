@@ -225,25 +225,6 @@ class Replay:
     def unknown_count(self) -> int:
         return self.summary.unknown if self.summary is not None else len(self.unknown)
 
-    def scheme_problem(self, hasher: Hasher) -> str | None:
-        """Why *hasher* cannot read this log's hashes, or None when it can."""
-        if self.scheme is None or (self.scheme == hasher.scheme and self.key_check == hasher.key_check):
-            return None
-        if self.scheme == SCHEME_HMAC and hasher.scheme == SCHEME_SHA256:
-            return (
-                "the send log's recipients are hashed with a key (HMAC-SHA-256) but MAILINGS_LOG_KEY is not set; "
-                "set the key used before, or every recipient would be taken for new and mailed again"
-            )
-        if self.scheme == SCHEME_SHA256:
-            return (
-                "the send log's recipients are hashed without a key (SHA-256) but MAILINGS_LOG_KEY is set now; "
-                "unset it for this mailing's remaining runs, or every recipient would be mailed again"
-            )
-        return (
-            f"the send log's recipients are hashed with another MAILINGS_LOG_KEY (key check {self.key_check}, "
-            f"now {hasher.key_check}); set the key used before, or every recipient would be mailed again"
-        )
-
     def note_attempt(self, time: str, hashes: list[str]) -> None:
         """apply() of an attempt event, without building it (EventLines wrote it)."""
         self._note("attempt", time)
