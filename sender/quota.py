@@ -63,10 +63,6 @@ def continues_at(day: date, start: datetime | None, tz: ZoneInfo) -> datetime:
     return datetime.combine(day + timedelta(days=1), hour, tzinfo=tz)
 
 
-def shown_day(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d")
-
-
 def attempted_on(path: Path, now: datetime, tz: ZoneInfo) -> int:
     """Recipients of the attempts in the log at *path* that belong to *now*'s day."""
     day, start, end = day_of(now, tz)
