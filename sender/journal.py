@@ -211,19 +211,19 @@ class Replay:
     quota_continues: str | None = None  # when the last run the day's quota stopped may go on (sender.quota)
     quota_recipients: int | None = None  # the mailing's recipients, as that run counted them
     hashed_with: list[tuple[str, str | None]] = field(default_factory=list)  # (scheme, key id) of each start's key
-    summary: Summary | None = None  # read from the finished log's summary alone (read_finished): no hash sets
 
+    # The counts by the names a Summary has too, so that sender.state.finished judges either.
     @property
     def accepted_count(self) -> int:
-        return self.summary.accepted if self.summary is not None else len(self.accepted)
+        return len(self.accepted)
 
     @property
     def failed_count(self) -> int:
-        return self.summary.failed if self.summary is not None else len(self.failed)
+        return len(self.failed)
 
     @property
     def unknown_count(self) -> int:
-        return self.summary.unknown if self.summary is not None else len(self.unknown)
+        return len(self.unknown)
 
     def note_attempt(self, time: str, hashes: list[str]) -> None:
         """apply() of an attempt event, without building it (EventLines wrote it)."""
@@ -443,19 +443,6 @@ class Summary:
     @property
     def unknown_count(self) -> int:
         return self.unknown
-
-    def replay(self) -> Replay:
-        """The Replay this summary stands for: complete, counts without hash sets (never for planning a send)."""
-        return Replay(
-            complete=True,
-            recipients=self.recipients,
-            runs=self.runs,
-            last_event="end",
-            last_time=self.last_time,
-            special_lists=dict(self.special_lists),
-            hashed_with=list(self.key_ids),
-            summary=self,
-        )
 
 
 def summary_event(log: bytes, done: Replay, state: str, time: str, send_at: str | None) -> Event:
