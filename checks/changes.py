@@ -294,16 +294,19 @@ def _claimed(root: Path) -> list[tuple[str, str, str]]:
     return claims
 
 
-def _cat(root: Path, specs: Iterable[str]) -> Iterable[bytes | None]:
+def _cat(root: Path, specs: Iterable[str]) -> list[bytes | None]:
     """The contents of the objects *specs* name (an object id, or rev:./path), in order, read by one
-    `git cat-file --batch`; None for one that is not there."""
-    request = "".join(f"{spec}\n" for spec in specs).encode("utf-8", "surrogateescape")
+    `git cat-file --batch`; None for one that is not there. The request is one spec a line, so a path with a
+    line break in it cannot be asked: None (it names no request, and would have shifted every answer after it)."""
+    specs = list(specs)
+    request = "".join(f"{spec}\n" for spec in specs if "\n" not in spec).encode("utf-8", "surrogateescape")
     done = subprocess.run(
         ["git", "-C", str(root), "cat-file", "--batch"], input=request, capture_output=True, check=False
     )
     if done.returncode != 0:
         raise UsageError(f"git cat-file failed: {done.stderr.decode('utf-8', 'replace').strip()}")
-    return _blobs(done.stdout)
+    found = iter(_blobs(done.stdout))
+    return [None if "\n" in spec else next(found) for spec in specs]
 
 
 def _blobs(out: bytes) -> Iterable[bytes | None]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from checks.changes import read_base
 from checks.cli import main
 from checks.model import CLAIM_BRANCH_PREFIX, dispatched
 from tests.conftest import Repo, git
@@ -490,3 +491,14 @@ def test_a_root_below_the_top_of_the_repository(
     (root / "mailings" / SENT / "body.en.txt").write_text("Hello again\n", encoding="utf-8")
     code, lines = check_at(root, capsys, "main")
     assert code == 1 and [line.split(": error")[0] for line in lines] == [f"mailings/{SENT}/body.en.txt:1:1"]
+
+
+def test_a_directory_on_the_base_with_a_line_break_in_its_name(branch: Repo) -> None:
+    # git cat-file --batch reads one name a line: this one is not asked, and the sent mailing is still found
+    git(branch.root, "switch", "--quiet", "main")
+    (branch.root / "mailings" / "a\nb").mkdir()
+    (branch.root / "mailings" / "a\nb" / "sendlog.jsonl").write_text(LOG, encoding="utf-8")
+    commit(branch, "A directory no request can have")
+    git(branch.root, "switch", "--quiet", "request")
+    base = read_base(branch.root, "main")
+    assert base.sent == {SENT: "main"}
