@@ -33,14 +33,20 @@ def errors(problems: list[dict[str, object]]) -> list[tuple[object, str]]:
     return [(p["rule"], str(p["message"])) for p in problems if p["level"] == "error"]
 
 
+def only_error(repo: Repo, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[object, str]:
+    """The rule and message of the one error of a check that fails."""
+    code, problems = check(repo, capsys, *extra)
+    assert code == 1
+    ((rule, message),) = errors(problems)
+    return rule, message
+
+
 def test_a_shorter_lead_time_in_the_same_pull_request_does_not_let_a_request_through(
     branch: Repo, capsys: pytest.CaptureFixture[str]
 ) -> None:
     edit(branch.root / "policy.yaml", "lead_time_working_days: 10", "lead_time_working_days: 2")
     branch.add(MAILING, changes={"send_at": "2027-01-14 09:00"})
-    code, problems = check(branch, capsys)
-    assert code == 1
-    ((rule, message),) = errors(problems)
+    rule, message = only_error(branch, capsys)
     assert rule == "lead-time"
     assert message.startswith(ONLY.format("policy.yaml") + "send_at 2027-01-14 is 3 working days after submission")
 
@@ -50,9 +56,7 @@ def test_adding_oneself_to_a_roles_authors_does_not_confirm_ones_claim(
 ) -> None:
     edit(branch.root / "policy.yaml", "{name: President, authors: []}", "{name: President, authors: [mallory]}")
     branch.add(MAILING, changes={"sender": {"unit": "management", "role": "president"}})
-    code, problems = check(branch, capsys, "--author", "mallory")
-    assert code == 1
-    ((rule, message),) = errors(problems)
+    rule, message = only_error(branch, capsys, "--author", "mallory")
     assert rule == "sender"
     assert message.startswith(ONLY.format("policy.yaml") + "sender.role president (President) is claimed by")
 
@@ -63,9 +67,7 @@ def test_a_relaxed_schema_is_judged_against_the_base_schema(branch: Repo, capsys
     data["additionalProperties"] = True
     schema.write_text(json.dumps(data, indent=2), encoding="utf-8")
     branch.add(MAILING, changes={"bcc": "everyone@kth.se"})
-    code, problems = check(branch, capsys)
-    assert code == 1
-    ((rule, message),) = errors(problems)
+    rule, message = only_error(branch, capsys)
     assert rule == "schema"
     assert message.startswith(ONLY.format("schema/mailing.schema.json") + "unknown field 'bcc'")
 
@@ -81,17 +83,15 @@ def test_a_request_that_passes_both_policies_passes(branch: Repo, capsys: pytest
 def test_a_stricter_policy_judges_on_its_own(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     edit(branch.root / "policy.yaml", "lead_time_working_days: 10", "lead_time_working_days: 25")
     branch.add(MAILING)
-    code, problems = check(branch, capsys)
-    ((rule, message),) = errors(problems)
-    assert code == 1 and rule == "lead-time" and not message.startswith("passes only")
+    rule, message = only_error(branch, capsys)
+    assert rule == "lead-time" and not message.startswith("passes only")
 
 
 def test_an_unchanged_policy_is_read_once(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     # the base's policy is the same: no request is judged twice, and a lead-time error says nothing of changes
     branch.add(MAILING, changes={"send_at": "2027-01-14 09:00"})
-    code, problems = check(branch, capsys)
-    ((rule, message),) = errors(problems)
-    assert code == 1 and rule == "lead-time" and message.startswith("send_at 2027-01-14 is 3 working days")
+    rule, message = only_error(branch, capsys)
+    assert rule == "lead-time" and message.startswith("send_at 2027-01-14 is 3 working days")
 
 
 def test_the_plan_shows_the_error_too(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
