@@ -429,7 +429,6 @@ class Summary:
     last_time: str | None = None
     send_at: str | None = None
     special_lists: dict[str, Any] = field(default_factory=dict)
-    key_ids: tuple[tuple[str, str | None], ...] = ()
 
     # The names Replay counts by, so that sender.state.finished judges either.
     @property
@@ -513,8 +512,7 @@ def parse_summary(line: bytes, size: int) -> Summary | None:
     recipients, accepted, failed, unknown, runs = counts
     if accepted + failed + unknown != recipients or not isinstance(event.get("sha256"), str):
         return None  # a finished mailing has an outcome for every recipient
-    lists, keys = event.get("special_lists"), event.get("key_ids")
-    key_ids = tuple((k[0], k[1]) for k in keys if isinstance(k, list) and len(k) == 2) if isinstance(keys, list) else ()
+    lists = event.get("special_lists")
     last, send_at = event.get("last_time"), event.get("send_at")
     return Summary(
         state=str(event.get("state")),
@@ -528,7 +526,6 @@ def parse_summary(line: bytes, size: int) -> Summary | None:
         last_time=last if isinstance(last, str) else None,
         send_at=send_at if isinstance(send_at, str) else None,
         special_lists=lists if isinstance(lists, dict) else {},
-        key_ids=key_ids,
     )
 
 
