@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from checks.errors import UsageError
+from checks.loader import MAILINGS_DIR
 from checks.options import repo_root
 from checks.policy import ApprovalTeam, load_policy
 
 if TYPE_CHECKING:  # imported where it is used: every `mailings` command builds this module's parser
     from sender.github import PullInfo, Review
 
-MAILINGS_DIR = "mailings"
 # GitHub's files endpoint lists at most this many files of a pull request.
 MAX_LISTED_FILES = 3000
 
