@@ -143,8 +143,7 @@ def actions() -> Iterator[Actions]:
     server = Actions()
     PULL_REQUEST["github.api_url"] = server.url
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.server.stop()
 
 
 def check_step(cwd: Path, tmp_path: Path) -> tuple[int, str]:
