@@ -168,6 +168,16 @@ def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[li
     return [directory for directory in present if directory in named], []
 
 
+def _judging(
+    args: argparse.Namespace, env: Mapping[str, str], root: Path, policy: Policy, stack: ExitStack
+) -> tuple[Context, list[Path], list[str]]:
+    """What `check` and `plan` both judge by: the context (the base, the recorded bounces, when each send_at
+    arrived) and the request directories to judge, with the ids of changed mailings whose directory is gone."""
+    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
+    targets, gone = _targets(root, args, context)
+    return _with_first_seen(context, root, args, env, policy, targets), targets, gone
+
+
 def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     with ExitStack() as stack:
         return _check(args, env, out, stack)
@@ -176,9 +186,7 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
 def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, stack: ExitStack) -> int:
     root = repo_root(args)
     policy = load_policy(root)
-    context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
-    targets, gone = _targets(root, args, context)
-    context = _with_first_seen(context, root, args, env, policy, targets)
+    context, targets, gone = _judging(args, env, root, policy, stack)
     fmt = args.format or ("github" if env.get("GITHUB_ACTIONS") == "true" else "text")
     problems, summaries = check_all(root, targets, policy, context)
     problems = sorted(problems + check_gone(root, gone, policy, context) + check_repository(root, policy, context))
@@ -197,11 +205,9 @@ def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
 
     root = repo_root(args)
     policy = load_policy(root)
+    since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
     with ExitStack() as stack:
-        context = _with_bounces(_with_base(_context(args, policy), root, args.changed_since, stack), root, env)
-        since = Since(args.since, resolve_commit(root, args.since, "--since")) if args.since else None
-        targets, gone = _targets(root, args, context)
-        context = _with_first_seen(context, root, args, env, policy, targets)
+        context, targets, gone = _judging(args, env, root, policy, stack)
         text = render_plan(root, targets, gone, policy, context, preview_letter, since)
     out.write(text)
     if args.summary_out:
