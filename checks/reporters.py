@@ -50,8 +50,9 @@ def text(problems: Sequence[Problem], summaries: Sequence[Summary], out: TextIO)
 
 
 def _escape_data(value: str) -> str:
-    # escaped first: a line break or a control character in a name becomes visible text, not a new command
-    return escaped(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    # escaped first: a line break or a control character in a name becomes visible text (\n), not a new command,
+    # so no line break is left for the workflow-command encoding (%0A) to carry
+    return escaped(value).replace("%", "%25")
 
 
 def _escape_property(value: str) -> str:
