@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -22,6 +21,7 @@ from checks.policy import load_policy
 from sender.agefile import AgeError, decrypt_list, encrypt_list, identities
 from sender.lists import SpecialLists, resolve
 from tests.conftest import LOG_KEY_ENV, Repo, addresses, git
+from tests.packages import required
 from tests.sender.ldapserver import (
     LIMITED_DN,
     MAILINGS_DN,
@@ -41,12 +41,7 @@ OWN = 10  # the request's own list next to the special one
 @pytest.fixture(scope="session")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     """One directory server for the whole session: making and loading it takes a few seconds."""
-    found = ensure_slapd()
-    if isinstance(found, str):
-        if os.geteuid() == 0:
-            pytest.fail(found)  # as root the suite installs slapd itself: not having it is a failure
-        pytest.skip(found)
-    server = Slapd.create(found, tmp_path_factory.mktemp("slapd"))
+    server = Slapd.create(required(ensure_slapd()), tmp_path_factory.mktemp("slapd"))
     server.start()
     yield server
     server.stop()
