@@ -1,4 +1,7 @@
-"""The checker's subcommands: check, plan, earliest, new."""
+"""The checker's subcommands: check, plan, earliest, new.
+
+The rules, git and the schemas are imported by the commands that use them: every `mailings` command builds this
+parser, and `mailings send` (every scheduled run) should not pay for the checker's imports."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ from pathlib import Path
 from string import Template
 from typing import TextIO
 
-from checks.changes import base_policy, check_gone, read_base, resolve_commit, split_present
 from checks.errors import UsageError
 from checks.loader import MAILINGS_DIR, discover, resolve_targets
 from checks.model import ID_PATTERN, Context
@@ -28,9 +30,7 @@ from checks.options import (
     repo_root,
 )
 from checks.policy import Policy, load_policy
-from checks.report import check_all, check_repository
 from checks.reporters import REPORTERS
-from checks.schemas import TOOL_ROOT
 
 TEMPLATE_DIR = "templates/request"
 LOG_KEY = "MAILINGS_LOG_KEY"
@@ -95,6 +95,8 @@ def _with_base(context: Context, root: Path, ref: str | None, stack: ExitStack) 
     when this checkout changes it (its files last as long as *stack*)."""
     if ref is None:
         return context
+    from checks.changes import base_policy, read_base
+
     base = read_base(root, ref)
     return replace(
         context,
@@ -162,6 +164,8 @@ def _targets(root: Path, args: argparse.Namespace, context: Context) -> tuple[li
     named = resolve_targets(root, args.paths, Path.cwd()) if args.paths else None
     if context.base is None:
         return (named if named is not None else discover(root)), []
+    from checks.changes import split_present
+
     present, gone = split_present(root, context.changes)
     if named is None:
         return present, gone
@@ -184,6 +188,9 @@ def cmd_check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> 
 
 
 def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, stack: ExitStack) -> int:
+    from checks.changes import check_gone
+    from checks.report import check_all, check_repository
+
     root = repo_root(args)
     policy = load_policy(root)
     context, targets, gone = _judging(args, env, root, policy, stack)
@@ -199,6 +206,7 @@ def _check(args: argparse.Namespace, env: Mapping[str, str], out: TextIO, stack:
 def cmd_plan(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
     """Markdown for the reviewer; it reports problems but does not fail on them (`check` does)."""
     # Imported here: `mailings check` never needs the plan's modules, and pays nothing for them.
+    from checks.changes import resolve_commit
     from checks.plan import Since
     from checks.plan import render as render_plan
     from sender.message import preview_letter
@@ -236,6 +244,8 @@ def cmd_earliest(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) 
 
 
 def cmd_new(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> int:
+    from checks.schemas import TOOL_ROOT
+
     root = repo_root(args)
     policy = load_policy(root)
     if not ID_PATTERN.fullmatch(args.id):

@@ -12,11 +12,15 @@ import pytest
 from sender.journal import (
     SCHEME_HMAC,
     SCHEME_SHA256,
+    EventLines,
     Journal,
     LockedError,
+    Replay,
+    encode,
     is_locked,
     make_hasher,
     replay,
+    replay_lines,
     scrub,
 )
 from sender.logkey import keyring
@@ -216,3 +220,51 @@ def test_a_write_is_in_the_file_at_once_and_sync_waits_for_an_fsync_that_covers_
         readable, before, second = asyncio.run(main(journal))
         assert readable and before == 0
         assert journal.synced >= second and journal.syncs == 1  # the one fsync covered both writes
+
+
+def _replayed_event_by_event(lines: list[bytes]) -> Replay:
+    """What replay_lines must give: each line read as JSON and applied, torn ones counted."""
+    replay = Replay()
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            replay.damaged += 1
+            continue
+        if isinstance(event, dict):
+            replay.apply(event)
+        else:
+            replay.damaged += 1
+    return replay
+
+
+def test_the_frequent_lines_replay_as_their_json_says_whatever_their_shape() -> None:
+    # replay_lines reads the attempt and accepted lines EventLines writes with a pattern; every other spelling of
+    # them, and every line that only looks like one, must replay as json.loads reads it.
+    lines = EventLines("r1")
+    h1, h2 = "a" * 32, "0123456789abcdef" * 2
+    written = [
+        encode({"event": "start", "time": "t0", "run": "r1", "recipients": 3, "hash": "sha256-128"}),
+        lines.attempt("t1", "k1", [h1, h2]),
+        lines.accepted("t2", "k1", [h1], 250),
+        lines.attempt("t3", "k2", ["b" * 32]),
+        encode({"event": "failed", "time": "t4", "run": "r1", "batch": "k1", "rcpt": h2, "code": 550, "message": "no"}),
+    ]
+    odd = [
+        b'{"event":"attempt","time":"t\\u0035","run":"r1","batch":"k3","rcpt":["' + b"c" * 32 + b'"]}',  # an escape
+        b'{"event":"accepted","time":"t6","run":"r1","batch":"k3","rcpt":["' + b"C" * 32 + b'"]}',  # not lower hex
+        b'{"event":"accepted","time":"t7","run":"r1","batch":"k3","rcpt":["' + b"c" * 32 + b'"],"code":250,"x":1}',
+        b'{"event":"accepted","time":"t8","run":"r1","batch":"k3","rcpt":["' + b"d" * 32 + b'"]',  # torn
+        b'{"event":"attempt","time":"t9","run":"r1","batch":"k3","rcpt":[]}',  # nobody
+        b'{"event":"accepted","time":"t\xc3\xa5","run":"r1","batch":"k3","rcpt":["' + b"e" * 32 + b'"]}',  # UTF-8
+        b'{"event":"accepted","time":"t\xff","run":"r1","batch":"k3","rcpt":["' + b"f" * 32 + b'"]}',  # not UTF-8
+        b'{"event":"accepted","time":"t10","run":"r1","batch":"k3","rcpt":["' + b"b" * 32 + b'"]}\r',  # CRLF
+        b'{"event":"accepted","time":"t11","run":"r1","batch":"k3","rcpt":["' + b"1" * 32 + b'"],"code":250}',
+        b'{"event":"attempt", "time":"t12","run":"r1","batch":"k3","rcpt":["' + b"2" * 32 + b'"]}',  # spaced
+        b'{"event":"attempt","time":"t13","run":"r1","batch":"k\\"3","rcpt":["' + b"3" * 32 + b'"]}',
+    ]
+    data = b"".join(written).split(b"\n")[:-1] + odd
+    for end in range(len(data) + 1):
+        assert replay_lines(data[:end]) == _replayed_event_by_event(data[:end]), data[end - 1 : end]
