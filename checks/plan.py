@@ -193,6 +193,7 @@ def _facts(mailing: Mailing, policy: Policy, context: Context, lists: Mapping[st
     count = recipient_count(mailing, policy)
     yield f"- **Recipients:** {count} (unique addresses; IT's lists at their approximate size)"
     yield from _lists(mailing, policy, lists)
+    yield from _relay_days(mailing, policy, count)
     yield f"- **Recipient group:** {_field(mailing, 'recipients', 'group')}"
     yield f"- **Why this group:** {_field(mailing, 'recipients', 'why')}"
     yield f"- **Purpose:** {_field(mailing, 'purpose')}"
@@ -210,6 +211,21 @@ def _facts(mailing: Mailing, policy: Policy, context: Context, lists: Mapping[st
             f"- **Blackout exception:** {_field(mailing, 'blackout_exception', 'reason')}; agreed with "
             f"{_field(mailing, 'blackout_exception', 'agreed_with')}"
         )
+
+
+def _relay_days(mailing: Mailing, policy: Policy, count: int) -> Iterator[str]:
+    """When the relay's day quota (sending.recipients_per_day) cannot take the mailing in one day: the reviewer
+    approves a mailing that goes out over several days (sender.quota continues it each next day)."""
+    limit = policy.sending.recipients_per_day
+    if not limit or count <= limit:
+        return
+    days = -(-count // limit)
+    start = local_time(mailing.send_at, policy) if mailing.send_at else "its send_at"
+    yield (
+        f"- **Over several days:** the relay takes {limit:,} recipients a day (` sending.recipients_per_day ` in "
+        f"` policy.yaml `), so these {count:,} go out over at least {days} days from {start}, each day's part at the "
+        "same time of day; other mailings of those days share the quota, and may make it more"
+    )
 
 
 def _lists(mailing: Mailing, policy: Policy, lists: Mapping[str, LastChange]) -> Iterator[str]:

@@ -84,6 +84,27 @@ def test_facts_for_the_reviewer(branch: Repo, capsys: pytest.CaptureFixture[str]
     assert len(checklist_items(parse(out))) == 5
 
 
+def test_a_mailing_larger_than_the_relays_day_goes_out_over_days(
+    repo: Repo, plain_git: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    policy = repo.root / "policy.yaml"
+    policy.write_text(policy.read_text().replace("recipients_per_day: null", "recipients_per_day: 2500"))
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "Policy and schema, with a relay quota")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    repo.add(MAILING, changes={"recipients": {"lists": [{"file": "recipients.txt"}, {"special": "all-employees"}]}})
+    repo.add("2027-02-11-small")
+    lines = plan(repo, capsys).splitlines()
+    days = [line for line in lines if line.startswith("- **Over several days:**")]
+    assert days == [
+        "- **Over several days:** the relay takes 2,500 recipients a day (` sending.recipients_per_day ` in "
+        "` policy.yaml `), so these 6,100 go out over at least 3 days from Wednesday 10 February 2027, 09:00 CET "
+        "(UTC+01:00, Europe/Stockholm), each day's part at the same time of day; other mailings of those days share "
+        "the quota, and may make it more"
+    ]
+
+
 def test_the_message_as_recipients_see_it(branch: Repo, capsys: pytest.CaptureFixture[str]) -> None:
     link = "https://www.kth.se/resor/" + "a-long-path-that-a-mail-client-never-breaks/" * 2
     long_line = "Från den 1 mars bokar du resor i det nya systemet, som är enklare och ger bättre överblick. "
