@@ -56,6 +56,13 @@ def recipient_token(hasher: Hasher, mailing_id: str, recipient_hash: str) -> str
     return hasher.of_normalised(f"verp\x00{mailing_id}\x00{recipient_hash}")[:TOKEN_DIGITS]
 
 
+def recipient_tokens(hasher: Hasher, mailing_id: str, recipient_hashes: Iterable[str]) -> list[str]:
+    """`recipient_token` of each of *recipient_hashes*, in order: one loop, as an individual mailing makes one for
+    every recipient."""
+    prefix = f"verp\x00{mailing_id}\x00"
+    return [token[:TOKEN_DIGITS] for token in hasher.of_all_normalised([prefix + h for h in recipient_hashes])]
+
+
 def batch_token(hasher: Hasher, mailing_id: str, batch_key: str) -> str:
     """The token of one bulk transaction's return path: keyed, from the batch's key (sender.plan.batch_key)."""
     return hasher.of_normalised(f"verp-batch\x00{mailing_id}\x00{batch_key}")[:TOKEN_DIGITS]
@@ -63,9 +70,17 @@ def batch_token(hasher: Hasher, mailing_id: str, batch_key: str) -> str:
 
 def return_path(bounce_address: str, mailing_id: str, token: str | None = None) -> str:
     """``local+tag[.token]@domain`` for *bounce_address* ``local@domain``."""
+    if not token:
+        local, _, domain = bounce_address.rpartition("@")
+        return f"{local}{DELIMITER}{mailing_tag(local, mailing_id)}@{domain}"
+    before, after = token_frame(bounce_address, mailing_id)
+    return before + token + after
+
+
+def token_frame(bounce_address: str, mailing_id: str) -> tuple[str, str]:
+    """What goes before and after a token in *mailing_id*'s return paths: ``local+tag.`` and ``@domain``."""
     local, _, domain = bounce_address.rpartition("@")
-    tag = mailing_tag(local, mailing_id)
-    return f"{local}{DELIMITER}{tag}{'.' + token if token else ''}@{domain}"
+    return f"{local}{DELIMITER}{mailing_tag(local, mailing_id)}.", f"@{domain}"
 
 
 def parse(address: str, bounce_address: str) -> Verp | None:

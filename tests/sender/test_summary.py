@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from checks.model import dispatched
-from sender.journal import make_hasher, read_finished, replay, verify_summary
+from sender.journal import make_hasher, read_finished, replay, replay_lines, summary_event, verify_summary
 from tests.conftest import TEST_LOG_KEY, Repo
 from tests.sender.sending import MAILING, NOW, log_path, recipients
 from tests.sender.smtpserver import Faults, FaultyHandler, RunningServer
@@ -51,6 +51,12 @@ def test_a_finished_log_ends_with_a_summary_that_its_lines_vouch_for(repo: Repo,
     assert summary["send_at"] == "2027-02-10T09:00+01:00" and summary["key_ids"][0][0] == "hmac-sha256-128"
     assert summary["size"] == len(log_path(repo).read_bytes()) - len(json.dumps(summary, separators=(",", ":"))) - 1
     assert verify_summary(log_path(repo)) is None
+    # The run summed up from the replay it kept while sending: the same summary a replay of the file makes.
+    data = log_path(repo).read_bytes()
+    before = data[: data.rstrip(b"\n").rfind(b"\n") + 1]
+    replayed = replay_lines(before.split(b"\n"))
+    again = summary_event(before, replayed, summary["state"], summary["time"], summary["send_at"])
+    assert again == summary
     assert status(repo, "--verify")[0] == 0
     found = read_finished(log_path(repo))
     assert found is not None and (found.accepted, found.failed, found.runs) == (597, 3, 1)
