@@ -84,31 +84,21 @@ def publish(root: Path, files: Mapping[str, bytes], message: str, *, attempts: i
     moved meanwhile; False when main holds them already. GitError when main's log is not a beginning of ours."""
     remote, main_ref = gitops.upstream(root)
     tracking = f"refs/remotes/{remote}/{main_ref.removeprefix('refs/heads/')}"
-    for attempt in range(1, attempts + 1):
-        gitops.fetch(root, remote, [f"+{main_ref}:{tracking}"])
-        main = gitops.resolve(root, tracking)
-        if main is None:
-            raise gitops.GitError(f"{remote} has no {main_ref}")
-        on_main = {path: gitops.read_blob(root, main, path) or b"" for path in files}
-        diverged = [path for path, data in files.items() if not data.startswith(on_main[path])]
-        if diverged:
-            raise gitops.GitError(
-                f"the bounce log on main of {', '.join(diverged)} is not a beginning of this checkout's: another "
-                "run recorded bounces this one did not see; nothing was overwritten"
-            )
-        if all(on_main[path] == data for path, data in files.items()):
-            return False
-        commit = gitops.write_commit(root, main, files, message)
-        try:
-            gitops.push_ref(root, remote, commit, main_ref, main)
-        except gitops.PushLost:
-            if attempt == attempts:
-                raise
-            continue
-        if gitops.resolve(root, "HEAD") == main:
-            gitops.move_branch(root, commit, main, files)
-        return True
-    return False
+    try:
+        return gitops.publish_grown(
+            root,
+            remote,
+            main_ref,
+            files,
+            message,
+            fetch_main=lambda: gitops.fetch(root, remote, [f"+{main_ref}:{tracking}"]),
+            attempts=attempts,
+        )
+    except gitops.Diverged as diverged:
+        raise gitops.GitError(
+            f"the bounce log on main of {', '.join(diverged.paths)} is not a beginning of this checkout's: another "
+            "run recorded bounces this one did not see; nothing was overwritten"
+        ) from None
 
 
 def _commit_message(recorded: Recorded) -> str:

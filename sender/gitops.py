@@ -14,7 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
@@ -176,6 +176,56 @@ def push_ref(
     if _PORCELAIN_LOST.search(push.stdout):
         raise PushLost(f"{ref} on {remote} moved meanwhile", stderr=push.stderr, returncode=push.returncode)
     raise GitError(f"git push of {ref} to {remote} was refused", stderr=push.stderr, returncode=push.returncode)
+
+
+class Diverged(GitError):
+    """Files on the remote's main that the ones to publish do not extend: another run wrote what this one did not
+    see (files that only grow: send logs, bounce logs)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        super().__init__(f"{', '.join(paths)} on main is not a beginning of this checkout's")
+        self.paths = list(paths)
+
+
+def publish_grown(
+    root: Path,
+    remote: str,
+    main_ref: str,
+    files: Mapping[str, bytes],
+    message: str,
+    *,
+    fetch_main: Callable[[], None],
+    attempts: int,
+    timeout: float | None = None,
+) -> bool:
+    """Commit *files*, each of which only grows, onto *remote*'s *main_ref* and push, again on a newer main when
+    main moved meanwhile (*fetch_main* brings it to refs/remotes/<remote>/<main>). False when main holds them
+    already. Diverged when main holds one these do not extend (nothing is overwritten); PushLost when main kept
+    moving *attempts* times. Once pushed, the checkout's branch follows when it stood at the main it built on."""
+    tracking = f"refs/remotes/{remote}/{main_ref.removeprefix('refs/heads/')}"
+    for attempt in range(1, attempts + 1):
+        fetch_main()
+        main = resolve(root, tracking)
+        if main is None:
+            raise GitError(f"{remote} has no {main_ref}")
+        on_main = {path: read_blob(root, main, path) or b"" for path in files}
+        diverged = [path for path, data in files.items() if not data.startswith(on_main[path])]
+        if diverged:
+            raise Diverged(diverged)
+        if all(on_main[path] == data for path, data in files.items()):
+            return False
+        commit = write_commit(root, main, files, message)
+        try:
+            push_ref(root, remote, commit, main_ref, main, timeout=timeout)
+        except PushLost:
+            if attempt == attempts:
+                raise
+            continue
+        if resolve(root, "HEAD") == main:
+            # The dispatch job's usual case: the work tree holds *files* already, so checkout and remote agree.
+            move_branch(root, commit, main, files)
+        return True
+    return False  # not reached: the loop returns or raises
 
 
 def move_branch(root: Path, commit: str, expected: str, files: Mapping[str, bytes]) -> None:

@@ -155,47 +155,35 @@ class RemoteRecord:
         if not logs:
             return False
         files = {log_path(mailing_id): data for mailing_id, data in logs.items()}
-        for attempt in range(1, attempts + 1):
-            self.fetch()
-            main = gitops.resolve(self.root, self._tracking(self.main_ref))
-            if main is None:
-                raise RecordError(f"{self.remote} has no {self.main_ref}")
-            on_main = {path: gitops.read_blob(self.root, main, path) or b"" for path in files}
-            diverged = [path for path, data in files.items() if not data.startswith(on_main[path])]
-            if diverged:
-                # Logs only grow: a log on main that ours does not extend was written by another run.
-                raise RecordError(
-                    f"the send log on {self.main_ref.removeprefix('refs/heads/')} of {', '.join(diverged)} is not "
-                    "a beginning of this run's; another run recorded what this one did not see. Nothing was "
-                    "overwritten: a person must compare the two and keep the true one"
-                )
-            if all(on_main[path] == data for path, data in files.items()):
-                return False
-            try:
-                commit = gitops.write_commit(self.root, main, files, message)
-                gitops.push_ref(self.root, self.remote, commit, self.main_ref, main, timeout=self.timeout)
-            except PushLost:
-                if attempt == attempts:
-                    raise RecordError(
-                        f"{self.main_ref} on {self.remote} kept moving ({attempts} attempts); the send logs are "
-                        "on their claim branches and in this checkout: run `mailings record --push` again"
-                    ) from None
-                continue
-            except GitError as exc:
-                raise RecordError(
-                    f"cannot push the send logs to {self.main_ref.removeprefix('refs/heads/')}: {exc}; they are "
-                    "kept on their claim branches (the next run reads them there) and in this checkout "
-                    "(`mailings record --push` tries again)"
-                ) from None
-            self._follow(commit, main, files)
-            return True
-        return False  # not reached: the loop returns or raises
-
-    def _follow(self, commit: str, parent: str, files: Mapping[str, bytes]) -> None:
-        """Move the checkout's branch to *commit* when it was at its *parent* (the usual case in the dispatch
-        job): the work tree already holds *files*, so checkout and remote then agree."""
-        if gitops.resolve(self.root, "HEAD") == parent:
-            gitops.move_branch(self.root, commit, parent, files)
+        try:
+            return gitops.publish_grown(
+                self.root,
+                self.remote,
+                self.main_ref,
+                files,
+                message,
+                fetch_main=self.fetch,
+                attempts=attempts,
+                timeout=self.timeout,
+            )
+        except gitops.Diverged as diverged:
+            # Logs only grow: a log on main that ours does not extend was written by another run.
+            raise RecordError(
+                f"the send log on {self.main_ref.removeprefix('refs/heads/')} of {', '.join(diverged.paths)} is not "
+                "a beginning of this run's; another run recorded what this one did not see. Nothing was "
+                "overwritten: a person must compare the two and keep the true one"
+            ) from None
+        except PushLost:
+            raise RecordError(
+                f"{self.main_ref} on {self.remote} kept moving ({attempts} attempts); the send logs are "
+                "on their claim branches and in this checkout: run `mailings record --push` again"
+            ) from None
+        except GitError as exc:
+            raise RecordError(
+                f"cannot push the send logs to {self.main_ref.removeprefix('refs/heads/')}: {exc}; they are "
+                "kept on their claim branches (the next run reads them there) and in this checkout "
+                "(`mailings record --push` tries again)"
+            ) from None
 
     def release(self, mailing_id: str, expected: str | None = None) -> str | None:
         """Delete the claim branch of *mailing_id* if it is where this run last pushed it (or at *expected*);
