@@ -36,6 +36,14 @@ PHONE_EXAMPLE = 'phone: "+46 8 790 60 00"'
 
 
 def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Finding]:
+    # Replies go to reply_to whatever the contact says, so it is judged even when the contact is missing.
+    reply_to = mailing.get("reply_to", kind=str)
+    if reply_to is not None and (problem := address_problem(reply_to)) is not None:
+        yield error(
+            mailing.at("reply_to"),
+            f"reply_to {shown(reply_to)} is not a valid e-mail address: {problem} "
+            "Give the address replies should go to, or leave reply_to out to send them to the contact person",
+        )
     contact = mailing.get("contact", kind=dict)
     if contact is None:
         return  # the schema rule reports a missing or malformed contact
@@ -48,13 +56,6 @@ def check(mailing: Mailing, policy: Policy, context: Context) -> Iterator[Findin
                 f"contact.email {shown(email)} is not a valid e-mail address: {problem} "
                 "Give the contact person's own address, e.g. anna.andersson@kth.se",
             )
-    reply_to = mailing.get("reply_to", kind=str)
-    if reply_to is not None and (problem := address_problem(reply_to)) is not None:
-        yield error(
-            mailing.at("reply_to"),
-            f"reply_to {shown(reply_to)} is not a valid e-mail address: {problem} "
-            "Give the address replies should go to, or leave reply_to out to send them to the contact person",
-        )
     if "phone" not in contact:
         yield warning(
             mailing.at("contact"),

@@ -89,6 +89,12 @@ def test_reply_to_must_be_an_address(repo: Repo) -> None:
     assert message.endswith("or leave reply_to out to send them to the contact person")
 
 
+def test_reply_to_is_judged_without_a_contact_too(repo: Repo) -> None:
+    repo.add(changes={"reply_to": "travel desk", "contact": None})
+    [message] = repo.messages(rule="contact")
+    assert "error [contact] reply_to 'travel desk' is not a valid" in message
+
+
 def test_a_valid_reply_to_passes(repo: Repo) -> None:
     repo.add(changes={"reply_to": "travel-desk@kth.se", "contact": {"phone": "08-790 60 00"}})
     assert repo.messages(rule="contact") == []
