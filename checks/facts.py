@@ -14,6 +14,7 @@ addresses are new, the mailing became a crisis mailing.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Set
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,16 +51,18 @@ def list_label(lst: RecipientList) -> str:
     return lst.name if lst.kind == "file" else f"special {lst.name}"
 
 
-def list_size(lst: RecipientList, policy: Policy) -> int:
-    """Unique valid addresses of one list; an unread special list at its approximate size."""
+def list_size(lst: RecipientList, policy: Policy, invalid: Set[str] = frozenset()) -> int:
+    """Unique valid addresses of one list (*invalid*: the mailing's addresses that are not); an unread special list
+    at its approximate size."""
     if lst.kind == "special" and not lst.resolved:
         special = policy.special_lists.get(lst.name)
         return special.approximate_size if special is not None else 0
-    return len({mailbox(entry.address) for entry in lst.addresses})
+    return len({mailbox(entry.address) for entry in lst.addresses if entry.address not in invalid})
 
 
 def facts(mailing: Mailing, policy: Policy) -> Facts:
     unique = mailing.recipients.unique
+    invalid = {bad.entry.address for verdict in mailing.recipients.lists.values() for bad in verdict.invalid}
     subjects = mailing.get("subject", kind=dict) or {}
     unit = mailing.get("sender", "unit", kind=str) or "?"
     role = mailing.get("sender", "role", kind=str)
@@ -68,7 +71,7 @@ def facts(mailing: Mailing, policy: Policy) -> Facts:
     return Facts(
         send_at=mailing.send_at,
         recipients=recipient_count(mailing, policy),
-        lists=tuple((list_label(lst), list_size(lst, policy)) for lst in mailing.lists),
+        lists=tuple((list_label(lst), list_size(lst, policy, invalid)) for lst in mailing.lists),
         addresses=frozenset(unique),
         subjects=tuple((lang, str(value)) for lang, value in subjects.items() if isinstance(value, str)),
         links=tuple(dict.fromkeys(link.written for link in mailing_links(mailing))),

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from checks.cli import main
-from checks.facts import facts_at
+from checks.facts import facts, facts_at
+from checks.loader import load_mailing
 from tests.conftest import EVENT, VALID, Repo, addresses, git, merge
 
 MAILING = "2027-02-10-travel"
@@ -132,6 +133,16 @@ def test_facts_at_a_commit_read_with_git_plumbing(approved: tuple[Repo, str]) ->
     assert (then.recipients, then.lists, then.languages) == (600, (("recipients.txt", 600),), ("sv", "en"))
     assert then.subjects == tuple(VALID["subject"].items())
     assert facts_at(repo.root, git(repo.root, "rev-parse", "main"), MAILING, repo.policy) is None
+
+
+def test_a_list_counts_its_valid_addresses_as_the_recipients_do(repo: Repo) -> None:
+    repo.add(MAILING)
+    (repo.root / "mailings" / MAILING / "recipients.txt").write_text(
+        addresses(600) + "not an address\nuser1@kth.se\nUser2+news@kth.se\n", encoding="utf-8"
+    )
+    mailing = load_mailing(repo.root, repo.root / "mailings" / MAILING, repo.policy)
+    now = facts(mailing, repo.policy)
+    assert (now.recipients, now.lists) == (600, (("recipients.txt", 600),))
 
 
 def test_an_unknown_revision_is_a_usage_error(approved: tuple[Repo, str], capsys: pytest.CaptureFixture[str]) -> None:
