@@ -631,6 +631,7 @@ PAGES_ACTIONS = {
     "actions/checkout": "3d3c42e5aac5ba805825da76410c181273ba90b1 # v7.0.1",
     "actions/setup-python": "5fda3b95a4ea91299a34e894583c3862153e4b97 # v7.0.0",
     "actions/configure-pages": "983d7736d9b0ae728b81ab479565c72886d7745b # v5.0.0",
+    "actions/cache": "27d5ce7f107fe9357f9df03efb73ab90386fccae # v5.0.5",
     "actions/upload-pages-artifact": "fc324d3547104276b827a68afc52ff2a11cc49c9 # v5.0.0",
     "actions/deploy-pages": "cd2ce8fcbc39b97be8ca5fce6e763baed58fa128 # v5.0.0",
 }
@@ -754,3 +755,19 @@ def test_bounces_are_read_on_a_schedule_with_the_log_key_and_pushed() -> None:
     assert step["env"]["MAILINGS_BOUNCES_IMAP_PASSWORD"] == "${{ secrets.MAILINGS_BOUNCES_IMAP_PASSWORD }}"
     for uses in [s["uses"] for s in steps(workflow, "bounces") if "uses" in s]:
         assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses), uses
+
+
+@pytest.mark.parametrize(
+    ("name", "job"), [("dispatch.yml", "dispatch"), ("bounces.yml", "bounces"), ("pages.yml", "build")]
+)
+def test_scheduled_jobs_restore_their_tools_from_a_cache_of_the_lock_file(name: str, job: str) -> None:
+    """A job that runs every hour or more often installs nothing when the lock file has not changed: the virtual
+    environment comes from a cache keyed on the exact Python and the lock file, and only a miss installs, hashed."""
+    workflow = workflows()[name]
+    restore = step_named(workflow, job, "Restore the installed tools")
+    assert restore["with"]["path"] == ".venv"
+    assert "steps.python.outputs.python-version" in restore["with"]["key"]
+    assert "hashFiles('requirements/runtime.txt', 'pyproject.toml')" in restore["with"]["key"]
+    install = step_named(workflow, job, "Install the locked dependencies, checked against their hashes")
+    assert install["if"] == "steps.venv.outputs.cache-hit != 'true'"
+    assert "--require-hashes" in install["run"]
