@@ -27,6 +27,8 @@ ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
 MAILING_FILE = "mailing.yaml"
 SCHEMA_FILE = "schema/mailing.schema.json"
 SENDLOG_FILE = "sendlog.jsonl"
+# The dispatch job's index of finished mailings at the repository's root (sender.finished); [finished-index].
+FINISHED_INDEX_FILE = "finished-mailings.jsonl"
 # The fields of mailing.yaml that steer a mailing without changing what it sends or to whom: the only part of a
 # sent or sending mailing that a pull request may still change ([immutable]), and no part of its digest.
 CONTROL_FIELDS = frozenset({"hold", "cancel", "resume_at", "resume_unknown"})

@@ -13,14 +13,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from checks.addresses import address_problem, domain_of, is_internal_domain, recipient_count
 from checks.errors import UsageError
 from checks.escape import escaped
-from checks.loader import MAILINGS_DIR, discover, load_mailing
+from checks.loader import MAILINGS_DIR, discover, listing, load_mailing
 from checks.model import ID_PATTERN, SENDLOG_FILE
 from checks.options import add_common, add_now, clock, parse_now, repo_root
 from checks.policy import Policy, load_policy
@@ -75,7 +75,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     status.add_argument(
         "--verify",
         action="store_true",
-        help="replay every finished send log in full and check its summary (slow; for audits); exit 1 on a mismatch",
+        help="replay every finished send log in full and check its summary and index entry (slow; for audits); "
+        "exit 1 on a mismatch",
+    )
+    status.add_argument(
+        "--all",
+        action="store_true",
+        help=f"list every mailing (default: all but those finished more than {RECENT_DAYS} days before --now)",
     )
     status.set_defaults(func=cmd_status)
 
@@ -252,10 +258,14 @@ def _summaries(outcomes: Sequence[Outcome] | None) -> list[LogSummary]:
 
 def _commit_locally(root: Path, outcomes: Sequence[Outcome] | None, out: TextIO) -> bool:
     """Commit every changed send log onto this checkout's branch (no remote: a checkout of one's own)."""
+    from sender.finished import index_path
     from sender.gitops import GitError, commit_message, commit_send_logs
 
     # Every send log, not only this run's: an earlier run may have stopped before it could commit.
     paths = [p for p in sorted((root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}")) if not p.is_symlink()]
+    index = index_path(root)
+    if index.is_file() and not index.is_symlink():
+        paths.append(index)  # the index of finished mailings, committed with the logs it indexes
     summaries = _summaries(outcomes)
     try:
         committed = commit_send_logs(root, paths, commit_message(summaries) if summaries else STOPPED_MESSAGE)
@@ -288,12 +298,14 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
     closed = {i for i, data in logs.items() if not replay_lines(data.split(b"\n")).claim_open}
     # A claim branch this run read whose run ended: its log belongs on main (an earlier run could not put it there).
     logs = {i: data for i, data in logs.items() if i in written or i in closed}
-    if not logs:
+    index = _index_to_publish(root)
+    if not logs and index is None:
         out.write("no send log changed; nothing to record\n")
         return True
     summaries = _summaries(outcomes)
+    message = commit_message(summaries) if summaries else STOPPED_MESSAGE if logs else INDEX_MESSAGE
     try:
-        published = remote.publish(logs, commit_message(summaries) if summaries else STOPPED_MESSAGE)
+        published = remote.publish(logs, message, index=index)
     except RecordError as exc:
         out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
@@ -304,6 +316,22 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
             if problem:
                 out.write(f"note: {escaped(problem)}\n")
     return True
+
+
+INDEX_MESSAGE = "Send logs: index the finished mailings\n"
+
+
+def _index_to_publish(root: Path) -> bytes | None:
+    """This checkout's index of finished mailings when a run added to it since the checkout (sender.finished);
+    None when it is as checked out, so that a run with nothing to record asks nothing of the remote."""
+    from sender.finished import INDEX_FILE, index_path
+    from sender.gitops import read_blob
+
+    path = index_path(root)
+    if not path.is_file() or path.is_symlink():
+        return None
+    data = path.read_bytes()
+    return None if read_blob(root, "HEAD", INDEX_FILE) == data else data
 
 
 def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
@@ -333,7 +361,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
         out.write("the remote holds every send log of this checkout; nothing to record\n")
         return ok
     try:
-        remote.publish(logs, STOPPED_MESSAGE)
+        remote.publish(logs, STOPPED_MESSAGE, index=_index_to_publish(root))
     except RecordError as exc:
         out.write(f"mailings: git: {escaped(str(exc))}\n")
         return False
@@ -440,17 +468,25 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     now = parse_now(args.now, policy.timezone, clock)
     special = special_lists_from_env(env, policy)
     brake = brake_from_env(env, root, io.StringIO())  # status says per mailing why it is held
-    directories = discover(root)
-    rows = [_status_row(root, directory, policy, now, special, brake) for directory in directories]
-    problems = _verify(directories) if args.verify else []
+    since = None if args.all else now - timedelta(days=RECENT_DAYS)
+    rows, older = _status_rows(root, policy, now, special, brake, since)
+    directories = discover(root) if args.verify else []
+    problems = _verify(root, directories) if args.verify else []
     if args.format == "json":
         document: dict[str, Any] = {"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}
+        if since is not None:
+            document["finished_before"] = {"send_at_before": since.isoformat(timespec="minutes"), "count": older}
         if args.verify:
             document["summary_problems"] = problems
         json.dump(document, out, indent=2)
         out.write("\n")
         return 1 if problems else 0
-    _status_text(rows, out)
+    _status_text(rows, out, older=older)
+    if older:
+        out.write(
+            f"and {older:,} finished mailing{'s' if older != 1 else ''} sent before "
+            f"{since.strftime('%Y-%m-%d') if since else '-'}, not listed (--all lists every mailing)\n"
+        )
     for problem in problems:
         out.write(f"mailings: {problem}\n")
     if args.verify and not problems:
@@ -458,15 +494,73 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     return 1 if problems else 0
 
 
-def _verify(directories: Sequence[Path]) -> list[str]:
-    """What is wrong with each finished send log's summary, replaying the logs in full."""
-    from sender.journal import verify_summary
+# `status` lists the mailings finished in the last RECENT_DAYS (by their send_at) and every one not finished;
+# older finished ones are counted in a line (`--all` lists them): a status of ten years' mailings costs, and
+# reads, the same as one of a year's.
+RECENT_DAYS = 30
+
+
+def _status_rows(
+    root: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake, since: datetime | None
+) -> tuple[list[StatusRow], int]:
+    """The rows to list, and how many finished mailings sent before *since* were left out (None: none are)."""
+    from sender.finished import FINISHED_STATES, holds, read_index
+
+    index = read_index(root) if since is not None else {}
+    base = root / MAILINGS_DIR
+    # Strings, not paths: this runs for every mailing ever sent.
+    prefix, suffix = f"{base}{os.sep}", f"{os.sep}{SENDLOG_FILE}"
+    rows: list[StatusRow] = []
+    older = 0
+    for name, link in listing(root):
+        entry = index.get(name)
+        # Indexed as finished (one stat) and sent before *since*: counted, nothing read (sender.finished).
+        old = since is not None and entry is not None and not link and _before(entry.send_at, since)
+        if old and holds(entry, prefix + name + suffix):
+            older += 1
+            continue
+        row = _status_row(root, base / name, policy, now, special, brake)
+        if since is not None and row.state in FINISHED_STATES and _before(row.send_at, since):
+            older += 1
+            continue
+        rows.append(row)
+    return rows, older
+
+
+def _before(send_at: str | None, since: datetime) -> bool:
+    """True when *send_at* (ISO 8601 with an offset) is a moment before *since*; False when it is not one."""
+    if not send_at:
+        return False
+    try:
+        moment = datetime.fromisoformat(send_at)
+    except ValueError:
+        return False
+    return moment.tzinfo is not None and moment < since
+
+
+def _verify(root: Path, directories: Sequence[Path]) -> list[str]:
+    """What is wrong with each finished send log's summary, replaying the logs in full, and with each entry of
+    the index of finished mailings (sender.finished)."""
+    from sender.finished import INDEX_FILE, read_index
+    from sender.journal import read_finished, verify_summary
 
     found = []
     for directory in directories:
         path = directory / SENDLOG_FILE
         if path.is_file() and not path.is_symlink() and (problem := verify_summary(path)) is not None:
             found.append(f"{MAILINGS_DIR}/{directory.name}/{SENDLOG_FILE}: {problem}")
+    for mailing_id, entry in sorted(read_index(root).items()):
+        where = f"{INDEX_FILE}: {mailing_id}"
+        path = root / MAILINGS_DIR / mailing_id / SENDLOG_FILE
+        if entry is None:
+            found.append(f"{where}: indexed twice, with different lines")
+            continue
+        summary = read_finished(path) if path.is_file() and not path.is_symlink() else None
+        size = path.stat().st_size if summary is not None else None
+        if summary is None or size != entry.size:
+            found.append(f"{where}: indexed as finished, but its send log is not a finished log of that size")
+        elif (summary.state, summary.failed, summary.unknown) != (entry.state, entry.failed, 0):
+            found.append(f"{where}: the index entry does not say what the log's summary says")
     return found
 
 
@@ -553,9 +647,9 @@ _COLUMNS: tuple[tuple[str, str, Callable[[StatusRow], Any]], ...] = (
 _EXPLAINED = frozenset({"blocked", "missed", "sending", "held", "cancelled"})
 
 
-def _status_text(rows: Sequence[StatusRow], out: TextIO) -> None:
+def _status_text(rows: Sequence[StatusRow], out: TextIO, *, older: int = 0) -> None:
     if not rows:
-        out.write("no mailings\n")
+        out.write("no mailings\n" if not older else "")
         return
     cells = [[escaped(str(get(row))) for _, _, get in _COLUMNS] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(_COLUMNS)]

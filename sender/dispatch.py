@@ -28,12 +28,14 @@ from pathlib import Path
 
 from checks.errors import UsageError
 from checks.linter import check_mailing
-from checks.loader import MAILINGS_DIR, discover, load_mailing
+from checks.loader import MAILINGS_DIR, listing, load_mailing
 from checks.model import SENDLOG_FILE, Context, Mailing, Problem
 from checks.policy import Policy
 from sender import eventloop, gitops
 from sender.config import MaildirSettings, SmtpSettings
 from sender.eventloop import LoopChoice
+from sender.finished import Entry, entry_line, holds, read_index
+from sender.finished import append as append_to_index
 from sender.journal import (
     Event,
     EventLines,
@@ -179,6 +181,8 @@ class RunContext:
     progress: Progress
     keyring: Keyring
     backfilled: list[str] = field(default_factory=list)  # finished logs this run tried to give the summary they lack
+    index: Mapping[str, Entry | None] = field(default_factory=dict)  # of finished mailings (sender.finished)
+    indexed: list[bytes] = field(default_factory=list)  # index lines this run adds (written at its end)
 
     @property
     def hasher(self) -> Hasher:
@@ -193,16 +197,32 @@ def keyring_of(options: SendOptions) -> Keyring:
 
 def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progress | None = None) -> list[Outcome]:
     """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
-    directories = _targets(root, options.only)
+    names = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
-    run = RunContext(root, policy, options, factory, progress or NullProgress(), keyring_of(options))
+    index = read_index(root)
+    run = RunContext(root, policy, options, factory, progress or NullProgress(), keyring_of(options), index=index)
     outcomes = []
-    for directory in directories:
-        if options.stop.requested:
-            note = f"not handled: the run was stopped ({options.stop.reason}); the next run takes it up"
-            outcomes.append(Outcome(directory.name, MailingState.DUE, note, ok=False, acted=True))
-            continue
-        outcomes.append(_handle_safely(run, directory))
+    base = root / MAILINGS_DIR
+    # Strings, not paths, and one Decision per count of refused: this runs for every mailing ever sent.
+    prefix, suffix, decided = f"{base}{os.sep}", f"{os.sep}{SENDLOG_FILE}", {}
+    try:
+        for name, link in names:
+            if options.stop.requested:
+                note = f"not handled: the run was stopped ({options.stop.reason}); the next run takes it up"
+                outcomes.append(Outcome(name, MailingState.DUE, note, ok=False, acted=True))
+                continue
+            entry = index.get(name)
+            if entry is not None and not link and holds(entry, prefix + name + suffix):
+                # Indexed as finished, and its log is still the one indexed: one stat, nothing read (sender.finished).
+                decision = decided.get(entry.failed)
+                if decision is None:
+                    decision = decided[entry.failed] = finished(entry)
+                outcomes.append(Outcome(name, decision.state, decision.reason, previous=decision.state))
+                continue
+            outcomes.append(_handle_safely(run, base / name))
+    finally:
+        if not options.dry_run:
+            append_to_index(root, run.indexed)
     return outcomes
 
 
@@ -215,24 +235,26 @@ def _handle_safely(run: RunContext, directory: Path) -> Outcome:
         return Outcome(directory.name, MailingState.BLOCKED, note, ok=False, acted=True)
 
 
-def _targets(root: Path, only: str | None) -> list[Path]:
-    directories = discover(root)
+def _targets(root: Path, only: str | None) -> list[tuple[str, bool]]:
+    """The requests' names (checks.loader.listing: each with whether it is a symbolic link), or *only*'s."""
+    names = listing(root)
     if only is None:
-        return directories
-    chosen = [d for d in directories if d.name == only]
+        return names
+    chosen = [(name, link) for name, link in names if name == only]
     if not chosen:
         raise UsageError(f"--only {only}: no mailing {MAILINGS_DIR}/{only}")
     return chosen
 
 
 def _handle(run: RunContext, directory: Path) -> Outcome:
-    # os.path on strings: this runs for every mailing ever sent at every scheduled run.
-    summary = None if os.path.islink(directory) else read_finished(os.path.join(directory, SENDLOG_FILE))
+    # os.path on strings: this runs for every finished mailing that is not indexed (sender.finished).
+    path = os.path.join(directory, SENDLOG_FILE)
+    summary = None if os.path.islink(directory) else read_finished(path)
     if summary is not None and not summary.unknown:
         # Finished, and nobody whose outcome is unknown for a resume to send again: its summary is the whole
-        # answer, without reading the request or replaying the log (a scheduled run costs the same after ten
-        # years of mailings as after one).
+        # answer, without reading the request or replaying the log. Indexed, so that later runs need not read it.
         decision = finished(summary)
+        _index(run, directory.name, path, decision.state.value, summary.failed, summary.send_at)
         return Outcome(directory.name, decision.state, decision.reason, previous=decision.state)
     mailing = load_mailing(run.root, directory, run.policy, special=run.options.special)
     log_path = directory / SENDLOG_FILE
@@ -315,7 +337,19 @@ def _summarise(run: RunContext, mailing: Mailing, journal: Journal, outcome: Out
         return None
     send_at = mailing.send_at.isoformat(timespec="minutes") if mailing.send_at is not None else None
     journal.append(summary_event(data, done, outcome.state.value, stamp(run.options.wallclock()), send_at))
+    # Indexed only as later runs would read it: a summary that fits the log (read_finished), and nobody unknown.
+    written = read_finished(journal.path)
+    if written is not None and not written.unknown and not done.unknown_count:
+        _index(run, mailing.id, str(journal.path), finished(written).state.value, written.failed, written.send_at)
     return done
+
+
+def _index(run: RunContext, mailing_id: str, path: str, state: str, failed: int, send_at: str | None) -> None:
+    """Add a finished mailing to the index of finished mailings (sender.finished), with its log's size now."""
+    if run.options.dry_run or mailing_id in run.index:
+        return  # indexed already (an entry that no longer holds is not replaced: the log is read instead)
+    with contextlib.suppress(OSError):
+        run.indexed.append(entry_line(mailing_id, os.stat(path).st_size, state, failed, send_at))
 
 
 def _backfill(run: RunContext, mailing: Mailing, log_path: Path, decision: Decision) -> Outcome:

@@ -197,11 +197,14 @@ def publish_grown(
     fetch_main: Callable[[], None],
     attempts: int,
     timeout: float | None = None,
+    merged: Callable[[str], Mapping[str, bytes]] | None = None,
 ) -> bool:
     """Commit *files*, each of which only grows, onto *remote*'s *main_ref* and push, again on a newer main when
     main moved meanwhile (*fetch_main* brings it to refs/remotes/<remote>/<main>). False when main holds them
     already. Diverged when main holds one these do not extend (nothing is overwritten); PushLost when main kept
-    moving *attempts* times. Once pushed, the checkout's branch follows when it stood at the main it built on."""
+    moving *attempts* times. Once pushed, the checkout's branch follows when it stood at the main it built on.
+    *merged*: more files, made at each attempt from main's commit (so that they extend main's copies: the index of
+    finished mailings, sender.finished), that go into the same commit; {} when main needs none of them."""
     tracking = f"refs/remotes/{remote}/{main_ref.removeprefix('refs/heads/')}"
     for attempt in range(1, attempts + 1):
         fetch_main()
@@ -212,9 +215,10 @@ def publish_grown(
         diverged = [path for path, data in files.items() if not data.startswith(on_main[path])]
         if diverged:
             raise Diverged(diverged)
-        if all(on_main[path] == data for path, data in files.items()):
+        more = dict(merged(main)) if merged is not None else {}
+        if not more and all(on_main[path] == data for path, data in files.items()):
             return False
-        commit = write_commit(root, main, files, message)
+        commit = write_commit(root, main, {**files, **more}, message)
         try:
             push_ref(root, remote, commit, main_ref, main, timeout=timeout)
         except PushLost:
@@ -223,7 +227,7 @@ def publish_grown(
             continue
         if resolve(root, "HEAD") == main:
             # The dispatch job's usual case: the work tree holds *files* already, so checkout and remote agree.
-            move_branch(root, commit, main, files)
+            move_branch(root, commit, main, {**files, **more})
         return True
     return False  # not reached: the loop returns or raises
 

@@ -23,13 +23,15 @@ Every commit is made with plumbing (sender.gitops.write_commit) and read back by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from checks.loader import MAILINGS_DIR
 from checks.model import CLAIM_BRANCH_PREFIX, SENDLOG_FILE
 from sender import gitops
+from sender.finished import INDEX_FILE, merged
 from sender.gitops import GitError, PushLost
 
 
@@ -148,15 +150,20 @@ class RemoteRecord:
             raise RecordError(f"cannot push the send log to {ref.removeprefix('refs/heads/')}: {exc}") from None
         self._pushed[mailing_id] = commit
 
-    def publish(self, logs: Mapping[str, bytes], message: str, *, attempts: int = 5) -> bool:
+    def publish(
+        self, logs: Mapping[str, bytes], message: str, *, index: bytes | None = None, attempts: int = 5
+    ) -> bool:
         """Commit *logs* (mailing id to its whole log) onto the remote's main and push it, again on a newer main
         when main moved meanwhile. False when main already holds every one of them. Then the checkout's branch
-        follows (when it was at the old main) and the claim branches this run pushed are deleted."""
-        if not logs:
+        follows (when it was at the old main) and the claim branches this run pushed are deleted. *index*: this
+        checkout's index of finished mailings, whose entries main lacks go into the same commit (sender.finished:
+        merged onto main's copy at each attempt, so a run never drops another's)."""
+        if not logs and index is None:
             return False
         files = {log_path(mailing_id): data for mailing_id, data in logs.items()}
+        merged_index = self._merged_index(index) if index is not None else None
         try:
-            return gitops.publish_grown(
+            published = gitops.publish_grown(
                 self.root,
                 self.remote,
                 self.main_ref,
@@ -165,6 +172,7 @@ class RemoteRecord:
                 fetch_main=self.fetch,
                 attempts=attempts,
                 timeout=self.timeout,
+                merged=merged_index,
             )
         except gitops.Diverged as diverged:
             # Logs only grow: a log on main that ours does not extend was written by another run.
@@ -184,6 +192,35 @@ class RemoteRecord:
                 "kept on their claim branches (the next run reads them there) and in this checkout "
                 "(`mailings record --push` tries again)"
             ) from None
+        if published and index is not None:
+            self._index_follows(index)
+        return published
+
+    def _merged_index(self, index: bytes) -> Callable[[str], dict[str, bytes]]:
+        """For gitops.publish_grown: main's index of finished mailings (at *commit*) with this checkout's entries
+        that it lacks appended, when there are any."""
+
+        def on(commit: str) -> dict[str, bytes]:
+            on_main = gitops.read_blob(self.root, commit, INDEX_FILE) or b""
+            whole = merged(on_main, index)
+            return {INDEX_FILE: whole} if whole != on_main else {}
+
+        return on
+
+    def _index_follows(self, index: bytes) -> None:
+        """The work tree's index of finished mailings as HEAD has it, when the branch followed the commit just
+        pushed (HEAD's index then holds every entry of *index*, this checkout's) and main held entries this
+        checkout lacked (only then do they differ)."""
+        path = self.root / INDEX_FILE
+        with contextlib.suppress(OSError, GitError):  # a stale copy costs a later run a read of some logs, no more
+            committed = gitops.read_blob(self.root, "HEAD", INDEX_FILE)
+            if committed is None or committed == index or merged(committed, index) != committed:
+                return
+            if path.is_symlink() or path.read_bytes() != index:
+                return  # changed meanwhile: left alone
+            scratch = path.with_name(f".{INDEX_FILE}.tmp")
+            scratch.write_bytes(committed)
+            scratch.replace(path)
 
     def release(self, mailing_id: str, expected: str | None = None) -> str | None:
         """Delete the claim branch of *mailing_id* if it is where this run last pushed it (or at *expected*);

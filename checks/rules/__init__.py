@@ -22,6 +22,7 @@ from checks.rules import (
     contact,
     content,
     event,
+    finished_index,
     immutable,
     layout,
     lead_time,
@@ -72,4 +73,4 @@ RULES: dict[str, Rule] = {module.ID: module for module in _MODULES}  # type: ign
 
 # Rules about the repository around the requests (what stands directly under mailings/, IT's list files), not
 # about one request.
-LAYOUT_RULES: dict[str, LayoutRule] = {module.ID: module for module in (layout, special_lists)}  # type: ignore[misc]
+LAYOUT_RULES: dict[str, LayoutRule] = {module.ID: module for module in (layout, special_lists, finished_index)}  # type: ignore[misc]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 import subprocess
@@ -204,8 +205,19 @@ def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
     assert git(bare, "log", "-1", "--format=%an <%ae>|%cn <%ce>", "main") == f"{BOT_AUTHOR}|{BOT_AUTHOR}"
     message = git(bare, "log", "-1", "--format=%B", "main")
     assert "2027-02-10-travel" in message and "600 accepted" in message, message
-    assert git(bare, "show", "--name-only", "--format=", "main") == "mailings/2027-02-10-travel/sendlog.jsonl"
-    assert git(work, "status", "--porcelain", "--", "mailings") == ""
+    # The finished mailing's log, and its entry in the index of finished mailings, in one commit.
+    changed = git(bare, "show", "--name-only", "--format=", "main").splitlines()
+    assert changed == ["finished-mailings.jsonl", "mailings/2027-02-10-travel/sendlog.jsonl"]
+    [entry] = git(bare, "show", "main:finished-mailings.jsonl").splitlines()
+    log_size = len((work / "mailings/2027-02-10-travel/sendlog.jsonl").read_bytes())
+    assert json.loads(entry) == {
+        "id": "2027-02-10-travel",
+        "size": log_size,
+        "state": "sent",
+        "failed": 0,
+        "send_at": "2027-02-10T09:00+01:00",
+    }
+    assert git(work, "status", "--porcelain") == ""
     pushed = git(bare, "rev-parse", "main")
 
     second = mailings_send(work, outbox)
@@ -213,3 +225,30 @@ def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     assert len(mailbox.Maildir(outbox, create=False)) == 6
     assert git(bare, "rev-parse", "main") == pushed
+
+
+def test_two_jobs_that_finish_different_mailings_both_keep_their_index_entries(tmp_path: Path) -> None:
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
+    requests = Repo(seed)
+    for mailing_id in ("2027-02-10-news", "2027-02-10-travel"):
+        requests.add(mailing_id, recipients=addresses(600))
+    git(seed, "add", ".")
+    git(seed, "commit", "--quiet", "-m", "Approve two mailings")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    # Two checkouts of the same main, each sending one of the mailings: the second pushes onto the first's main.
+    first, second = clone(bare, "job-1"), clone(bare, "job-2")
+    for work, mailing_id in ((first, "2027-02-10-travel"), (second, "2027-02-10-news")):
+        env = {key: value for key, value in os.environ.items() if not key.startswith("MAILINGS_")} | LOG_KEY_ENV
+        command = [sys.executable, "-m", "checks.cli", "send", "--root", str(work), "--now", SEND_NOW]
+        command += ["--outbox", str(tmp_path / f"outbox-{mailing_id}"), "--only", mailing_id, "--push"]
+        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    on_main = [json.loads(line)["id"] for line in git(bare, "show", "main:finished-mailings.jsonl").splitlines()]
+    assert on_main == ["2027-02-10-travel", "2027-02-10-news"]  # the first job's line kept, the second's added
+    assert git(bare, "log", "--format=%s", "-2", "main").splitlines() == [
+        "Send log: 2027-02-10-news 600 accepted, 0 failed",
+        "Send log: 2027-02-10-travel 600 accepted, 0 failed",
+    ]
