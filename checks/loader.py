@@ -54,18 +54,26 @@ def discover(root: Path) -> list[Path]:
     that is not a directory is not a request ([layout] reports it).
     """
     base = root / MAILINGS_DIR
-    return [base / name for name, _ in listing(root)]
+    return [base / name for name in listing(root)[0]]
 
 
-def listing(root: Path) -> list[tuple[str, bool]]:
-    """The name of every request directory under <root>/mailings (as `discover` finds them), sorted, each with
-    whether it is a symbolic link. From one os.scandir: the kind of each entry comes with the listing (only a link
-    is stat'ed), which matters to the commands that run every 15 minutes once mailings/ holds years of requests."""
+def listing(root: Path) -> tuple[list[str], frozenset[str]]:
+    """The names of the request directories under <root>/mailings (those `discover` finds), sorted, and which of
+    them are symbolic links. From one os.scandir: the kind of each entry comes with the listing (only a link is
+    stat'ed), which matters to the commands that run every 15 minutes once mailings/ holds years of requests."""
+    names: list[str] = []
+    links: set[str] = set()
     try:
         with os.scandir(root / MAILINGS_DIR) as entries:
-            return sorted((entry.name, entry.is_symlink()) for entry in entries if entry.is_dir())
+            for entry in entries:
+                if entry.is_dir():
+                    names.append(entry.name)
+                    if entry.is_symlink():
+                        links.add(entry.name)
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return [], frozenset()
+    names.sort()
+    return names, frozenset(links)
 
 
 def load_layout(root: Path, policy: Policy | None = None) -> Layout:

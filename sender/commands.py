@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -512,30 +513,48 @@ def _status_rows(
     prefix, suffix = f"{base}{os.sep}", f"{os.sep}{SENDLOG_FILE}"
     rows: list[StatusRow] = []
     older = 0
-    for name, link in listing(root):
+    names, links = listing(root)
+    before = _Before(since) if since is not None else None
+    for name in names:
         entry = index.get(name)
         # Indexed as finished (one stat) and sent before *since*: counted, nothing read (sender.finished).
-        old = since is not None and entry is not None and not link and _before(entry.send_at, since)
+        old = before is not None and entry is not None and name not in links and before(entry.send_at)
         if old and holds(entry, prefix + name + suffix):
             older += 1
             continue
         row = _status_row(root, base / name, policy, now, special, brake)
-        if since is not None and row.state in FINISHED_STATES and _before(row.send_at, since):
+        if before is not None and row.state in FINISHED_STATES and before(row.send_at):
             older += 1
             continue
         rows.append(row)
     return rows, older
 
 
-def _before(send_at: str | None, since: datetime) -> bool:
-    """True when *send_at* (ISO 8601 with an offset) is a moment before *since*; False when it is not one."""
-    if not send_at:
-        return False
-    try:
-        moment = datetime.fromisoformat(send_at)
-    except ValueError:
-        return False
-    return moment.tzinfo is not None and moment < since
+class _Before:
+    """Whether a send_at (ISO 8601 with an offset, as summaries and the index have it) is a moment before *since*;
+    False when it is not one. Called for every finished mailing, so most are told by their date alone: time zones
+    differ by less than a day, and most send_ats are months or years before *since*."""
+
+    _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        self.surely_before = (since - timedelta(days=1)).strftime("%Y-%m-%d")
+        self.surely_after = (since + timedelta(days=1)).strftime("%Y-%m-%d")
+
+    def __call__(self, send_at: str | None) -> bool:
+        if not send_at or not self._DAY.match(send_at):
+            return False
+        day = send_at[:10]
+        if day < self.surely_before:
+            return True
+        if day > self.surely_after:
+            return False
+        try:
+            moment = datetime.fromisoformat(send_at)
+        except ValueError:
+            return False
+        return moment.tzinfo is not None and moment < self.since
 
 
 def _verify(root: Path, directories: Sequence[Path]) -> list[str]:

@@ -197,7 +197,7 @@ def keyring_of(options: SendOptions) -> Keyring:
 
 def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progress | None = None) -> list[Outcome]:
     """Handle every mailing under *root* (or only options.only); never stops at the first that fails."""
-    names = _targets(root, options.only)
+    names, links = _targets(root, options.only)
     factory = options.factory or transport_factory(options.settings)
     index = read_index(root)
     run = RunContext(root, policy, options, factory, progress or NullProgress(), keyring_of(options), index=index)
@@ -206,13 +206,13 @@ def send_all(root: Path, policy: Policy, options: SendOptions, progress: Progres
     # Strings, not paths, and one Decision per count of refused: this runs for every mailing ever sent.
     prefix, suffix, decided = f"{base}{os.sep}", f"{os.sep}{SENDLOG_FILE}", {}
     try:
-        for name, link in names:
+        for name in names:
             if options.stop.requested:
                 note = f"not handled: the run was stopped ({options.stop.reason}); the next run takes it up"
                 outcomes.append(Outcome(name, MailingState.DUE, note, ok=False, acted=True))
                 continue
             entry = index.get(name)
-            if entry is not None and not link and holds(entry, prefix + name + suffix):
+            if entry is not None and name not in links and holds(entry, prefix + name + suffix):
                 # Indexed as finished, and its log is still the one indexed: one stat, nothing read (sender.finished).
                 decision = decided.get(entry.failed)
                 if decision is None:
@@ -235,15 +235,14 @@ def _handle_safely(run: RunContext, directory: Path) -> Outcome:
         return Outcome(directory.name, MailingState.BLOCKED, note, ok=False, acted=True)
 
 
-def _targets(root: Path, only: str | None) -> list[tuple[str, bool]]:
-    """The requests' names (checks.loader.listing: each with whether it is a symbolic link), or *only*'s."""
-    names = listing(root)
+def _targets(root: Path, only: str | None) -> tuple[list[str], frozenset[str]]:
+    """The requests' names, or *only*, and which are symbolic links (checks.loader.listing)."""
+    names, links = listing(root)
     if only is None:
-        return names
-    chosen = [(name, link) for name, link in names if name == only]
-    if not chosen:
+        return names, links
+    if only not in names:
         raise UsageError(f"--only {only}: no mailing {MAILINGS_DIR}/{only}")
-    return chosen
+    return [only], links
 
 
 def _handle(run: RunContext, directory: Path) -> Outcome:

@@ -82,11 +82,16 @@ def parse_index(data: bytes) -> dict[str, Entry | None]:
         parsed = [_loads(line) for line in lines if line.strip()]
     found: dict[str, Entry | None] = {}
     for item in parsed:
-        entry = _entry(item)
-        if entry is None:
+        # _entry, inline: this runs for every finished mailing at every scheduled run.
+        try:
+            entry = Entry(item["id"], item["size"], item["state"], item["failed"], item["send_at"])
+        except (TypeError, KeyError, IndexError):
+            continue
+        if not _valid(entry):
             continue
         # Two different lines for one mailing: trust neither.
-        found[entry.id] = None if entry.id in found and found[entry.id] != entry else entry
+        known = found.get(entry.id, entry)
+        found[entry.id] = entry if known == entry else None
     return found
 
 
@@ -100,16 +105,15 @@ def _loads(line: bytes) -> Any:
 def _entry(item: Any) -> Entry | None:
     """The entry *item* (a parsed line) is, when it is a valid one."""
     try:
-        mailing_id, size, state, failed, send_at = (
-            item["id"],
-            item["size"],
-            item["state"],
-            item["failed"],
-            item["send_at"],
-        )
+        entry = Entry(item["id"], item["size"], item["state"], item["failed"], item["send_at"])
     except (TypeError, KeyError, IndexError):
         return None
-    if (
+    return entry if _valid(entry) else None
+
+
+def _valid(entry: Entry) -> bool:
+    mailing_id, size, state, failed, send_at = entry
+    return (
         type(size) is int
         and size > 0
         and type(failed) is int
@@ -117,10 +121,8 @@ def _entry(item: Any) -> Entry | None:
         and (state == "sent" if failed == 0 else state == "sent-with-failures")
         and (send_at is None or type(send_at) is str)
         and type(mailing_id) is str
-        and ID_PATTERN.fullmatch(mailing_id)
-    ):
-        return Entry(mailing_id, size, state, failed, send_at)
-    return None
+        and ID_PATTERN.match(mailing_id) is not None
+    )
 
 
 def read_index(root: Path) -> dict[str, Entry | None]:
