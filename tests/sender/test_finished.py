@@ -197,3 +197,17 @@ def test_merging_keeps_mains_lines_and_adds_only_the_mailings_it_lacks() -> None
     assert merged(a.rstrip(b"\n"), c) == a + c
     found = parse_index(a + b + c)
     assert sorted(found) == ["a", "b", "c"] and found["b"] is not None and found["b"].failed == 2
+
+
+def test_verify_names_an_index_entry_that_its_log_does_not_bear_out(repo: Repo, smtp_server: RunningServer) -> None:
+    repo.add()
+    send(repo, smtp_server)
+    assert run(["status", "--root", str(repo.root), "--now", LATER, "--verify"])[0] == 0
+    [line] = entries(repo)
+    wrong = {**line, "state": "sent-with-failures", "failed": 2}  # fits the log's size, not its summary
+    index(repo).write_text(json.dumps(wrong) + "\n", encoding="utf-8")
+    code, out = run(["status", "--root", str(repo.root), "--now", LATER, "--verify"])
+    assert code == 1 and f"{INDEX_FILE}: {MAILING}: the index entry does not say what the log's summary says" in out
+    index(repo).write_text(json.dumps(line) + "\n" + json.dumps({**line, "size": 5}) + "\n", encoding="utf-8")
+    code, out = run(["status", "--root", str(repo.root), "--now", LATER, "--verify"])
+    assert code == 1 and f"{INDEX_FILE}: {MAILING}: indexed twice, with different lines" in out

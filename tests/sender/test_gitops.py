@@ -252,3 +252,37 @@ def test_two_jobs_that_finish_different_mailings_both_keep_their_index_entries(t
         "Send log: 2027-02-10-news 600 accepted, 0 failed",
         "Send log: 2027-02-10-travel 600 accepted, 0 failed",
     ]
+
+
+def test_a_finished_mailing_without_an_index_entry_is_indexed_by_the_next_run_alone(tmp_path: Path) -> None:
+    """A repository from before the index: the next run reads the finished log's summary, sends nothing, and puts
+    the mailing's entry on main in a commit of its own; the run after it has nothing to record."""
+    bare = tmp_path / "origin.git"
+    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
+    Repo(seed).add("2027-02-10-travel", recipients=addresses(600))
+    git(seed, "add", ".")
+    git(seed, "commit", "--quiet", "-m", "Approve the travel mailing")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    assert mailings_send(clone(bare, "first"), tmp_path / "outbox").returncode == 0
+    git(seed, "pull", "--quiet", "origin", "main")
+    entry = (seed / "finished-mailings.jsonl").read_bytes()
+    git(seed, "rm", "--quiet", "finished-mailings.jsonl")
+    git(seed, "commit", "--quiet", "-m", "As it was before the index")
+    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    before = git(bare, "rev-parse", "main")
+
+    work = clone(bare, "job")
+    done = mailings_send(work, tmp_path / "outbox")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert len(mailbox.Maildir(tmp_path / "outbox", create=False)) == 6  # nothing sent again
+    assert git(bare, "rev-parse", "main~1") == before
+    assert git(bare, "log", "-1", "--format=%s", "main") == "Send logs: index the finished mailings"
+    assert git(bare, "show", "--name-only", "--format=", "main") == "finished-mailings.jsonl"
+    assert git(bare, "show", "main:finished-mailings.jsonl") + "\n" == entry.decode()
+    assert git(work, "status", "--porcelain") == ""
+    pushed = git(bare, "rev-parse", "main")
+    again = mailings_send(work, tmp_path / "outbox")
+    assert again.returncode == 0 and git(bare, "rev-parse", "main") == pushed
