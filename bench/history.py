@@ -60,8 +60,8 @@ SPECIAL_FROM = 5000  # mailings this large use IT's special lists, not a list fi
 BATCH = 100
 RUN_TIMEOUT_SECONDS = 600.0
 # "The same": the median of the rounds' differences (ten years less one year, timed one after the other) at most
-# this much (the larger of the two), less than the spread of repeated runs of one command on one history on a
-# 2-core machine (the middle half of them spans 10-16 ms).
+# this much (the larger of the two), about the spread of repeated runs of one command on one history on a 2-core
+# machine (the middle half of them spans 5 ms on a quiet one, 10-16 ms with other work on it).
 SAME_RATIO = 0.05
 SAME_SECONDS = 0.015
 BOT = "mailings-bot <mailings-bot@users.noreply.github.com>"
@@ -382,7 +382,7 @@ def report(results: list[Measure]) -> bool:
             f"against {min(before):.3f} s); ten years less one, round by round: median {growth * 1000:+.1f} ms "
             f"({growth / a * 100:+.1f} %), limit {max(a * SAME_RATIO, SAME_SECONDS) * 1000:.0f} ms; the one year's "
             f"middle half of runs spans {(spread[2] - spread[0]) * 1000:.0f} ms: "
-            + ("the same within noise" if ok else "GROWS")
+            + (f"the same (within {SAME_RATIO:.0%} or {SAME_SECONDS * 1000:.0f} ms)" if ok else "GROWS")
         )
     return same
 
