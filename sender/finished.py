@@ -5,7 +5,7 @@ job and committed with the send logs.
 Why: `mailings send` with nothing due and `mailings status` run every 15 minutes, and a finished mailing is final
 (sender.state.finished), so all they need to know of it is that it is finished. Reading its log's summary
 (sender.journal.read_finished) costs an open, a read and two JSON lines per mailing, which adds up over ten years
-of them; the index costs one `stat` per mailing, so those commands cost the same after ten years as after one.
+of them; the index costs a parsed line and one `stat` per mailing, a few microseconds (bench/history.py).
 
 A line (JSON)::
 
@@ -72,16 +72,8 @@ def entry_line(mailing_id: str, size: int, state: str, failed: int, send_at: str
 def parse_index(data: bytes) -> dict[str, Entry | None]:
     """The entries of an index's bytes, by id; None for an id indexed twice with different lines (trusted neither,
     and not indexed again). Lines that are not a valid entry are left out (see the module's text)."""
-    lines = data.split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # the last line's end (a blank line elsewhere fails the one parse: then each line alone)
-    try:
-        # One parse for the whole file: an index of ten years is 1,500 lines, read at every scheduled run.
-        parsed: list[Any] = json.loads(b"[" + b",".join(lines) + b"]")
-    except (ValueError, UnicodeDecodeError):
-        parsed = [_loads(line) for line in lines if line.strip()]
     found: dict[str, Entry | None] = {}
-    for item in parsed:
+    for item in map(_one, _lines(data)):
         # _entry, inline: this runs for every finished mailing at every scheduled run.
         try:
             entry = Entry(item["id"], item["size"], item["state"], item["failed"], item["send_at"])
@@ -95,11 +87,34 @@ def parse_index(data: bytes) -> dict[str, Entry | None]:
     return found
 
 
-def _loads(line: bytes) -> Any:
+def _lines(data: bytes) -> list[str]:
+    """*data*'s lines as text; a line that is not UTF-8 is left out (only it)."""
     try:
-        return json.loads(line)
-    except (ValueError, UnicodeDecodeError):
+        return data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return [line.decode("utf-8") for line in data.split(b"\n") if _is_utf8(line)]
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _one(line: str) -> Any:
+    """The one JSON value *line* holds; None when it holds none, or more than one (each line is read alone, so that
+    no line can lend another a part of an entry)."""
+    line = line.strip()
+    try:
+        value, end = _DECODER.raw_decode(line)
+    except ValueError:
         return None
+    return value if end == len(line) else None
 
 
 def _entry(item: Any) -> Entry | None:
@@ -180,22 +195,13 @@ def _ends_torn(fd: int) -> bool:
 def merged(on_main: bytes, local: bytes) -> bytes:
     """*on_main* with the entries of *local* whose mailing it does not index yet appended: main's lines stay as
     they are (the index only grows), and two runs that indexed different mailings both keep theirs."""
-    known = set(_ids(on_main))
+    known = {item.get("id") for item in map(_one, _lines(on_main)) if isinstance(item, dict)}
     extra: dict[str, bytes] = {}
-    for line in local.split(b"\n"):
-        entry = _entry(_loads(line)) if line.strip() else None
+    for line in _lines(local):
+        entry = _entry(_one(line))
         if entry is not None and entry.id not in known:
-            extra.setdefault(entry.id, line.strip() + b"\n")
+            extra.setdefault(entry.id, line.strip().encode("utf-8") + b"\n")
     if not extra:
         return on_main
     base = on_main if not on_main or on_main.endswith(b"\n") else on_main + b"\n"
     return base + b"".join(extra.values())
-
-
-def _ids(data: bytes) -> Iterable[str | None]:
-    return (_id(line) for line in data.split(b"\n") if line.strip())
-
-
-def _id(line: bytes) -> str | None:
-    item = _loads(line)
-    return item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None

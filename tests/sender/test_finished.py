@@ -211,3 +211,11 @@ def test_verify_names_an_index_entry_that_its_log_does_not_bear_out(repo: Repo, 
     index(repo).write_text(json.dumps(line) + "\n" + json.dumps({**line, "size": 5}) + "\n", encoding="utf-8")
     code, out = run(["status", "--root", str(repo.root), "--now", LATER, "--verify"])
     assert code == 1 and f"{INDEX_FILE}: {MAILING}: indexed twice, with different lines" in out
+
+
+def test_a_line_that_is_not_one_entry_is_no_entry_however_the_lines_around_it_read() -> None:
+    a = b'{"id": "a", "size": 10, "state": "sent", "failed": 0, "send_at": null}'
+    b = b'{"id": "b", "size": 20, "state": "sent", "failed": 0, "send_at": null}'
+    # Two objects on one line, and one object cut over two lines: neither line is an entry on its own.
+    assert sorted(parse_index(a + b", " + b + b"\n" + b'{"id": "c"\n"size": 1}\n')) == []
+    assert sorted(parse_index(a + b"\n" + b + b"\n")) == ["a", "b"]
