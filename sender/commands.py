@@ -484,8 +484,9 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
         return 1 if problems else 0
     _status_text(rows, out, older=older)
     if older:
+        more = "and " if rows else ""
         out.write(
-            f"and {older:,} finished mailing{'s' if older != 1 else ''} sent before "
+            f"{more}{older:,} finished mailing{'s' if older != 1 else ''} sent before "
             f"{since.strftime('%Y-%m-%d') if since else '-'}, not listed (--all lists every mailing)\n"
         )
     for problem in problems:
