@@ -111,6 +111,18 @@ def _sent_then_edited(repo: Repo) -> None:
     git(repo.root, "commit", "--quiet", "--all", "-m", "edit")
 
 
+def _index_added(repo: Repo) -> None:
+    """main with the request; a branch that adds an entry to the index of finished mailings by hand."""
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "request")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    line = f'{{"id": "{MAILING}", "size": 1, "state": "sent", "failed": 0, "send_at": null}}\n'
+    (repo.root / "finished-mailings.jsonl").write_text(line, encoding="utf-8")
+    git(repo.root, "add", "finished-mailings.jsonl")
+    git(repo.root, "commit", "--quiet", "-m", "index by hand")
+
+
 def _policy_relaxed(repo: Repo) -> None:
     """main with the policy's lead time; a branch that shortens it and adds a request that needs the shorter one."""
     policy = repo.root / "policy.yaml"
@@ -612,6 +624,13 @@ CASES: list[Case] = [
         "immutable",
         "a sent mailing is history, but this change edits this file",
         setup=_sent_then_edited,
+        args=("--changed-since", "main"),
+    ),
+    # [finished-index]: only the dispatch job writes the index of finished mailings
+    Case(
+        "finished-index",
+        "this change touches the index of finished mailings, which only the dispatch job writes",
+        setup=_index_added,
         args=("--changed-since", "main"),
     ),
     # any rule, judged against the base's policy too when a pull request changes it
