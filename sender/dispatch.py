@@ -311,6 +311,7 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
         outcome.previous = MailingState.DUE if recorded_miss else decision.state
         _tell_contact(run, mailing, journal, outcome)
         _summarise(run, mailing, journal, outcome)
+        outcome.replay = None  # its sets of hashes are not kept while the run's other mailings go
         return outcome
 
 
