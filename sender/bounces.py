@@ -41,7 +41,7 @@ from flufl.bounce import all_failures
 
 from checks.loader import MAILINGS_DIR
 from checks.model import ID_PATTERN, SENDLOG_FILE, Bounced
-from sender.journal import Hasher, Replay, encode, replay, stamp
+from sender.journal import Hasher, Replay, encode, finished_summary, replay, stamp
 from sender.logkey import Keyring
 from sender.verp import Verp, batch_token, parse, tags, tokens
 
@@ -129,13 +129,29 @@ def counts_of(accepted: set[str], bounces: BounceLog) -> DeliveryCounts:
     return DeliveryCounts(len(accepted), len(hard), len(soft), len(accepted) - len(hard))
 
 
+def counts_of_finished(accepted: int, bounces: BounceLog) -> DeliveryCounts:
+    """counts_of for a finished mailing, from its summary's count of the accepted (no set of their hashes). With no
+    recipient left unknown or in flight, a bounce the log records is of an accepted recipient: a recipient the
+    relay refused was never handed a message that could come back (this module records only recipients)."""
+    hard = len(bounces.hard)
+    soft = len(set(bounces.soft).difference(bounces.hard))
+    return DeliveryCounts(accepted, hard, soft, accepted - hard)
+
+
 def delivery_counts(root: Path, mailing_id: str) -> dict[str, int]:
-    """``{accepted, hard_bounces, soft_bounces, delivered}`` of one mailing, from its send log and its bounce log
-    in the repository at *root*; all 0 for a mailing not sent. Never an address, never the key."""
+    """``{accepted, hard_bounces, soft_bounces, delivered}`` of one mailing, from its send log (its summary when it
+    is finished) and its bounce log in the repository at *root*; all 0 for a mailing not sent. Never an address,
+    never the key."""
     if not ID_PATTERN.fullmatch(mailing_id):
         raise ValueError(f"{mailing_id!r} is not a mailing id")
+    bounces = read_log_file(log_path(root, mailing_id))
+    # Without a bounce recorded, a finished log's summary has every count; a bounce counts only for a recipient
+    # the log has as accepted, which takes the replay.
+    summary = None if bounces.hard or bounces.soft else finished_summary(root / MAILINGS_DIR / mailing_id)
+    if summary is not None:
+        return counts_of_finished(summary.accepted, bounces).as_dict()
     log = replay(root / MAILINGS_DIR / mailing_id / SENDLOG_FILE)
-    return counts_of(log.accepted, read_log_file(log_path(root, mailing_id))).as_dict()
+    return counts_of(log.accepted, bounces).as_dict()
 
 
 # --- what the check learns ---------------------------------------------------------------------------------------

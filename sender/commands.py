@@ -35,7 +35,6 @@ from sender.config import (
 )
 
 if TYPE_CHECKING:
-    from sender.bounces import BounceLog
     from sender.dispatch import Brake, Outcome
     from sender.gitops import LogSummary
     from sender.pace import StopRequest
@@ -587,16 +586,16 @@ def _verify(root: Path, directories: Sequence[Path]) -> list[str]:
 def _status_row(
     root: Path, directory: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake
 ) -> StatusRow:
-    from sender.bounces import counts_of, log_path, read_log_file
-    from sender.journal import is_locked, read_finished, replay
+    from sender.bounces import counts_of, counts_of_finished, log_path, read_log_file
+    from sender.journal import finished_summary, is_locked, replay
     from sender.plan import request_digest
     from sender.state import MailingState, decide, finished
 
-    # os.path on strings: this runs for every mailing ever sent at every scheduled run.
-    summary = None if os.path.islink(directory) else read_finished(os.path.join(directory, SENDLOG_FILE))
-    if summary is not None and not summary.unknown:
+    summary = finished_summary(directory)
+    if summary is not None:
         # Finished: its summary says all status shows, without the request or a replay of the log.
         done = finished(summary)
+        bounced = counts_of_finished(summary.accepted, read_log_file(log_path(root, directory.name)))
         return StatusRow(
             id=directory.name,
             state=done.state.value,
@@ -610,7 +609,9 @@ def _status_row(
             running=False,
             unknown=summary.unknown,
             special_lists=summary.special_lists,
-            **_bounces_of_finished(summary.accepted, read_log_file(log_path(root, directory.name))),
+            hard_bounces=bounced.hard_bounces,
+            soft_bounces=bounced.soft_bounces,
+            delivered=bounced.delivered,
         )
     mailing = load_mailing(root, directory, policy, special=special)
     log = replay(directory / SENDLOG_FILE)
@@ -638,15 +639,6 @@ def _status_row(
         soft_bounces=counts.soft_bounces,
         delivered=counts.delivered,
     )
-
-
-def _bounces_of_finished(accepted: int, bounces: BounceLog) -> dict[str, int]:
-    """StatusRow's bounce counts of a finished mailing read from its summary (no hash set of the accepted). With no
-    recipient left unknown or in flight, a bounce the log records is of an accepted recipient: a recipient the
-    relay refused was never handed a message that could come back (sender.bounces records only recipients)."""
-    hard = len(bounces.hard)
-    soft = len(set(bounces.soft).difference(bounces.hard))
-    return {"hard_bounces": hard, "soft_bounces": soft, "delivered": accepted - hard}
 
 
 def _minute(moment: datetime | None) -> str | None:

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.addresses import normalise
+from checks.model import SENDLOG_FILE
 
 # Hashes are cut to 128 bits (32 hex digits): ample for telling recipients apart, and
 # half the size of a log that git keeps for ever. The cut is part of the scheme's name.
@@ -581,6 +582,16 @@ def read_finished(path: Path | str) -> Summary | None:
         return None
     summary = parse_summary(lines[-1] + b"\n", info.st_size - len(lines[-1]) - 1)
     return summary if summary is not None and _ends_finished(lines[:-1], summary) else None
+
+
+def finished_summary(directory: Path | str) -> Summary | None:
+    """The summary of the finished send log in the mailing *directory* (read_finished), when it is the whole answer:
+    nobody's outcome unknown (a resume may send them), and not reached through a symbolic link. None: the log is
+    to be replayed."""
+    if os.path.islink(directory):
+        return None
+    summary = read_finished(os.path.join(directory, SENDLOG_FILE))
+    return summary if summary is not None and not summary.unknown else None
 
 
 def _ends_finished(lines: list[bytes], summary: Summary) -> bool:

@@ -23,12 +23,12 @@ from checks.loader import load_mailing
 from checks.mailview import client_date
 from checks.model import SENDLOG_FILE, Mailing
 from checks.policy import Policy, load_policy
-from sender.bounces import counts_of, log_path, read_log_file
+from sender.bounces import BounceLog, counts_of, log_path, read_log_file
 from sender.dispatch import Brake
-from sender.journal import Replay, redact, replay
+from sender.journal import Replay, finished_summary, redact, replay
 from sender.message import INDIVIDUAL_TO, MessageError, build_template, delivery_mode
 from sender.plan import request_digest
-from sender.state import MailingState, decide
+from sender.state import MailingState, decide, finished
 
 NO_BRAKE = Brake()
 
@@ -108,11 +108,21 @@ def read_one(root: Path, directory: Path, policy: Policy, now: datetime, brake: 
     """One mailing's facts. Special lists are never resolved here: they count with their approximate size.
     *brake* is MAILINGS_HOLD as the sender reads it: a mailing it holds is shown held, as `mailings status` does."""
     mailing = load_mailing(root, directory, policy, special={})
-    log = replay(directory / SENDLOG_FILE)
-    # decide() reads the digest only against a miss the log records (sender.state.miss_recorded): without one,
-    # reading every file of the request again would change nothing.
-    digest = request_digest(mailing) if log.missed_digest is not None else None
-    decision = decide(mailing, log, now, policy, digest, brake.reason(mailing.id))
+    bounces = read_log_file(log_path(root, mailing.id))
+    # A finished mailing with no bounce recorded: its log's summary says what the site shows, without a replay (the
+    # site is built every hour, over every mailing ever sent). A bounce counts only for a recipient the log has
+    # as accepted, which takes the replay.
+    summary = finished_summary(directory) if not bounces.hard else None
+    if summary is not None:
+        decision = finished(summary)
+        counts = Counts(summary.recipients, summary.accepted, summary.failed, 0, 0, summary.accepted)
+    else:
+        log = replay(directory / SENDLOG_FILE)
+        # decide() reads the digest only against a miss the log records (sender.state.miss_recorded): without one,
+        # reading every file of the request again would change nothing.
+        digest = request_digest(mailing) if log.missed_digest is not None else None
+        decision = decide(mailing, log, now, policy, digest, brake.reason(mailing.id))
+        counts = _counts(mailing, policy, log, bounces)
     message, problem = _message(mailing, policy)
     return MailingFacts(
         id=mailing.id,
@@ -122,17 +132,17 @@ def read_one(root: Path, directory: Path, policy: Policy, now: datetime, brake: 
         subject=" / ".join(b.subject for b in message.bodies) if message else _subjects(mailing),
         sender=_sender(mailing, policy),
         group=mailing.get("recipients", "group", kind=str) or "",
-        counts=_counts(mailing, policy, log),
+        counts=counts,
         message=message,
         message_problem=problem,
     )
 
 
-def _counts(mailing: Mailing, policy: Policy, log: Replay) -> Counts:
+def _counts(mailing: Mailing, policy: Policy, log: Replay, bounces: BounceLog) -> Counts:
     """The counts `mailings status` gives: recipients, accepted, failed, unknown, and from the bounce log
     (sender.bounces) the hard bounces of the accepted and what was delivered."""
     recipients = log.recipients if log.recipients is not None else recipient_count(mailing, policy)
-    bounced = counts_of(log.accepted, read_log_file(log_path(mailing.root, mailing.id)))
+    bounced = counts_of(log.accepted, bounces)
     return Counts(
         recipients,
         log.accepted_count,
