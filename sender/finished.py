@@ -73,13 +73,8 @@ def parse_index(data: bytes) -> dict[str, Entry | None]:
     """The entries of an index's bytes, by id; None for an id indexed twice with different lines (trusted neither,
     and not indexed again). Lines that are not a valid entry are left out (see the module's text)."""
     found: dict[str, Entry | None] = {}
-    for item in map(_one, _lines(data)):
-        # _entry, inline: this runs for every finished mailing at every scheduled run.
-        try:
-            entry = Entry(item["id"], item["size"], item["state"], item["failed"], item["send_at"])
-        except (TypeError, KeyError, IndexError):
-            continue
-        if not _valid(entry):
+    for entry in map(_entry, map(_one, _lines(data))):
+        if entry is None:
             continue
         # Two different lines for one mailing: trust neither.
         known = found.get(entry.id, entry)
