@@ -177,23 +177,31 @@ def test_commit_message_names_what_was_sent() -> None:
 SEND_NOW = "2027-02-10T09:05:00+01:00"  # five minutes after the default request's send_at
 
 
-def mailings_send(clone_dir: Path, outbox: Path) -> subprocess.CompletedProcess[str]:
+def mailings_send(clone_dir: Path, outbox: Path, *more: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("MAILINGS_")}  # no SMTP host: Maildir
     env.update(LOG_KEY_ENV)
     command = [sys.executable, "-m", "checks.cli", "send", "--root", str(clone_dir), "--now", SEND_NOW]
-    command += ["--outbox", str(outbox), "--commit", "--push"]
+    command += ["--outbox", str(outbox), *(more or ("--commit", "--push"))]
     return subprocess.run(command, cwd=clone_dir, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
+def origin_with(tmp_path: Path, *mailing_ids: str) -> tuple[Path, Path]:
+    """A bare origin whose main holds *mailing_ids* (600 recipients each), approved; (origin, the seed clone)."""
     bare = tmp_path / "origin.git"
     git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
     seed = tmp_path / "seed"
     git(tmp_path, "clone", "--quiet", str(bare), str(seed))
-    Repo(seed).add("2027-02-10-travel", recipients=addresses(600))
+    requests = Repo(seed)
+    for mailing_id in mailing_ids:
+        requests.add(mailing_id, recipients=addresses(600))
     git(seed, "add", ".")
-    git(seed, "commit", "--quiet", "-m", "Approve the travel mailing")
+    git(seed, "commit", "--quiet", "-m", "Approve the mailings")
     git(seed, "push", "--quiet", "origin", "HEAD:main")
+    return bare, seed
+
+
+def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
+    bare, _ = origin_with(tmp_path, "2027-02-10-travel")
     approved = git(bare, "rev-parse", "main")
     work, outbox = clone(bare, "job"), tmp_path / "outbox"
 
@@ -228,23 +236,11 @@ def test_send_commits_and_pushes_its_log_once(tmp_path: Path) -> None:
 
 
 def test_two_jobs_that_finish_different_mailings_both_keep_their_index_entries(tmp_path: Path) -> None:
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
-    requests = Repo(seed)
-    for mailing_id in ("2027-02-10-news", "2027-02-10-travel"):
-        requests.add(mailing_id, recipients=addresses(600))
-    git(seed, "add", ".")
-    git(seed, "commit", "--quiet", "-m", "Approve two mailings")
-    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    bare, _ = origin_with(tmp_path, "2027-02-10-news", "2027-02-10-travel")
     # Two checkouts of the same main, each sending one of the mailings: the second pushes onto the first's main.
     first, second = clone(bare, "job-1"), clone(bare, "job-2")
     for work, mailing_id in ((first, "2027-02-10-travel"), (second, "2027-02-10-news")):
-        env = {key: value for key, value in os.environ.items() if not key.startswith("MAILINGS_")} | LOG_KEY_ENV
-        command = [sys.executable, "-m", "checks.cli", "send", "--root", str(work), "--now", SEND_NOW]
-        command += ["--outbox", str(tmp_path / f"outbox-{mailing_id}"), "--only", mailing_id, "--push"]
-        done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        done = mailings_send(work, tmp_path / f"outbox-{mailing_id}", "--only", mailing_id, "--push")
         assert done.returncode == 0, done.stdout + done.stderr
     on_main = [json.loads(line)["id"] for line in git(bare, "show", "main:finished-mailings.jsonl").splitlines()]
     assert on_main == ["2027-02-10-travel", "2027-02-10-news"]  # the first job's line kept, the second's added
@@ -257,14 +253,7 @@ def test_two_jobs_that_finish_different_mailings_both_keep_their_index_entries(t
 def test_a_finished_mailing_without_an_index_entry_is_indexed_by_the_next_run_alone(tmp_path: Path) -> None:
     """A repository from before the index: the next run reads the finished log's summary, sends nothing, and puts
     the mailing's entry on main in a commit of its own; the run after it has nothing to record."""
-    bare = tmp_path / "origin.git"
-    git(tmp_path, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
-    seed = tmp_path / "seed"
-    git(tmp_path, "clone", "--quiet", str(bare), str(seed))
-    Repo(seed).add("2027-02-10-travel", recipients=addresses(600))
-    git(seed, "add", ".")
-    git(seed, "commit", "--quiet", "-m", "Approve the travel mailing")
-    git(seed, "push", "--quiet", "origin", "HEAD:main")
+    bare, seed = origin_with(tmp_path, "2027-02-10-travel")
     assert mailings_send(clone(bare, "first"), tmp_path / "outbox").returncode == 0
     git(seed, "pull", "--quiet", "origin", "main")
     entry = (seed / "finished-mailings.jsonl").read_bytes()
