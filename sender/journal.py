@@ -241,6 +241,21 @@ class Replay:
         self.last_event, self.last_time = kind, time
         self.blocked = self.missed = self.held = None
 
+    def apply_line(self, line: bytes) -> None:
+        """apply() of the event on *line*, read as JSON; a line that is not a JSON object (a torn write) is counted
+        and skipped, a blank one skipped."""
+        if not line.strip():
+            return
+        try:
+            event = json.loads(line)
+        except (ValueError, UnicodeDecodeError):
+            self.damaged += 1
+            return
+        if isinstance(event, dict):
+            self.apply(event)
+        else:
+            self.damaged += 1
+
     def apply(self, event: Event) -> None:
         kind = event.get("event")
         if kind == "notice":  # word to the contact person: what the log said before still stands
@@ -409,17 +424,7 @@ def replay_lines(lines: Iterable[bytes]) -> Replay:
             else:
                 replay.note_accepted(time.decode("ascii"), hashes.decode("ascii").split('","'))
             continue
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            replay.damaged += 1
-            continue
-        if isinstance(event, dict):
-            replay.apply(event)
-        else:
-            replay.damaged += 1
+        replay.apply_line(line)
     return replay
 
 

@@ -223,20 +223,10 @@ def test_a_write_is_in_the_file_at_once_and_sync_waits_for_an_fsync_that_covers_
 
 
 def _replayed_event_by_event(lines: list[bytes]) -> Replay:
-    """What replay_lines must give: each line read as JSON and applied, torn ones counted."""
+    """What replay_lines must give: each line read as JSON and applied (Replay.apply_line), torn ones counted."""
     replay = Replay()
     for line in lines:
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except (ValueError, UnicodeDecodeError):
-            replay.damaged += 1
-            continue
-        if isinstance(event, dict):
-            replay.apply(event)
-        else:
-            replay.damaged += 1
+        replay.apply_line(line)
     return replay
 
 
