@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import mailbox
 import re
@@ -1274,6 +1275,26 @@ def _payload(message: bytes) -> bytes:
     return message + (b".\r\n" if message.endswith(CRLF) else b"\r\n.\r\n")
 
 
+MAILDIR_PARTS = ("tmp", "new", "cur")
+
+
+def _maildir(path: Path) -> mailbox.Maildir:
+    """The Maildir at *path*: made when there is none, and made of an empty directory (one made for it beforehand).
+    Any other directory without tmp/, new/ and cur/ is not a Maildir: OSError, and nothing is written into it
+    (mailbox would take it as one, and fail at every message)."""
+    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+        for part in MAILDIR_PARTS:
+            (path / part).mkdir(mode=0o700, exist_ok=True)
+    box = mailbox.Maildir(path, create=True)
+    missing = [f"{part}/" for part in MAILDIR_PARTS if not (path / part).is_dir()]
+    if missing:
+        raise OSError(
+            errno.ENOTDIR,
+            f"not a Maildir (it has no {', '.join(missing)}); give a new or an empty directory",
+        )
+    return box
+
+
 class MaildirTransport:
     """Writes each message into a Maildir, with the envelope as X-Envelope-From/To lines; accepts everything."""
 
@@ -1283,7 +1304,7 @@ class MaildirTransport:
 
     async def open(self) -> Reply | None:
         try:
-            self._box = mailbox.Maildir(self._path, create=True)
+            self._box = _maildir(self._path)
         except OSError as exc:
             return Reply(451, f"4.3.0 cannot open the outbox {self._path}: {exc.strerror or exc}")
         return None

@@ -376,6 +376,32 @@ def test_maildir_outbox_is_readable_with_mailbox(tmp_path: Path) -> None:
     assert not any(b"\r" in (outbox / "new" / name).read_bytes() for name in (outbox / "new").iterdir() if name)
 
 
+def test_an_empty_directory_becomes_the_outbox_and_any_other_is_refused_before_a_message(tmp_path: Path) -> None:
+    """`mkdir outbox` before the first run is how many would start: the directory becomes the Maildir. A directory
+    that holds other things is not one: the transport says so when it opens, and writes nothing into it."""
+
+    async def deliver(outbox: Path) -> tuple[Reply | None, TransactionResult]:
+        transport = transport_factory(MaildirSettings(outbox))()
+        opened = await transport.open()
+        result = await transport.send(SENDER, ["a@kth.se"], MESSAGE)
+        await transport.close()
+        return opened, result
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert run(deliver(empty)) == (None, TransactionResult(accepted=["a@kth.se"]))
+    assert len(mailbox.Maildir(empty)) == 1
+
+    other = tmp_path / "documents"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine\n")
+    opened, result = run(deliver(other))
+    assert opened is not None and opened.code == 451
+    assert "not a Maildir" in opened.message and "tmp/, new/, cur/" in opened.message
+    assert result.error == opened and not result.accepted
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
 def test_transport_factory_picks_by_settings(tmp_path: Path, smtp_server: RunningServer) -> None:
     assert isinstance(transport_factory(settings(smtp_server))(), SmtpTransport)
     assert isinstance(transport_factory(MaildirSettings(tmp_path))(), MaildirTransport)
