@@ -16,11 +16,13 @@ mailings still to come, the same in both), it times as subprocesses, interpreter
 each command on each history in turn (so that other load on the machine falls on both alike):
 
 - `mailings send --now <end of the year>` with nothing due (a Maildir outbox; nothing is sent);
-- `mailings status --now <end of the year>`.
+- `mailings status --now <end of the year>`;
+- `mailings plan` of one of the three requests, as the pull-request check runs it for each request (its mailings
+  around it are looked up among every request in the history).
 
     .venv/bin/python bench/history.py [--years 10] [--per-year 150] [--repeat 21] [--keep] [--seed 1]
 
-Exit status 0 when both commands cost the same on the last year's history as on the first's within the noise
+Exit status 0 when the three commands cost the same on the last year's history as on the first's within the noise
 of the measurement (the median of the rounds' differences, ten years less one, at most 5 % or 15 ms), 1 when
 not, 2 when a run fails. It takes a few minutes (most of it git compressing about a gigabyte of logs). Nothing
 is installed, nothing goes over the network.
@@ -70,6 +72,7 @@ BODY = {
     "sv": "Hej!\n\n{what}\n\nLäs mer på https://www.kth.se/nyheter/{n}\n\nMed vänliga hälsningar\nKTH\n",
     "en": "Hello!\n\n{what}\n\nRead more at https://www.kth.se/en/news/{n}\n\nKind regards\nKTH\n",
 }
+COMMANDS = ("send", "status", "plan")  # timed on each history, in this order
 TOPICS = ("the new travel system", "the staff survey", "Research Day", "the library's opening hours", "a fire drill")
 
 
@@ -314,8 +317,7 @@ class Measure:
     size: dict[str, int]
     root: Path  # a work tree of the history as it stood then
     year: int
-    send: list[float] = field(default_factory=list)
-    status: list[float] = field(default_factory=list)
+    times: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in COMMANDS})
 
 
 def snapshot(repo: Path, label: str, stats: Stats, year: int, tmp: Path) -> Measure:
@@ -327,7 +329,7 @@ def snapshot(repo: Path, label: str, stats: Stats, year: int, tmp: Path) -> Meas
 
 
 def time_interleaved(measures: list[Measure], repeat: int, tmp: Path) -> None:
-    """Time both commands on every history, one run of each in turn, so that the load other work puts on the
+    """Time the commands on every history, one run of each in turn, so that the load other work puts on the
     machine meanwhile falls on all of them alike; each with the same three requests still to come."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAILINGS_")}
     env |= {"MAILINGS_LOG_KEY": BENCH_KEY, "PYTHONPATH": str(PROJECT)}
@@ -335,11 +337,14 @@ def time_interleaved(measures: list[Measure], repeat: int, tmp: Path) -> None:
     commands = []
     for measure in measures:
         now = datetime(measure.year, 12, 20, 12, 0, tzinfo=ZONE)
-        list(upcoming(measure.root, now))
-        when = now.isoformat(timespec="minutes")
-        send = [*mailings_command(), "send", "--root", str(measure.root), "--now", when, "--outbox", str(outbox)]
-        status = [*mailings_command(), "status", "--root", str(measure.root), "--now", when]
-        commands += [(measure.send, send), (measure.status, status)]
+        requests = list(upcoming(measure.root, now))
+        when, root = now.isoformat(timespec="minutes"), str(measure.root)
+        timed = {
+            "send": ["send", "--root", root, "--now", when, "--outbox", str(outbox)],
+            "status": ["status", "--root", root, "--now", when],
+            "plan": ["plan", "--root", root, "--submitted", now.date().isoformat(), str(requests[0])],
+        }
+        commands += [(measure.times[name], [*mailings_command(), *timed[name]]) for name in COMMANDS]
     for round_ in range(repeat + 1):
         for times, command in commands:
             began = time.perf_counter()
@@ -356,20 +361,21 @@ def time_interleaved(measures: list[Measure], repeat: int, tmp: Path) -> None:
 def report(results: list[Measure]) -> bool:
     print(
         f"{'history':<10} {'mailings':>8} {'recipients':>12} {'commits':>8} {'logs (raw)':>11} "
-        f"{'repository':>11}  {'send, nothing due: median':<27}{'status: median':<20}"
+        f"{'repository':>11}  {'send, nothing due: median':<27}{'status: median':<23}{'plan: median':<20}"
     )
     for r in results:
         pack = (r.size.get("size-pack", 0) + r.size.get("size", 0)) / 1024
         print(
             f"{r.label:<10} {r.stats.mailings:>8,} {r.stats.recipients:>12,} {r.stats.commits:>8,} "
             f"{r.stats.log_bytes / 2**20:>9.0f} MB {pack:>8.1f} MB "
-            f"{statistics.median(r.send):>6.3f} s (best {min(r.send):.3f}) "
-            f"{statistics.median(r.status):>6.3f} s (best {min(r.status):.3f})"
+            + " ".join(
+                f"{statistics.median(r.times[name]):>6.3f} s (best {min(r.times[name]):.3f})" for name in COMMANDS
+            )
         )
     first, last = results[0], results[-1]
     same = True
-    for name in ("send", "status"):
-        before, after = getattr(first, name), getattr(last, name)
+    for name in COMMANDS:
+        before, after = first.times[name], last.times[name]
         a, b = statistics.median(before), statistics.median(after)
         # Each round times the two histories one right after the other: their difference, round by round, leaves
         # out most of what other work on the machine adds to both.

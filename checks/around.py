@@ -1,7 +1,9 @@
 """The mailings around one: those scheduled within a few working days of it, and how many recipients they share.
 
-Read from mailings/ of the checkout (main plus the pull request): every request's mailing.yaml is read for its
-send_at, and only those within the window are loaded in full. Shared recipients are counted on keyed hashes
+Read from mailings/ of the checkout (main plus the pull request): each request's send_at, and only those within the
+window are loaded in full. A finished mailing's send_at comes from the index of finished mailings (sender.finished)
+while its entry holds, so that years of sent mailings cost a stat each rather than a read of their mailing.yaml;
+every other request's is read from its mailing.yaml. Shared recipients are counted on keyed hashes
 (checks.audience.digests, with a key made for the run), so no address is held for the comparison or shown. IT's
 special lists cannot be read by the check: two mailings that both use one count it as shared at its approximate
 size, and a special list used by one of them only is left out of the count (the plan says so).
@@ -9,16 +11,21 @@ size, and a special list used by one of them only is left out of the count (the 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from checks.addresses import recipient_count
 from checks.audience import digests
-from checks.loader import MAX_YAML_BYTES, discover, load_mailing, read_regular
-from checks.model import MAILING_FILE, Mailing, parse_local_datetime
+from checks.loader import MAILINGS_DIR, MAX_YAML_BYTES, listing, load_mailing, read_regular
+from checks.model import MAILING_FILE, SENDLOG_FILE, Mailing, parse_local_datetime
 from checks.policy import Policy
 from checks.yamlsafe import YamlError, loads
+
+if TYPE_CHECKING:
+    from sender.finished import Entry
 
 WINDOW_WORKING_DAYS = 3
 # A neighbour that reaches at least this share of this mailing's recipients overlaps heavily: warned of.
@@ -63,12 +70,13 @@ class _Other:
 
 
 class Schedule:
-    """The requests under mailings/ by dispatch time, read once for a run: each mailing.yaml for its send_at, and a
-    request near one of the plan's in full, once however many of them it is near."""
+    """The requests under mailings/ by dispatch time, read once for a run: each one's send_at (a finished one's from
+    the index of finished mailings), and a request near one of the plan's in full, once however many of them it is
+    near."""
 
     def __init__(self, root: Path, policy: Policy, key: bytes) -> None:
         self.root, self.policy, self.key = root, policy, key
-        self._dates: list[tuple[str, Path, datetime]] | None = None
+        self._dates: list[tuple[str, datetime]] | None = None
         self._others: dict[str, _Other] = {}
         self._near: dict[tuple[date, date], bool] = {}
 
@@ -81,7 +89,7 @@ class Schedule:
         own = self._summary(mailing).digests
         mine = {lst.name for lst in mailing.lists if lst.kind == "special" and not lst.resolved}
         found: list[Neighbour] = []
-        for mailing_id, directory, when in self._scheduled():
+        for mailing_id, when in self._scheduled():
             if mailing_id == mailing.id:
                 continue
             pair = (day, when.date())
@@ -89,7 +97,7 @@ class Schedule:
                 self._near[pair] = _near(self.policy, *pair)
             if not self._near[pair]:
                 continue
-            other = self._other(mailing_id, directory)
+            other = self._other(mailing_id)
             common = tuple(sorted(other.special & mine))
             shared = len(own & other.digests) + sum(
                 self.policy.special_lists[name].approximate_size for name in common if name in self.policy.special_lists
@@ -102,17 +110,29 @@ class Schedule:
             )
         return sorted(found, key=lambda n: (n.send_at, n.id))
 
-    def _scheduled(self) -> list[tuple[str, Path, datetime]]:
+    def _scheduled(self) -> list[tuple[str, datetime]]:
         if self._dates is None:
+            from sender.finished import read_index
+
+            # Names from one scandir, and a path only for what is read: years of sent mailings cost little each.
+            names, links = listing(self.root)
+            index = read_index(self.root)
+            base = os.path.join(self.root, MAILINGS_DIR)
             self._dates = []
-            for directory in discover(self.root):
-                when = None if directory.is_symlink() else _send_at(directory, self.policy)
+            for name in names:
+                if name in links:
+                    continue
+                entry = index.get(name)
+                when = _indexed_send_at(entry, os.path.join(base, name, SENDLOG_FILE), self.policy) if entry else None
+                when = when or _send_at(self.root / MAILINGS_DIR / name, self.policy)
                 if when is not None:
-                    self._dates.append((directory.name, directory, when))
+                    self._dates.append((name, when))
         return self._dates
 
-    def _other(self, mailing_id: str, directory: Path) -> _Other:
-        other = self._others.get(mailing_id) or self._summary(load_mailing(self.root, directory, self.policy))
+    def _other(self, mailing_id: str) -> _Other:
+        other = self._others.get(mailing_id)
+        if other is None:
+            other = self._summary(load_mailing(self.root, self.root / MAILINGS_DIR / mailing_id, self.policy))
         if other.state == "sent" and other.delivered is None:  # read once, for a neighbour only
             other = self._others[mailing_id] = replace(other, delivered=_delivered(self.root, mailing_id))
         return other
@@ -139,6 +159,21 @@ def _send_at(directory: Path, policy: Policy) -> datetime | None:
         return None
     value = data.get("send_at") if isinstance(data, dict) else None
     return parse_local_datetime(value, policy.timezone, policy.default_send_time) if isinstance(value, str) else None
+
+
+def _indexed_send_at(entry: Entry, log: str, policy: Policy) -> datetime | None:
+    """A finished mailing's send_at as the index has it, while its entry holds for the send log at *log*
+    (sender.finished.holds): a sent request cannot change ([immutable]), so it is the one its mailing.yaml gives.
+    None otherwise."""
+    from sender.finished import holds
+
+    if entry.send_at is None or not holds(entry, log):
+        return None
+    try:
+        when = datetime.fromisoformat(entry.send_at)
+    except ValueError:
+        return None
+    return when.astimezone(policy.timezone) if when.tzinfo is not None else None
 
 
 def _near(policy: Policy, day: date, other: date) -> bool:

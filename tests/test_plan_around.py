@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import shutil
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
 from checks.audience import digests, run_key
 from checks.cli import main
+from checks.policy import Policy
 from tests.conftest import Repo, addresses, git
 
 MAILING = "2027-02-10-travel"
@@ -123,35 +126,79 @@ def test_a_busy_week_stays_short(repo: Repo, plain_git: None, capsys: pytest.Cap
     assert lines[-3:-1] == ["</details>", ""]
 
 
+SENT = "2027-02-08-news-user"
+LOG_KEY = "plan-around-log-key-0123456789abcdef0123"
+SENT_ROW = "| 2027\\-02\\-08\\-news\\-user | Mon 8 Feb 10:00 (two days earlier) | it | 600 | 600 | "
+
+
+def send_neighbour(repo: Repo, outbox: Path) -> None:
+    """SENT (600 addresses, two days before MAILING) sent in full to a Maildir, as the dispatch job would."""
+    from checks.cli import build_parser
+
+    repo.add(SENT, changes={"send_at": "2027-02-08 10:00"}, recipients=addresses(600, prefix="user"))
+    command = ["send", "--root", str(repo.root), "--now", "2027-02-08T10:05:00+01:00", "--outbox", str(outbox)]
+    args = build_parser().parse_args(command)
+    out = io.StringIO()
+    assert args.func(args, {"MAILINGS_LOG_KEY": LOG_KEY}, out) == 0, out.getvalue()
+
+
+def request_on_top(repo: Repo) -> None:
+    """What *repo* holds becomes main, and a branch adds MAILING."""
+    git(repo.root, "init", "--quiet", "--initial-branch=main")
+    git(repo.root, "add", "--all")
+    git(repo.root, "commit", "--quiet", "-m", "A sent mailing")
+    git(repo.root, "switch", "--quiet", "--create", "request")
+    repo.add(MAILING, recipients=addresses(3000))
+
+
 def test_a_sent_mailing_around_it_shows_what_was_delivered(
-    repo: Repo, plain_git: None, tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+    repo: Repo, plain_git: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Delivered = accepted less hard bounces, from the neighbour's send log and bounce log (sender.bounces)."""
-    from checks.cli import build_parser
     from sender.bounces import Verdict, record
     from sender.journal import make_hasher, replay
 
-    key = "plan-around-log-key-0123456789abcdef0123"
-    sent = "2027-02-08-news-user"
-    repo.add(sent, changes={"send_at": "2027-02-08 10:00"}, recipients=addresses(600, prefix="user"))
-    outbox = tmp_path_factory.mktemp("sent") / "outbox"
-    args = build_parser().parse_args(
-        ["send", "--root", str(repo.root), "--now", "2027-02-08T10:05:00+01:00", "--outbox", str(outbox)]
-    )
-    out = io.StringIO()
-    assert args.func(args, {"MAILINGS_LOG_KEY": key}, out) == 0, out.getvalue()
-    accepted = sorted(replay(repo.root / "mailings" / sent / "sendlog.jsonl").accepted)
+    send_neighbour(repo, tmp_path / "outbox")
+    accepted = sorted(replay(repo.root / "mailings" / SENT / "sendlog.jsonl").accepted)
     assert len(accepted) == 600
-    hasher = make_hasher(key)
-    bounced = [Verdict(f"b{n}", sent, ((accepted[n], "hard", hasher.key_check),), "batch") for n in range(3)]
-    record(repo.root, [*bounced, Verdict("s", sent, ((accepted[5], "soft", hasher.key_check),), "batch")], NOW)
-    git(repo.root, "init", "--quiet", "--initial-branch=main")
-    git(repo.root, "add", "--all")
-    git(repo.root, "commit", "--quiet", "-m", "A sent mailing and its bounces")
-    git(repo.root, "switch", "--quiet", "--create", "request")
-    repo.add(MAILING, recipients=addresses(3000))
+    hasher = make_hasher(LOG_KEY)
+    bounced = [Verdict(f"b{n}", SENT, ((accepted[n], "hard", hasher.key_check),), "batch") for n in range(3)]
+    record(repo.root, [*bounced, Verdict("s", SENT, ((accepted[5], "soft", hasher.key_check),), "batch")], NOW)
+    request_on_top(repo)
     rows = [line for line in around(repo, capsys) if line.startswith("| 2027")]
-    assert rows == [
-        "| 2027\\-02\\-08\\-news\\-user | Mon 8 Feb 10:00 (two days earlier) | it | 600 | 600 | "
-        "sent: 597 delivered of 600 accepted |"
-    ]
+    assert rows == [SENT_ROW + "sent: 597 delivered of 600 accepted |"]
+
+
+def test_a_finished_mailing_is_dated_by_the_index_and_only_while_its_entry_holds(
+    repo: Repo,
+    plain_git: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Years of sent mailings cost a stat each: their send_at comes from the index of finished mailings
+    (sender.finished), not from a read of each mailing.yaml; a log that is not the one indexed is read as before."""
+    import checks.around
+
+    send_neighbour(repo, tmp_path / "outbox")
+    assert SENT in (repo.root / "finished-mailings.jsonl").read_text()
+    request_on_top(repo)
+    read: list[str] = []
+    reader = checks.around._send_at
+
+    def recorded(directory: Path, policy: Policy) -> datetime | None:
+        read.append(directory.name)
+        return reader(directory, policy)
+
+    monkeypatch.setattr(checks.around, "_send_at", recorded)
+    row = SENT_ROW + "sent: 600 delivered of 600 accepted |"
+    assert [line for line in around(repo, capsys) if line.startswith("| 2027")] == [row]
+    assert read == [MAILING]  # the sent one's date came from the index
+
+    # An entry that names another size than the log's does not vouch for it: mailing.yaml is read.
+    index = repo.root / "finished-mailings.jsonl"
+    entry = json.loads(index.read_text())
+    index.write_text(json.dumps({**entry, "size": entry["size"] + 1}) + "\n")
+    read.clear()
+    assert [line for line in around(repo, capsys) if line.startswith("| 2027")] == [row]
+    assert sorted(read) == sorted([MAILING, SENT])
