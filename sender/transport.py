@@ -1282,7 +1282,7 @@ def _maildir(path: Path) -> mailbox.Maildir:
     """The Maildir at *path*: made when there is none, and made of an empty directory (one made for it beforehand).
     Any other directory without tmp/, new/ and cur/ is not a Maildir: OSError, and nothing is written into it
     (mailbox would take it as one, and fail at every message)."""
-    if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+    if path.is_dir() and not any(path.iterdir()):
         for part in MAILDIR_PARTS:
             (path / part).mkdir(mode=0o700, exist_ok=True)
     box = mailbox.Maildir(path, create=True)

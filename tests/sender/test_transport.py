@@ -391,6 +391,11 @@ def test_an_empty_directory_becomes_the_outbox_and_any_other_is_refused_before_a
     empty.mkdir()
     assert run(deliver(empty)) == (None, TransactionResult(accepted=["a@kth.se"]))
     assert len(mailbox.Maildir(empty)) == 1
+    linked, target = tmp_path / "linked", tmp_path / "target"
+    target.mkdir()
+    linked.symlink_to(target)  # the outbox the user named, wherever it lives
+    assert run(deliver(linked)) == (None, TransactionResult(accepted=["a@kth.se"]))
+    assert len(mailbox.Maildir(target)) == 1
 
     other = tmp_path / "documents"
     other.mkdir()
