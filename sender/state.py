@@ -145,10 +145,11 @@ def decide(
         return finished(replay)
     if replay.cancelled is not None or control.cancel is not None:
         reason = replay.cancelled if replay.cancelled is not None else control.cancel
-        return Decision(MailingState.CANCELLED, f"cancelled: {reason}; nothing more is ever sent{_sent_so_far(replay)}")
+        # Every reason is shown after its state ("cancelled: <reason>"), so it does not name the state again.
+        return Decision(MailingState.CANCELLED, f"{reason}; nothing more is ever sent{_sent_so_far(replay)}")
     if control.hold is not None:
         return Decision(
-            MailingState.HELD, f"held: {control.hold}; nothing more is sent until it is released{_sent_so_far(replay)}"
+            MailingState.HELD, f"{control.hold}; nothing more is sent until it is released{_sent_so_far(replay)}"
         )
     resume = control.resume_at if control.resume_at is not None and resumable(replay) else None
     if miss_recorded(replay, digest, control):

@@ -154,9 +154,9 @@ def test_a_mailing_page_shows_the_message_its_state_and_counts(site: Site) -> No
     assert '<section class="body" lang="sv"' in page and '<section class="body" lang="en"' in page
     assert "Från den 1 mars bokar du resor i det nya systemet." in page
     held = (site.out / "mailings" / f"{HELD}.html").read_text(encoding="utf-8")
-    assert "held: the date is being discussed" in held
+    assert '<span class="state state-held">held</span>: the date is being discussed (hold in mailing.yaml); nothing more' in held
     cancelled = (site.out / "mailings" / f"{CANCELLED}.html").read_text(encoding="utf-8")
-    assert "cancelled: the event moved" in cancelled
+    assert '<span class="state state-cancelled">cancelled</span>: the event moved;' in cancelled
 
 
 def test_the_feed_has_one_stable_event_per_mailing(site: Site, tmp_path: Path) -> None:
@@ -247,7 +247,7 @@ def test_the_emergency_brake_shows_as_held(site: Site, tmp_path: Path) -> None:
     assert "700 recipients · held" in february.text["2027-02-12"]
     assert "600 recipients · sent" in february.text["2027-02-10"]  # sent before: the brake changes nothing
     page = (out / "mailings" / f"{SCRIPTED}.html").read_text(encoding="utf-8")
-    assert "held: MAILINGS_HOLD names it (the emergency brake)" in page
+    assert '<span class="state state-held">held</span>: MAILINGS_HOLD names it (the emergency brake)' in page
 
 
 def test_a_broken_request_is_listed_without_a_date(tmp_path: Path) -> None:
