@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -13,7 +16,7 @@ import pytest
 
 from checks.cli import build_parser, main
 from tests.conftest import BODIES, LOG_KEY_ENV, TEST_LOG_KEY, Repo, addresses, git
-from tests.sender.sending import MAILING, NOW, events, log_path, recipients
+from tests.sender.sending import MAILING, NOW, events, log_of, log_path, recipients
 from tests.sender.smtpserver import RunningServer, credentials
 
 MakeServer = Callable[..., RunningServer]
@@ -323,3 +326,23 @@ def test_status_shows_where_the_special_lists_came_from(repo: Repo) -> None:
     )
     code, out = run(["status", "--root", str(repo.root), "--now", NOW, "--format", "json"])
     assert json.loads(out)["mailings"][0]["special_lists"]["all-students"]["size"] == 19234
+
+
+def test_a_closed_output_neither_stops_the_send_nor_ends_it_in_a_traceback(repo: Repo) -> None:
+    """`mailings send | head -1`: the reader went away, so every write to the output fails. The sender sends every
+    recipient all the same and records the log; the output is dropped, and one line on stderr says so."""
+    repo.add()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MAILINGS_"))} | LOG_KEY_ENV
+    read, write = os.pipe()
+    os.close(read)  # gone before the first line
+    try:
+        command = [sys.executable, "-m", "checks", "send", "--root", str(repo.root), "--now", NOW]
+        done = subprocess.run(command, stdout=write, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+    finally:
+        os.close(write)
+    assert (done.returncode, done.stderr) == (
+        0,
+        "mailings: the output was cut off (Broken pipe); the command went on to its end\n",
+    )
+    assert len(list((repo.root / "outbox" / "new").iterdir())) == 6
+    assert log_of(repo).complete and len(events(repo, "summary")) == 1
