@@ -781,7 +781,7 @@ def _check_copy_address(to: str, policy: Policy, *, allow_external: bool) -> Non
     a test copy carries a mailing before it is sent, which is not for outside eyes by default."""
     problem = address_problem(to)
     if problem is not None:
-        raise UsageError(f"--to {to}: not a valid address: {problem}")
+        raise UsageError(f"--to {escaped(to)}: not a valid address: {problem}")
     if not allow_external and not is_internal_domain(domain_of(to), policy):
         domains = ", ".join(policy.internal_domains)
         raise UsageError(

@@ -187,6 +187,11 @@ def test_a_subdomain_is_internal_and_an_invalid_address_is_refused_as_before(
     monkeypatch.delenv("MAILINGS_SMTP_HOST", raising=False)
     assert main(preview(repo, "--to", "not an address", "--allow-external")) == 2
     assert "mailings: error: --to not an address: not a valid address: " in capsys.readouterr().err
+    # A line break in the address is shown as one, not made a line of the error that reads like a header.
+    assert main(preview(repo, "--to", "a@kth.se\r\nBcc: x@example.com")) == 2
+    said = capsys.readouterr().err
+    assert said.startswith("mailings: error: --to a@kth.se\\r\\nBcc: x@example.com: not a valid address: ")
+    assert said.count("\n") == 1
     assert main(preview(repo, "--allow-external")) == 2
     assert capsys.readouterr().err == "mailings: error: --allow-external: only with --to ADDRESS\n"
     assert not (repo.root / "outbox").exists()
