@@ -270,10 +270,17 @@ def _commit_locally(root: Path, outcomes: Sequence[Outcome] | None, out: TextIO)
     try:
         committed = commit_send_logs(root, paths, commit_message(summaries) if summaries else STOPPED_MESSAGE)
     except GitError as exc:
-        out.write(f"mailings: git: {escaped(str(exc))}\n")
+        out.write(_git_failure(exc))
         return False
     out.write("committed the send logs\n" if committed else "no send log changed; nothing to commit\n")
     return True
+
+
+def _git_failure(exc: Exception) -> str:
+    """A failed git step for the output: what failed, then git's own words on the lines below, indented (each
+    line escaped: git quotes what the repository holds)."""
+    first, *rest = str(exc).splitlines() or [""]
+    return "".join([f"mailings: git: {escaped(first)}\n", *(f"    {escaped(line)}\n" for line in rest)])
 
 
 def _remote_record(root: Path, out: TextIO) -> RemoteRecord | None:
@@ -307,7 +314,7 @@ def _publish(root: Path, remote: RemoteRecord, outcomes: Sequence[Outcome] | Non
     try:
         published = remote.publish(logs, message, index=index)
     except RecordError as exc:
-        out.write(f"mailings: git: {escaped(str(exc))}\n")
+        out.write(_git_failure(exc))
         return False
     out.write("recorded the send logs on main\n" if published else "main already holds the send logs\n")
     for mailing_id in logs:
@@ -343,7 +350,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
         remote.fetch()
         reads = {p.parent.name: remote.read(p.parent.name) for p in (root / MAILINGS_DIR).glob(f"*/{SENDLOG_FILE}")}
     except RecordError as exc:
-        out.write(f"mailings: git: {escaped(str(exc))}\n")
+        out.write(_git_failure(exc))
         return False
     ok = True
     logs: dict[str, bytes] = {}
@@ -363,7 +370,7 @@ def _record_remote(root: Path, remote: RemoteRecord, out: TextIO) -> bool:
     try:
         remote.publish(logs, STOPPED_MESSAGE, index=_index_to_publish(root))
     except RecordError as exc:
-        out.write(f"mailings: git: {escaped(str(exc))}\n")
+        out.write(_git_failure(exc))
         return False
     out.write(f"recorded {len(logs)} send log(s) on main\n")
     for mailing_id in logs:

@@ -346,3 +346,13 @@ def test_a_closed_output_neither_stops_the_send_nor_ends_it_in_a_traceback(repo:
     )
     assert len(list((repo.root / "outbox" / "new").iterdir())) == 6
     assert log_of(repo).complete and len(events(repo, "summary")) == 1
+
+
+def test_a_failed_git_step_shows_git_s_own_words_on_lines_of_their_own(repo: Repo) -> None:
+    repo.add()
+    assert run(["send", "--root", str(repo.root), "--now", NOW])[0] == 0  # to the outbox: a log to record
+    code, out = run(["record", "--root", str(repo.root)])  # not a git repository
+    assert code == 1, out
+    first, second = out.splitlines()
+    assert first == "mailings: git: git rev-parse --verify HEAD^{commit} failed"
+    assert second.startswith("    fatal: not a git repository")
