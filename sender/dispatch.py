@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import threading
@@ -230,9 +231,37 @@ def _handle_safely(run: RunContext, directory: Path) -> Outcome:
     """`_handle`, with any fault of this mailing turned into its outcome: the other mailings still go."""
     try:
         return _handle(run, directory)
-    except Exception as exc:  # a bug or a broken disk: this mailing's problem, reported, never a traceback
-        note = f"stopped by an internal error ({type(exc).__name__}: {scrub(str(exc))}); what was sent is in its log"
-        return Outcome(directory.name, MailingState.BLOCKED, note, ok=False, acted=True)
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            return _internal_error(directory, exc)
+        # The disk, not the mailing (full, read-only, failing): the log holds what was sent, up to the write that
+        # failed, and the next run resumes from it.
+        where = f"{exc.filename}: " if exc.filename else ""
+        note = (
+            f"stopped: the disk failed ({where}{exc.strerror or exc}); what was sent is in its log, and the next run "
+            "resumes from it once the disk is fixed"
+        )
+        return Outcome(directory.name, _state_after_fault(directory), note, ok=False, acted=True)
+    except Exception as exc:  # a bug: this mailing's problem, reported, never a traceback
+        return _internal_error(directory, exc)
+
+
+_DISK_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG})
+
+
+def _internal_error(directory: Path, exc: Exception) -> Outcome:
+    note = f"stopped by an internal error ({type(exc).__name__}: {scrub(str(exc))}); what was sent is in its log"
+    return Outcome(directory.name, MailingState.BLOCKED, note, ok=False, acted=True)
+
+
+def _state_after_fault(directory: Path) -> MailingState:
+    """Sending, when the mailing's log shows a run that began and did not end (the next run resumes it); else
+    due, as nothing was sent."""
+    try:
+        log = replay(directory / SENDLOG_FILE)
+    except OSError:
+        return MailingState.SENDING  # it cannot be told: say what may have happened
+    return MailingState.SENDING if log.open_run or log.claim_open else MailingState.DUE
 
 
 def _targets(root: Path, only: str | None) -> tuple[list[str], frozenset[str]]:

@@ -239,6 +239,43 @@ def test_only_restricts_the_run_to_one_mailing(repo: Repo, smtp_server: RunningS
     assert set(smtp_server.handler.counts()) == set(recipients(500, prefix="other"))
 
 
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        (
+            RuntimeError("a bug"),
+            "blocked: stopped by an internal error (RuntimeError: a bug); what was sent is in its log",
+        ),
+        (
+            ConnectionResetError(104, "reset"),
+            "blocked: stopped by an internal error (ConnectionResetError: [Errno 104] ",
+        ),
+    ],
+)
+def test_a_fault_in_one_mailing_is_its_outcome_and_the_others_still_go(
+    repo: Repo, smtp_server: RunningServer, monkeypatch: pytest.MonkeyPatch, fault: Exception, said: str
+) -> None:
+    """A fault that escapes one mailing's handling (a bug; an OSError that is not the disk's) ends that mailing
+    alone, blocked with what happened; the next mailing is sent. The disk's own faults: the full-disk test."""
+    import sender.dispatch
+
+    repo.add("2027-02-10-first", recipients=addresses(500, prefix="first"))
+    repo.add()
+    digest = sender.dispatch.request_digest
+
+    def faulty(mailing: object) -> str:
+        if getattr(mailing, "id", "") == "2027-02-10-first":
+            raise fault
+        return digest(mailing)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sender.dispatch, "request_digest", faulty)
+    first, travel = send(repo, smtp_server)
+    assert (first.mailing_id, first.state, first.ok) == ("2027-02-10-first", MailingState.BLOCKED, False)
+    assert f"{first.state.value}: {first.note}".startswith(said)
+    assert travel.state is MailingState.SENT
+    assert smtp_server.handler.counts() == Counter({a: 1 for a in recipients(600)})
+
+
 def test_a_dry_run_sends_and_writes_nothing(repo: Repo, smtp_server: RunningServer) -> None:
     repo.add()
     repo.add("2027-02-10-broken", bodies={**BODIES, "en": "Read <b>this</b>.\n"})
