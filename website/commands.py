@@ -46,7 +46,11 @@ def cmd_site(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> i
     workers = min(os.cpu_count() or 1, MAX_WORKERS)
     # MAILINGS_HOLD, the emergency brake, read as the sender reads it: what it holds is shown held.
     brake = brake_from_env(env, root, out)
-    built = build(root, policy, now, target, args.base_url, workers, brake)
+    try:
+        built = build(root, policy, now, target, args.base_url, workers, brake)
+    except OSError as exc:  # most likely --out (a path that cannot be made, a full disk): say which file
+        where = f": {exc.filename}" if exc.filename else ""
+        raise UsageError(f"cannot build the site in {args.out} ({exc.strerror or exc}{where})") from None
     out.write(
         f"wrote the calendar site to {target / INDEX}: {built.months} month(s), {built.mailings} mailing page(s) "
         "and mailings.ics\n"

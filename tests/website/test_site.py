@@ -199,6 +199,20 @@ def test_out_must_be_a_directory_of_its_own(tmp_path: Path, target: str, capsys:
     assert "name a directory" in capsys.readouterr().err
 
 
+def test_an_out_that_cannot_be_made_is_said_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from checks.cli import main
+
+    repo = make_repo(tmp_path / "repo")
+    (tmp_path / "a-file").write_text("x")
+    out = tmp_path / "a-file" / "site"  # under a file: no directory can be made there
+    assert main(["site", "--root", str(repo.root), "--out", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert said.startswith(f"mailings: error: cannot build the site in {out} (Not a directory: ")
+    assert said.count("\n") == 1
+
+
 def test_now_is_read_at_the_command_line_only(site: Site, tmp_path: Path) -> None:
     """A site built for another day marks another today and earliest date; the mailings' states follow."""
     later = build(site.repo, tmp_path / "later", "2027-07-01T08:00:00+02:00")
