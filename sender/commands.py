@@ -476,25 +476,29 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     special = special_lists_from_env(env, policy)
     brake = brake_from_env(env, root, io.StringIO())  # status says per mailing why it is held
     since = None if args.all else now - timedelta(days=RECENT_DAYS)
-    rows, older = _status_rows(root, policy, now, special, brake, since)
+    rows, older, cancelled = _status_rows(root, policy, now, special, brake, since)
     directories = discover(root) if args.verify else []
     problems = _verify(root, directories) if args.verify else []
     if args.format == "json":
         document: dict[str, Any] = {"now": now.isoformat(), "mailings": [row.__dict__ for row in rows]}
         if since is not None:
-            document["finished_before"] = {"send_at_before": since.isoformat(timespec="minutes"), "count": older}
+            cut = since.isoformat(timespec="minutes")
+            document["finished_before"] = {"send_at_before": cut, "count": older}
+            document["cancelled_before"] = {"send_at_before": cut, "count": cancelled}
         if args.verify:
             document["summary_problems"] = problems
         json.dump(document, out, indent=2)
         out.write("\n")
         return 1 if problems else 0
-    _status_text(rows, out, older=older)
-    if older:
+    _status_text(rows, out, older=older + cancelled)
+    if older or cancelled:
         more = "and " if rows else ""
-        out.write(
-            f"{more}{older:,} finished mailing{'s' if older != 1 else ''} sent before "
-            f"{since.strftime('%Y-%m-%d') if since else '-'}, not listed (--all lists every mailing)\n"
-        )
+        parts = [f"{older:,} finished mailing{'s' if older != 1 else ''} sent"] if older else []
+        if cancelled:
+            were = "mailings that were" if cancelled != 1 else "mailing that was"
+            parts.append(f"{cancelled:,} cancelled {were} to be sent")
+        day = since.strftime("%Y-%m-%d") if since else "-"
+        out.write(f"{more}{' and '.join(parts)} before {day}, not listed (--all lists every mailing)\n")
     for problem in problems:
         out.write(f"mailings: {problem}\n")
     if args.verify and not problems:
@@ -502,24 +506,26 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
     return 1 if problems else 0
 
 
-# `status` lists the mailings finished in the last RECENT_DAYS (by their send_at) and every one not finished;
-# older finished ones are counted in a line (`--all` lists them): a status of ten years' mailings costs, and
-# reads, the same as one of a year's.
+# `status` lists the mailings finished or cancelled in the last RECENT_DAYS (by their send_at) and every other
+# one; older finished and cancelled ones are counted in a line (`--all` lists them): a status of ten years' mailings
+# shows, and for the finished ones reads, the same as one of a year's. Both states are final.
 RECENT_DAYS = 30
 
 
 def _status_rows(
     root: Path, policy: Policy, now: datetime, special: Mapping[str, Path], brake: Brake, since: datetime | None
-) -> tuple[list[StatusRow], int]:
-    """The rows to list, and how many finished mailings sent before *since* were left out (None: none are)."""
+) -> tuple[list[StatusRow], int, int]:
+    """The rows to list, and how many finished and how many cancelled mailings whose send_at is before *since*
+    were left out (None: none are)."""
     from sender.finished import FINISHED_STATES, holds, read_index
+    from sender.state import MailingState
 
     index = read_index(root) if since is not None else {}
     base = root / MAILINGS_DIR
     # Strings, not paths: this runs for every mailing ever sent.
     prefix, suffix = f"{base}{os.sep}", f"{os.sep}{SENDLOG_FILE}"
     rows: list[StatusRow] = []
-    older = 0
+    older = cancelled = 0
     names, links = listing(root)
     before = _Before(since) if since is not None else None
     for name in names:
@@ -533,8 +539,11 @@ def _status_rows(
         if before is not None and row.state in FINISHED_STATES and before(row.send_at):
             older += 1
             continue
+        if before is not None and row.state == MailingState.CANCELLED.value and before(row.send_at):
+            cancelled += 1
+            continue
         rows.append(row)
-    return rows, older
+    return rows, older, cancelled
 
 
 class _Before:

@@ -187,6 +187,31 @@ def test_status_with_only_older_finished_mailings_says_so(repo: Repo, smtp_serve
     assert (code, out) == (0, "1 finished mailing sent before 2027-05-02, not listed (--all lists every mailing)\n")
 
 
+def test_status_counts_the_older_cancelled_mailings_as_it_counts_the_finished_ones(
+    repo: Repo, smtp_server: RunningServer
+) -> None:
+    """Cancelled is final too: one whose send_at is more than 30 days past is counted, not listed."""
+    repo.add()
+    send(repo, smtp_server)
+    repo.add(OPEN, changes={"send_at": "2027-02-11 09:00", "cancel": {"reason": "The event moved."}})
+    send(repo, smtp_server, "2027-02-11T09:05:00+01:00")  # records the cancellation
+    code, out = run(["status", "--root", str(repo.root), "--now", "2027-02-20T12:00:00+01:00"])
+    assert code == 0 and f"{OPEN}" in out and "    cancelled: The event moved.; nothing more is ever sent" in out
+    later = "2027-06-01T12:00:00+02:00"
+    code, out = run(["status", "--root", str(repo.root), "--now", later])
+    assert (code, out) == (
+        0,
+        "1 finished mailing sent and 1 cancelled mailing that was to be sent before 2027-05-02, not listed "
+        "(--all lists every mailing)\n",
+    )
+    code, raw = run(["status", "--root", str(repo.root), "--now", later, "--format", "json"])
+    document = json.loads(raw)
+    assert document["mailings"] == []
+    assert document["cancelled_before"] == {"send_at_before": "2027-05-02T12:00+02:00", "count": 1}
+    code, every = run(["status", "--root", str(repo.root), "--now", later, "--all"])
+    assert OPEN in every and MAILING in every
+
+
 def test_merging_keeps_mains_lines_and_adds_only_the_mailings_it_lacks() -> None:
     a = b'{"id": "a", "size": 10, "state": "sent", "failed": 0, "send_at": null}\n'
     b = b'{"id": "b", "size": 20, "state": "sent-with-failures", "failed": 2, "send_at": null}\n'
