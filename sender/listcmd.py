@@ -8,6 +8,7 @@ list is and how it is resolved is sender.lists's, how it is encrypted sender.age
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -195,8 +196,13 @@ def _write(target: Path, plain: bytes, policy: Policy, out: TextIO, before: byte
     except AgeError as exc:
         raise UsageError(f"{POLICY_FILE}: special_lists_recipients: {exc}") from None
     partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(data)
-    partial.replace(target)
+    try:
+        partial.write_bytes(data)
+        partial.replace(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        raise UsageError(f"{target}: cannot be written: {exc.strerror or exc}") from None
     out.write(f"{target}: {_counted(text)}{_was(before)}; encrypted for {len(keys)} public key(s)\n")
 
 

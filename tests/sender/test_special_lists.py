@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ import pytest
 import yaml
 
 from checks.cli import build_parser
+from checks.errors import UsageError
 from checks.model import SpecialListError
 from checks.policy import load_policy
 from sender.agefile import AgeError, decrypt_list, encrypt_list, identities
@@ -353,9 +355,13 @@ def test_lists_encrypt_and_edit_keep_the_list_private(
     plain = tmp_path_factory.mktemp("private") / "staff.txt"
     plain.write_text("\n".join(STAFF) + "\n", encoding="utf-8")
     target = repo.root / "lists" / "all-employees.txt.age"
+    # Where no file can be written (its folder is missing): said, nothing left behind.
+    with pytest.raises(UsageError, match=f"^{re.escape(str(target))}: cannot be written: No such file or directory$"):
+        run(["lists", "encrypt", str(plain), str(target), "--root", str(repo.root)], {})
     target.parent.mkdir()
     code, out = run(["lists", "encrypt", str(plain), str(target), "--root", str(repo.root)], {})
     assert (code, out) == (0, f"{target}: 5500 addresses; encrypted for 2 public key(s)\n")
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
     # A plain list inside the repository is pointed out: it must never be committed.
     inside = repo.root / "staff.txt"
     inside.write_bytes(plain.read_bytes())
