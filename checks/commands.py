@@ -6,10 +6,11 @@ parser, and `mailings send` (every scheduled run) should not pay for the checker
 from __future__ import annotations
 
 import argparse
+import shutil
 from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from string import Template
 from typing import TextIO
@@ -258,21 +259,46 @@ def cmd_new(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) -> in
         raise UsageError(f"{target.relative_to(root)} already exists; choose another id")
     context = _context(args, policy)
     earliest, _ = policy.calendar.earliest_dispatch(context.submitted)
+    day, which = _first_send_date(args.id, earliest)
     template_dir = root / TEMPLATE_DIR if (root / TEMPLATE_DIR).is_dir() else TOOL_ROOT / TEMPLATE_DIR
     values = {
         "id": args.id,
-        "send_at": f"{earliest.isoformat()} {policy.default_send_time.strftime('%H:%M')}",
+        "send_at": f"{day.isoformat()} {policy.default_send_time.strftime('%H:%M')}",
         "default_from_address": policy.default_from_address,
     }
-    target.mkdir(parents=True)
-    for source in sorted(template_dir.iterdir()):
-        # LF on every system: read_text reads any line ending as "\n", and newline="\n" keeps Windows from
-        # writing CRLF, so a request starts the same everywhere (.gitattributes keeps it so in git).
-        (target / source.name).write_text(
-            Template(source.read_text(encoding="utf-8")).safe_substitute(values), encoding="utf-8", newline="\n"
-        )
+    try:
+        target.mkdir(parents=True)
+    except OSError as exc:
+        raise UsageError(f"{target.relative_to(root)}: cannot be created: {exc.strerror or exc}") from None
+    try:
+        for source in sorted(template_dir.iterdir()):
+            # LF on every system: read_text reads any line ending as "\n", and newline="\n" keeps Windows from
+            # writing CRLF, so a request starts the same everywhere (.gitattributes keeps it so in git).
+            (target / source.name).write_text(
+                Template(source.read_text(encoding="utf-8")).safe_substitute(values), encoding="utf-8", newline="\n"
+            )
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)  # made just now, and holds only what this wrote
+        raise UsageError(f"{target.relative_to(root)}: cannot be written: {exc.strerror or exc}") from None
     out.write(
-        f"created {target.relative_to(root)}/ with send_at {values['send_at']} (the earliest allowed date);\n"
+        f"created {target.relative_to(root)}/ with send_at {values['send_at']} ({which});\n"
         f"fill in every field, then run: mailings check {target.relative_to(root)}\n"
     )
     return 0
+
+
+def _first_send_date(mailing_id: str, earliest: date) -> tuple[date, str]:
+    """The day a new request's send_at starts at, and which day that is: the date its id begins with, unless that
+    is no date or is before the earliest allowed; then the earliest allowed."""
+    try:
+        named = date.fromisoformat(mailing_id[:10]) if mailing_id[10:11] in ("", "-") else None
+    except ValueError:
+        named = None
+    if named is None:
+        return earliest, "the earliest allowed date"
+    if named < earliest:
+        return (
+            earliest,
+            f"the earliest allowed date: the id's {named.isoformat()} is sooner; rename the request to match",
+        )
+    return named, "the date in its id"

@@ -192,7 +192,7 @@ def test_earliest_names_blackouts(repo: Repo) -> None:
 
 def test_new_scaffolds_a_request_that_only_lacks_content(repo: Repo) -> None:
     code, out, _ = run(["new", "2027-02-10-news", "--root", str(repo.root), "--submitted", "2027-01-11"])
-    assert code == 0 and "send_at 2027-01-25 09:00" in out
+    assert code == 0 and "with send_at 2027-02-10 09:00 (the date in its id);" in out
     directory = repo.root / "mailings" / "2027-02-10-news"
     assert sorted(p.name for p in directory.iterdir()) == [
         "body.en.txt",
@@ -201,11 +201,38 @@ def test_new_scaffolds_a_request_that_only_lacks_content(repo: Repo) -> None:
         "recipients.txt",
     ]
     text = (directory / "mailing.yaml").read_text()
-    assert 'send_at: "2027-01-25 09:00"' in text and "# What is the purpose of the mailing?" in text
+    assert 'send_at: "2027-02-10 09:00"' in text and "# What is the purpose of the mailing?" in text
     code, out, _ = run(["check", "--root", str(repo.root), "--submitted", "2027-01-11"])
     rules = {line.split("[")[1].split("]")[0] for line in out.splitlines() if "[" in line}
-    # Left to do: the recipients, the template's placeholders, and a send_at that matches the id's date.
-    assert code == 1 and rules == {"recipients", "content", "send-time"}
+    # Left to do: the recipients and the template's placeholders.
+    assert code == 1 and rules == {"recipients", "content"}
+
+
+@pytest.mark.parametrize(
+    ("mailing_id", "said"),
+    [
+        (
+            "2027-01-12-news",
+            "send_at 2027-01-25 09:00 (the earliest allowed date: the id's 2027-01-12 is sooner; rename ",
+        ),
+        ("staff-news", "send_at 2027-01-25 09:00 (the earliest allowed date);"),
+        ("2027-02-30-news", "send_at 2027-01-25 09:00 (the earliest allowed date);"),
+        ("20270210-news", "send_at 2027-01-25 09:00 (the earliest allowed date);"),
+    ],
+)
+def test_new_starts_at_the_earliest_date_when_the_id_names_none_that_can_be(
+    repo: Repo, mailing_id: str, said: str
+) -> None:
+    code, out, _ = run(["new", mailing_id, "--root", str(repo.root), "--submitted", "2027-01-11"])
+    assert code == 0 and said in out
+
+
+def test_new_where_no_directory_can_be_made_says_so(repo: Repo) -> None:
+    (repo.root / "mailings").rmdir()
+    (repo.root / "mailings").write_text("not a directory\n")
+    code, out, err = run(["new", "2027-02-10-news", "--root", str(repo.root), "--submitted", "2027-01-11"])
+    assert (code, out) == (2, "")
+    assert err == "mailings: error: mailings/2027-02-10-news: cannot be created: Not a directory\n"
 
 
 @pytest.mark.parametrize("bad", ["Bad_Id", "../escape", "x.y", "Ärende"])
