@@ -298,8 +298,7 @@ def _handle(run: RunContext, directory: Path) -> Outcome:
     decision = decide(mailing, before, run.options.now, run.policy, digest, brake)
     news = decision.state in RECORDED and _news(mailing, run.policy, before, decision, brake)
     if decision.state in RECORDED and not news:
-        # Reported every run (a held mailing must not look forgotten), recorded once.
-        return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
+        return _recorded_control(mailing, decision)
     if decision.state is MailingState.MISSED and miss_recorded(before, digest, controls(mailing, run.policy)):
         # Recorded by an earlier run.
         return Outcome(mailing.id, decision.state, decision.reason, previous=decision.state)
@@ -424,7 +423,7 @@ def _record_control(
     """Write a hold or a cancellation into the send log the first time a run finds it, so that it is news once
     (and a cancellation stays final even if the field were removed)."""
     if not _news(mailing, run.policy, log, decision, brake):
-        return Outcome(mailing.id, decision.state, decision.reason, acted=True, previous=decision.state)
+        return _recorded_control(mailing, decision)
     control = controls(mailing, run.policy, brake)
     kind = "cancelled" if decision.state is MailingState.CANCELLED else "held"
     reason = control.cancel if kind == "cancelled" else control.hold
@@ -434,6 +433,14 @@ def _record_control(
     outcome.previous = before.state
     _tell_contact(run, mailing, journal, outcome)
     return outcome
+
+
+def _recorded_control(mailing: Mailing, decision: Decision) -> Outcome:
+    """A hold or a cancellation an earlier run recorded. A hold is reported every run, so that a held mailing never
+    looks forgotten; a cancellation is final, so after the run that recorded it, it is counted with the mailings
+    there is nothing to do for, not given a line of every run's output for good."""
+    held = decision.state is MailingState.HELD
+    return Outcome(mailing.id, decision.state, decision.reason, acted=held, previous=decision.state)
 
 
 def _tell_contact(run: RunContext, mailing: Mailing, journal: Journal, outcome: Outcome) -> None:

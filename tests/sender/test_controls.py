@@ -57,6 +57,7 @@ def test_a_hold_sends_nothing_is_recorded_once_and_a_release_sends_everyone_once
     assert held.state is again.state is MailingState.HELD
     assert "The date of the event may move" in held.note
     assert held.changed and not again.changed  # news once
+    assert held.acted and again.acted  # said every run: a held mailing must not look forgotten
     assert [e["reason"] for e in events(repo, "held")] == ["The date of the event may move (hold in mailing.yaml)"]
     assert smtp_server.handler.recipients() == []
     edit(repo, hold=None)
@@ -117,7 +118,10 @@ def test_a_cancellation_is_final(repo: Repo, make_server: MakeServer) -> None:
     assert first.accepted == 300 and first.pending == 300
     edit(repo, cancel={"reason": "The event was called off"})
     cancelled = send(repo, server, now="2027-02-10T09:20:00+01:00")
-    assert cancelled.state is MailingState.CANCELLED and cancelled.changed
+    assert cancelled.state is MailingState.CANCELLED and cancelled.changed and cancelled.acted
+    # Said by the run that recorded it; later runs count it with the mailings there is nothing to do for.
+    again = send(repo, server, now="2027-02-10T09:35:00+01:00")
+    assert again.state is MailingState.CANCELLED and not again.changed and not again.acted
     edit(repo, cancel=None)  # the field gone: the send log still says it (and [immutable] refuses the removal)
     server.handler.faults = Faults()
     after = send(repo, server, now=LATER)
