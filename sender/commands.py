@@ -81,7 +81,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     status.add_argument(
         "--all",
         action="store_true",
-        help=f"list every mailing (default: all but those finished more than {RECENT_DAYS} days before --now)",
+        help=f"list every mailing (default: all but those finished or cancelled more than {RECENT_DAYS} days "
+        "before --now)",
     )
     status.set_defaults(func=cmd_status)
 
@@ -490,7 +491,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str], out: TextIO) ->
         json.dump(document, out, indent=2)
         out.write("\n")
         return 1 if problems else 0
-    _status_text(rows, out, older=older + cancelled)
+    _status_text(rows, out, left_out=older + cancelled)
     if older or cancelled:
         more = "and " if rows else ""
         parts = [f"{older:,} finished mailing{'s' if older != 1 else ''} sent"] if older else []
@@ -520,6 +521,8 @@ def _status_rows(
     from sender.finished import FINISHED_STATES, holds, read_index
     from sender.state import MailingState
 
+    final = FINISHED_STATES | {MailingState.CANCELLED.value}
+
     index = read_index(root) if since is not None else {}
     base = root / MAILINGS_DIR
     # Strings, not paths: this runs for every mailing ever sent.
@@ -536,11 +539,11 @@ def _status_rows(
             older += 1
             continue
         row = _status_row(root, base / name, policy, now, special, brake)
-        if before is not None and row.state in FINISHED_STATES and before(row.send_at):
-            older += 1
-            continue
-        if before is not None and row.state == MailingState.CANCELLED.value and before(row.send_at):
-            cancelled += 1
+        if before is not None and row.state in final and before(row.send_at):
+            if row.state == MailingState.CANCELLED.value:
+                cancelled += 1
+            else:
+                older += 1
             continue
         rows.append(row)
     return rows, older, cancelled
@@ -675,9 +678,9 @@ _COLUMNS: tuple[tuple[str, str, Callable[[StatusRow], Any]], ...] = (
 _EXPLAINED = frozenset({"blocked", "missed", "sending", "held", "cancelled"})
 
 
-def _status_text(rows: Sequence[StatusRow], out: TextIO, *, older: int = 0) -> None:
+def _status_text(rows: Sequence[StatusRow], out: TextIO, *, left_out: int = 0) -> None:
     if not rows:
-        out.write("no mailings\n" if not older else "")
+        out.write("no mailings\n" if not left_out else "")
         return
     cells = [[escaped(str(get(row))) for _, _, get in _COLUMNS] for row in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (title, _, _) in enumerate(_COLUMNS)]
