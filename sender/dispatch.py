@@ -83,7 +83,7 @@ from sender.state import (
     start_of,
 )
 from sender.transport import Reply, TransactionResult, Transport, login_refused, transport_factory
-from sender.verp import batch_token, recipient_tokens, token_frame
+from sender.verp import batch_token, recipient_token, recipient_tokens, token_frame
 
 TransportFactory = Callable[[], Transport]
 
@@ -1146,7 +1146,7 @@ class MailingRun:
             # A return path of its own: its bounce names the batch (bulk; in individual mode the recipient, made up
             # front) by a keyed token, never by an address, and only the key can make one (sender.verp).
             if self.mode == "individual":
-                token = recipient_tokens(self.hasher, self.mailing.id, [batch.recipients[0].hash])[0]
+                token = recipient_token(self.hasher, self.mailing.id, batch.recipients[0].hash)
             else:
                 token = batch_token(self.hasher, self.mailing.id, batch.key)
             before, after = self.return_frame

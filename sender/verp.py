@@ -53,12 +53,12 @@ def mailing_tag(bounce_local: str, mailing_id: str) -> str:
 
 def recipient_token(hasher: Hasher, mailing_id: str, recipient_hash: str) -> str:
     """The recipient's token in *mailing_id*'s return path: keyed (journal's hasher), from the send-log hash."""
-    return hasher.of_normalised(f"verp\x00{mailing_id}\x00{recipient_hash}")[:TOKEN_DIGITS]
+    return recipient_tokens(hasher, mailing_id, [recipient_hash])[0]
 
 
 def recipient_tokens(hasher: Hasher, mailing_id: str, recipient_hashes: Iterable[str]) -> list[str]:
-    """`recipient_token` of each of *recipient_hashes*, in order: one loop, as an individual mailing makes one for
-    every recipient."""
+    """`recipient_token` of each of *recipient_hashes*, in order, in one loop: the sender makes one for every
+    recipient of an individual mailing, and the bounce reader one for every recipient it may have to name."""
     prefix = f"verp\x00{mailing_id}\x00"
     return [token[:TOKEN_DIGITS] for token in hasher.of_all_normalised([prefix + h for h in recipient_hashes])]
 
@@ -70,11 +70,8 @@ def batch_token(hasher: Hasher, mailing_id: str, batch_key: str) -> str:
 
 def return_path(bounce_address: str, mailing_id: str, token: str | None = None) -> str:
     """``local+tag[.token]@domain`` for *bounce_address* ``local@domain``."""
-    if not token:
-        local, _, domain = bounce_address.rpartition("@")
-        return f"{local}{DELIMITER}{mailing_tag(local, mailing_id)}@{domain}"
     before, after = token_frame(bounce_address, mailing_id)
-    return before + token + after
+    return f"{before}{token}{after}" if token else f"{before.removesuffix('.')}{after}"
 
 
 def token_frame(bounce_address: str, mailing_id: str) -> tuple[str, str]:
@@ -104,4 +101,5 @@ def tags(bounce_address: str, mailing_ids: Iterable[str]) -> Mapping[str, str]:
 
 def tokens(hasher: Hasher, mailing_id: str, recipient_hashes: Iterable[str]) -> dict[str, str]:
     """Each recipient's token in *mailing_id*, to its send-log hash."""
-    return {recipient_token(hasher, mailing_id, h): h for h in recipient_hashes}
+    hashes = list(recipient_hashes)
+    return dict(zip(recipient_tokens(hasher, mailing_id, hashes), hashes, strict=True))
